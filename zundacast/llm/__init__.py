@@ -1,0 +1,46 @@
+"""Writers: who turns articles into summaries and script segments.
+
+One small interface, two engines: the offline writer (extractive summaries and
+the persona's templates, no keys, no network) and any OpenAI-compatible chat
+endpoint. `get_writer` picks the LLM when `OPENAI_API_KEY` or `OPENAI_BASE_URL`
+is set, the offline writer otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from zundacast.models import Candidate, Summary, Usage
+    from zundacast.show import Environment, Show
+
+
+class LLMError(RuntimeError):
+    """An LLM failure that retrying cannot heal (bad key, unknown model); names what to fix."""
+
+
+class Writer(Protocol):
+    name: str  # "offline" or the model's name
+    cache_key: str  # model + prompt version: part of every cache key of what it writes
+
+    def summarize(self, candidate: Candidate, show: Show) -> Summary:
+        """Digest one article for the host (in Japanese, whatever the article's language)."""
+
+    def write_segment(
+        self, summary: Summary, index: int, total: int, show: Show, feedback: list[str]
+    ) -> tuple[list[str], Usage]:
+        """The host's sentences for one article, in the persona's voice.
+
+        `index` is 0-based; `feedback` lists what the validator rejected last time.
+        """
+
+
+def get_writer(show: Show, env: Environment, stage: str = "summarize") -> Writer:
+    if env.llm_configured:
+        from zundacast.llm.openai_writer import OpenAIWriter
+
+        model = show.llm.summarize_model if stage == "summarize" else show.llm.script_model
+        return OpenAIWriter(show.llm, model=model, env=env)
+    from zundacast.llm.offline import OfflineWriter
+
+    return OfflineWriter()

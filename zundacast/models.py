@@ -1,0 +1,209 @@
+"""The records that travel between stages.
+
+Every stage takes and returns these pydantic models: they serialize to JSON, so
+Prefect can hash them for cache keys and persist them as results, and they are
+what lands in `episode.json` and `candidates.json`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+STAGES: tuple[str, ...] = ("collect", "rank", "summarize", "script", "synthesize", "upload")
+"""The pipeline's stages in order; `--refresh` names from this list."""
+
+
+class Candidate(BaseModel):
+    """One article seen in a feed, with its full text once extracted."""
+
+    url: str  # canonical URL (tracking parameters dropped, redirects resolved)
+    title: str
+    source: str  # the feed's name in the show file
+    feed_url: str = ""
+    language: str = "ja"
+    published: dt.datetime | None = None  # timezone-aware; None when the feed gave no date
+    first_seen: dt.datetime | None = None  # when collection first saw it (undated items count from here)
+    feed_summary: str = ""  # the description the feed carried, plain text
+    bookmarks: int | None = None  # hatena:bookmarkcount and the like
+    text: str = ""  # extracted main text ("" until extraction ran or when it failed)
+    author: str = ""
+    site_name: str = ""
+    extraction_error: str = ""  # why the full text is missing, when it is
+
+
+class CandidateSnapshot(BaseModel):
+    """What `{date}/candidates.json` holds: the input of a rerun of that date."""
+
+    date: dt.date
+    show: str
+    collected_at: dt.datetime
+    candidates: list[Candidate]
+    feed_errors: dict[str, str] = Field(default_factory=dict)  # feed name -> why it was skipped
+
+
+class ScoredCandidate(BaseModel):
+    """A candidate with the parts of its score and the editor's verdict."""
+
+    candidate: Candidate
+    score: float
+    parts: dict[str, float] = Field(default_factory=dict)  # popularity, recency, relevance, source ...
+    verdict: Literal["pick", "spare", "skip"] = "skip"
+    reason: str = ""
+
+
+class Pick(BaseModel):
+    """An article chosen for the episode (or a spare waiting to replace one)."""
+
+    rank: int  # 1-based order in the episode
+    candidate: Candidate
+    score: float
+    parts: dict[str, float] = Field(default_factory=dict)
+
+
+class Ranking(BaseModel):
+    picks: list[Pick]
+    spares: list[Pick] = Field(default_factory=list)
+    table: list[ScoredCandidate] = Field(default_factory=list)  # every candidate, for the artifact
+
+
+class Usage(BaseModel):
+    """LLM token usage; all zero for the offline writer."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            requests=self.requests + other.requests,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 6),
+        )
+
+
+class Summary(BaseModel):
+    """One article, digested for the host."""
+
+    url: str
+    source: str
+    title: str  # the article's own title, as published
+    spoken_title: str  # the title as the host says it (Japanese)
+    summary: str  # Japanese prose, a few sentences
+    key_points: list[str] = Field(default_factory=list)  # with the article's concrete numbers
+    why_it_matters: str = ""
+    language: str = "ja"  # the article's language
+    writer: str = "offline"  # "offline" or the model's name
+    usage: Usage = Field(default_factory=Usage)
+
+
+class Sentence(BaseModel):
+    """One spoken sentence: what the transcript shows and what the voice reads."""
+
+    text: str  # display text, original spelling
+    speech: str  # normalized for TTS (no ASCII letters)
+
+
+class Section(BaseModel):
+    """A stretch of the episode that becomes one chapter."""
+
+    kind: Literal["opening", "article", "closing"]
+    title: str  # chapter title
+    url: str = ""  # the article, for article sections
+    sentences: list[Sentence]
+
+
+class Script(BaseModel):
+    date: dt.date
+    weekday: str  # Japanese weekday, e.g. 木曜日 (computed from the date)
+    show_title: str
+    sections: list[Section]
+    writer: str = "offline"
+    usage: Usage = Field(default_factory=Usage)
+    fallbacks: list[str] = Field(default_factory=list)  # segments the offline writer had to take over
+
+    def transcript(self) -> str:
+        """The whole script as displayed: a paragraph per section, `----` between articles."""
+        blocks = ["".join(s.text for s in section.sentences) for section in self.sections]
+        return "\n----\n".join(blocks)
+
+
+class Cue(BaseModel):
+    """One utterance's place in the finished audio (a WebVTT cue)."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+class Chapter(BaseModel):
+    title: str
+    start_s: float
+    end_s: float
+    url: str = ""
+
+
+class AudioBundle(BaseModel):
+    """The synthesized episode, ready to publish."""
+
+    mp3_path: str  # a file in the work folder, content-addressed so it is immutable
+    sha256: str
+    size_bytes: int
+    duration_s: float
+    loudness_lufs: float
+    true_peak_dbtp: float
+    engine: str  # voice engine name
+    chapters: list[Chapter]
+    cues: list[Cue]
+    utterances: int = 0
+    synthesized: int = 0  # utterances synthesized this run (the rest came from the utterance cache)
+
+
+class EpisodeRecord(BaseModel):
+    """What `{date}/episode.json` holds, and one entry of `episodes.json`."""
+
+    date: dt.date
+    title: str
+    show: str
+    picks: list[dict[str, str]]  # title, url, source
+    summaries: list[Summary] = Field(default_factory=list)
+    transcript: str
+    duration_s: float
+    size_bytes: int
+    sha256: str
+    loudness_lufs: float
+    true_peak_dbtp: float
+    chapters: list[Chapter]
+    usage: Usage
+    engine: str
+    writer: str
+    published_at: dt.datetime
+    files: dict[str, str] = Field(default_factory=dict)  # role (mp3, vtt, chapters, page) -> key in the store
+
+
+class PublishResult(BaseModel):
+    episode_key: str  # where episode.json went
+    episode_url: str  # public URL (or file path) of the MP3
+    feed_url: str
+    page_url: str = ""
+    keys: list[str] = Field(default_factory=list)  # every object written, in write order
+
+
+class StageReport(BaseModel):
+    status: Literal["computed", "cached"]
+    seconds: float
+
+
+class RunSummary(BaseModel):
+    """The CLI's one-line summary (`--json`)."""
+
+    episode: str
+    date: dt.date
+    stages: dict[str, StageReport]
+    duration_s: float
+    mp3: str = ""
+    feed: str = ""

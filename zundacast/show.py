@@ -1,0 +1,224 @@
+"""The show file (TOML) and the environment.
+
+A show file says what the show is: its feeds, persona, voice, schedule and
+storage. Secrets never live there: they come from the environment only
+(`Environment`), and no record that is logged, cached or published holds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHOWS_DIR = Path(__file__).resolve().parent.parent / "shows"
+PACKAGED_SHOWS_DIR = Path(__file__).resolve().parent / "shows"  # where a wheel install puts them
+
+
+class ShowFileError(ValueError):
+    """A show file that cannot be used; the message names the file and the field to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Strict):
+    name: str
+    url: str
+    weight: float = Field(1.0, ge=0)
+    language: str = "ja"
+    topics: list[str] = Field(default_factory=list)  # keep only items mentioning one of these (empty: all)
+
+
+class ShowInfo(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str
+    host: str = "ずんだもん"
+    author: str = "zundacast"
+    owner_email: str = ""
+    description: str = ""
+    language: str = "ja"
+    timezone: str = "Asia/Tokyo"
+    category: str = "Technology"
+    subcategory: str = ""
+    explicit: bool = False
+    base_url: str = ""  # public URL of the store prefix (CDN or custom domain); "" = the store's own
+    cover: str = ""  # path (relative to the show file) of the cover image; "" = bundled cover
+    podcast_guid: str = ""  # Podcasting 2.0 guid; "" = derived from the feed URL as the spec says
+    locked: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Asia/Tokyo)") from exc
+        return value
+
+
+class ScheduleConfig(_Strict):
+    cron: str = "0 6 * * 1-5"  # in the show's timezone
+    cutoff: dt.time = dt.time(6, 0)  # the date window ends at this time on the episode's date
+    window_hours: float = Field(24, gt=0)
+
+
+class CollectConfig(_Strict):
+    max_pages: int = Field(12, ge=1)  # full-text extractions per run
+    concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(10, gt=0)
+    max_bytes: int = Field(3_000_000, gt=0)
+    min_text_chars: int = Field(300, ge=0)
+    min_candidates: int = Field(3, ge=1)
+    allow_hosts: list[str] = Field(default_factory=list)  # hosts allowed even if they are private/loopback
+    user_agent: str = "zundacast/0.1 (+https://github.com/zundacast/zundacast)"
+
+
+class RankConfig(_Strict):
+    picks: int = Field(3, ge=1, le=8)
+    spares: int = Field(2, ge=0)
+    topics: list[str] = Field(default_factory=list)  # keywords the audience cares about
+    history_episodes: int = Field(14, ge=0)  # nothing covered in this many recent episodes
+    max_per_source: int = Field(2, ge=1)
+
+
+class LLMConfig(_Strict):
+    summarize_model: str = "gpt-4o-mini"
+    script_model: str = "gpt-4o-mini"
+    max_input_tokens: int = Field(6000, gt=100)
+    concurrency: int = Field(4, ge=1)
+    temperature: float = 0.7
+    max_attempts: int = Field(3, ge=1)  # per segment, before the offline writer takes over
+    # USD per million tokens, for the cost estimate
+    price_input_per_m: float = 0.15
+    price_output_per_m: float = 0.60
+
+
+class VoicevoxConfig(_Strict):
+    url: str = "http://127.0.0.1:50021"  # VOICEVOX_URL wins
+    speaker: int = 3  # ずんだもん ノーマル
+    speed_scale: float = 1.1
+    pitch_scale: float = 0.0
+    intonation_scale: float = 1.0
+    volume_scale: float = 1.0
+    pre_phoneme_length: float = 0.05
+    post_phoneme_length: float = 0.05
+
+
+class OpenAITTSConfig(_Strict):
+    model: str = "gpt-4o-mini-tts"
+    voice: str = "sage"
+    instructions: str = "明るく元気な子どものキャラクターとして、日本語で楽しそうに話してください。"
+    speed: float = 1.0
+
+
+class OpenJTalkConfig(_Strict):
+    speed: float = 1.1
+    half_tone: float = 3.0  # a little higher, closer to Zundamon
+
+
+class VoiceConfig(_Strict):
+    engine: Literal["openjtalk", "voicevox", "openai"] = "openjtalk"
+    concurrency: int = Field(2, ge=1)
+    openjtalk: OpenJTalkConfig = Field(default_factory=OpenJTalkConfig)
+    voicevox: VoicevoxConfig = Field(default_factory=VoicevoxConfig)
+    openai: OpenAITTSConfig = Field(default_factory=OpenAITTSConfig)
+
+
+class AudioConfig(_Strict):
+    bitrate_kbps: int = Field(96, ge=32, le=320)
+    sample_rate: int = 44100
+    target_lufs: float = -16.0
+    true_peak_dbtp: float = -1.0
+    sentence_pause_s: float = Field(0.35, ge=0)
+    section_pause_s: float = Field(0.9, ge=0)
+    jingle: bool = True
+    music: str = ""  # optional background music file, ducked under the voice
+
+
+class StorageConfig(_Strict):
+    url: str = "./public"  # a folder, file:// URL or s3://bucket/prefix; ZUNDACAST_STORE and --store win
+
+
+class Show(_Strict):
+    """A whole show file."""
+
+    show: ShowInfo
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    rank: RankConfig = Field(default_factory=RankConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    pronunciation: dict[str, str] = Field(default_factory=dict)  # word -> katakana; user entries win
+    feeds: list[FeedConfig] = Field(min_length=1)
+    source_path: str = ""  # where it was read from (set by load_show)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.show.timezone)
+
+
+class Environment(BaseSettings):
+    """Settings and secrets from the environment (never from the show file)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    zundacast_store: str = ""
+    zundacast_home: str = ""  # caches and work files; default ~/.cache/zundacast
+    zundacast_webhook_url: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = ""
+    voicevox_url: str = ""
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.zundacast_home or Path.home() / ".cache" / "zundacast").expanduser()
+
+
+def show_path(name_or_path: str) -> Path:
+    """Find a show file: a path, or a name in ./shows, the project's shows/ or the packaged ones."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise ShowFileError(f"show file {candidate} does not exist")
+        return candidate
+    for folder in (Path.cwd() / "shows", SHOWS_DIR, PACKAGED_SHOWS_DIR):
+        path = folder / f"{name_or_path}.toml"
+        if path.is_file():
+            return path
+    raise ShowFileError(
+        f"no show named {name_or_path!r}: expected shows/{name_or_path}.toml or a path to a .toml file"
+    )
+
+
+def load_show(name_or_path: str) -> Show:
+    """Read and validate a show file; errors name the file and the field."""
+    path = show_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ShowFileError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_show(raw, str(path))
+
+
+def parse_show(raw: dict, source: str = "<show>") -> Show:
+    try:
+        return Show.model_validate({**raw, "source_path": source})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            problems.append(f"  {field}: {error['msg']}")
+        raise ShowFileError(f"{source}: invalid show file\n" + "\n".join(problems)) from None

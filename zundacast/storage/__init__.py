@@ -1,0 +1,43 @@
+"""Where episodes are published: one small interface, two engines.
+
+`open_store(url)` picks the engine from the URL: a folder path or `file://` URL
+gives `LocalStore` (the exact layout of the bucket, for the offline default),
+`s3://bucket/prefix` gives `S3Store` (S3, MinIO, R2 ... through boto3).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class StoreError(RuntimeError):
+    """A write or read that failed; the message names the store and the key."""
+
+
+class Store(Protocol):
+    url: str  # as configured, e.g. ./public or s3://bucket/prefix (never holds a secret)
+
+    def put(self, key: str, data: bytes, content_type: str, cache_control: str = "") -> None:
+        """Write `data` at `key` (relative to the prefix) and verify it landed whole."""
+
+    def put_file(self, key: str, path: str, content_type: str, cache_control: str = "") -> None:
+        """Like put, from a file (multipart for large files on S3)."""
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+
+    def public_url(self, key: str, base_url: str = "") -> str:
+        """The URL listeners use: `base_url` + key when given, else the store's own address."""
+
+    def describe(self, key: str) -> str:
+        """A human-readable location of `key` (a path or s3:// URL) for messages."""
+
+
+def open_store(url: str) -> Store:
+    if url.startswith("s3://"):
+        from zundacast.storage.s3 import S3Store
+
+        return S3Store(url)
+    from zundacast.storage.local import LocalStore
+
+    return LocalStore(url)

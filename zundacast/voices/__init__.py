@@ -1,0 +1,56 @@
+"""Voice engines: one small interface (text -> PCM), chosen in the show file.
+
+An engine is a plain object with a name, an input limit, a concurrency limit, a
+`cache_key` naming everything that changes its sound (so the per-utterance cache
+never serves a sentence said with other settings) and `synthesize`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from zundacast.show import Environment, VoiceConfig
+
+
+class VoiceError(RuntimeError):
+    """Synthesis failed; the message names the engine and the sentence."""
+
+
+class PCM(BaseModel):
+    """Mono audio: float32 samples in [-1, 1]."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+class Voice(Protocol):
+    name: str  # e.g. "openjtalk", "voicevox"
+    max_chars: int  # longest text one request may carry
+    concurrency: int  # how many requests at once the engine takes well
+
+    def cache_key(self) -> str:
+        """Engine + voice + parameters: everything but the text that changes the sound."""
+
+    def synthesize(self, text: str) -> PCM:
+        """Speak one utterance (already normalized for speech)."""
+
+
+def get_voice(config: VoiceConfig, env: Environment) -> Voice:
+    if config.engine == "voicevox":
+        from zundacast.voices.voicevox import VoicevoxVoice
+
+        return VoicevoxVoice(config.voicevox, url=env.voicevox_url or config.voicevox.url,
+                             concurrency=config.concurrency)
+    if config.engine == "openai":
+        from zundacast.voices.openai_tts import OpenAIVoice
+
+        return OpenAIVoice(config.openai, env=env, concurrency=config.concurrency)
+    from zundacast.voices.openjtalk import OpenJTalkVoice
+
+    return OpenJTalkVoice(config.openjtalk, concurrency=config.concurrency)
