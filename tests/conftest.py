@@ -1,0 +1,28 @@
+"""Shared test setup: every test runs with its own home and no real credentials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Prefect offline: no telemetry (it fails without internet and once locked the SQLite database),
+# and room for the ephemeral server's start on a loaded 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+_CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "VOICEVOX_URL", "ZUNDACAST_STORE", "ZUNDACAST_WEBHOOK_URL",
+            "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ZUNDACAST_HOME at a fresh folder and drop credentials from the environment."""
+    home = tmp_path / "zundacast-home"
+    home.mkdir()
+    monkeypatch.setenv("ZUNDACAST_HOME", str(home))
+    for name in _CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    return home
