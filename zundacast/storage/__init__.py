@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from zundacast.errors import PermanentError
+
 
 class StoreError(RuntimeError):
     """A write or read that failed; the message names the store and the key."""
+
+
+class PermanentStoreError(StoreError, PermanentError):
+    """A store failure a retry cannot heal (no credentials, access denied, no such bucket, a bad key)."""
 
 
 class Store(Protocol):
@@ -31,6 +37,23 @@ class Store(Protocol):
 
     def describe(self, key: str) -> str:
         """A human-readable location of `key` (a path or s3:// URL) for messages."""
+
+
+def check_key(key: str) -> str:
+    """A key relative to the store's prefix: no leading slash, no `..`, no empty parts."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in parts):
+        raise PermanentStoreError(f"invalid store key {key!r}: use a relative path such as 2025-07-24/episode.mp3")
+    return key
+
+
+def resolve_store_url(url: str) -> str:
+    """The store URL in a form that means the same from any working folder (cache keys hold it)."""
+    if url.startswith(("s3://", "file://")):
+        return url.rstrip("/")
+    from pathlib import Path
+
+    return str(Path(url).expanduser().resolve())
 
 
 def open_store(url: str) -> Store:

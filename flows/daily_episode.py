@@ -1,0 +1,163 @@
+"""The recipe of one episode: collect, rank, summarize, script, synthesize, upload.
+
+Each step is a Prefect task that retries and caches on its own (see
+`zundacast.stage`), so a rerun of a date recomputes only what changed, and
+`refresh` forces the named stages (and everything after them) to run again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.futures import wait
+
+from tasks.collect import collect
+from tasks.rank import rank
+from tasks.script import write_script
+from tasks.summarize import summarize
+from tasks.synthesize import synthesize
+from tasks.upload import read_history, upload
+from zundacast.dates import parse_episode_date
+from zundacast.llm import get_writer
+from zundacast.models import STAGES, RunSummary, StageReport
+from zundacast.notify import notify_failure
+from zundacast.show import Environment, Show, load_show
+from zundacast.storage import open_store, resolve_store_url
+
+Stage = Literal["collect", "rank", "summarize", "script", "synthesize", "upload"]
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    show = params.get("show", "show")
+    show_id = show if isinstance(show, str) else show.get("show", {}).get("id", "show")
+    return f"{show_id}-{params.get('episode_date') or 'today'}"
+
+
+@flow(name="daily-episode", flow_run_name=_run_name, validate_parameters=True)
+def daily_episode(
+    episode_date: dt.date | None = None,
+    show: str | Show = "zundamon-ai",
+    refresh: list[Stage] | None = None,
+    store: str = "",
+) -> RunSummary:
+    """Make and publish one episode of `show` for `episode_date` (default: today in the show's timezone).
+
+    `refresh` lists stages to recompute even if cached; the stages after them follow.
+    `store` overrides where the episode is published (else ZUNDACAST_STORE, else the show file).
+    """
+    env = Environment()
+    show_cfg = show if isinstance(show, Show) else load_show(show)
+    day = parse_episode_date(episode_date, show_cfg.show.timezone)
+    store_url = resolve_store_url(store or env.zundacast_store or show_cfg.storage.url)
+    run = StageRunner(refresh or [])
+    try:
+        with one_run_per_show_and_date(show_cfg.show.id, day):
+            return make_episode(show_cfg, day, store_url, env, run)
+    except BaseException as exc:
+        if env.zundacast_webhook_url:
+            notify_failure(env.zundacast_webhook_url.get_secret_value(), show_cfg.show.id, day,
+                           run.current or "setup", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run: StageRunner) -> RunSummary:
+    started = time.perf_counter()
+    store = open_store(store_url)
+    summary_writer = get_writer(show, env, stage="summarize")
+    script_writer = get_writer(show, env, stage="script")
+    if not env.llm_configured:
+        run.say("no OPENAI_API_KEY or OPENAI_BASE_URL: the offline writer writes today's episode")
+
+    snapshot = run("collect", collect, show, day, store_url, refresh="collect" in run.refreshed)
+    ranking = run("rank", rank, snapshot, show, day, read_history(store))
+    summaries = run.mapped("summarize", summarize, [pick.candidate for pick in ranking.picks],
+                           llm=show.llm, writer_key=summary_writer.cache_key)
+    script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
+                 script_writer.cache_key)
+    bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show)
+    published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
+
+    create_markdown_artifact(
+        key=f"episode-{show.show.id}-{day.isoformat()}",
+        markdown=(f"# {show.show.title} {day.isoformat()}\n\n"
+                  f"- episode: {published.episode_url}\n- feed: {published.feed_url}\n"
+                  f"- page: {published.page_url}\n- duration: {bundle.duration_s:.0f} s, "
+                  f"{bundle.loudness_lufs:.1f} LUFS\n"),
+        description="Where today's episode was published",
+    )
+    return RunSummary(
+        episode=published.episode_key, date=day, stages=run.reports,
+        duration_s=round(time.perf_counter() - started, 3),
+        mp3=published.episode_url, feed=published.feed_url,
+    )
+
+
+class StageRunner:
+    """Runs each stage task, forcing a refresh from the first refreshed stage on, and reports on it."""
+
+    def __init__(self, refresh: list[str]) -> None:
+        unknown = sorted(set(refresh) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stage(s) to refresh: {', '.join(unknown)} "
+                             f"(stages: {', '.join(STAGES)})")
+        first = min((STAGES.index(stage) for stage in refresh), default=len(STAGES))
+        self.refreshed = set(STAGES[first:])
+        self.reports: dict[str, StageReport] = {}
+        self.current = ""
+
+    def say(self, line: str) -> None:
+        get_run_logger().info(line)
+        if os.environ.get("ZUNDACAST_PROGRESS"):
+            print(line, file=sys.stderr, flush=True)
+
+    def _task(self, name: str, task: Any) -> Any:
+        self.current = name
+        self.say(f"▶ {name}")
+        return task.with_options(refresh_cache=True) if name in self.refreshed else task
+
+    def _done(self, name: str, started: float, cached: bool) -> None:
+        report = StageReport(status="cached" if cached else "computed",
+                             seconds=round(time.perf_counter() - started, 3))
+        self.reports[name] = report
+        self.say(f"✓ {name}: {report.status} in {report.seconds:.2f} s")
+
+    def __call__(self, name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        state = self._task(name, task)(*args, return_state=True, **kwargs)
+        result = state.result()  # raises the stage's error when it failed
+        self._done(name, started, cached=state.name == "Cached")
+        return result
+
+    def mapped(self, name: str, task: Any, items: list[Any], **kwargs: Any) -> list[Any]:
+        """One task run per item, concurrently; the stage counts as cached only if every run was."""
+        started = time.perf_counter()
+        runnable = self._task(name, task)
+        futures = [runnable.submit(item, **kwargs) for item in items]
+        wait(futures)
+        states = [future.state for future in futures]
+        results = [state.result() for state in states]
+        self._done(name, started, cached=all(state.name == "Cached" for state in states))
+        return results
+
+
+@contextmanager
+def one_run_per_show_and_date(show_id: str, day: dt.date) -> Iterator[None]:
+    """Two runs for the same show and date never interleave: a Prefect concurrency limit of one."""
+    name = f"zundacast-{show_id}-{day.isoformat()}"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    with concurrency(name, occupy=1, strict=True):
+        yield

@@ -1,0 +1,135 @@
+"""The whole flow on the bundled sample day, through Prefect's test harness.
+
+One module-scoped pair of runs (first computes, second is served from cache) and a
+refresh run, shared by the assertions below: each full run synthesizes minutes of
+audio, so the runs are made once and inspected many ways.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+
+from zundacast.models import STAGES, RunSummary
+from zundacast.speech import persona_ratio
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, Any]]:
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+
+    from flows.daily_episode import daily_episode
+    from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
+
+    root = tmp_path_factory.mktemp("flow")
+    store = root / "public"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZUNDACAST_HOME", str(root / "home"))
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "VOICEVOX_URL", "ZUNDACAST_STORE",
+                 "ZUNDACAST_WEBHOOK_URL"):
+        mp.delenv(name, raising=False)
+    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: root / "results"}), \
+            serve_sample_day(port=0) as base_url:
+        show = sample_show(base_url)
+        first = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store))
+        second = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store))
+        feed_after_second = (store / "feed.xml").read_bytes()
+        refreshed = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store),
+                                  refresh=["synthesize"])
+    mp.undo()
+    yield {"first": first, "second": second, "refreshed": refreshed, "store": store,
+           "date": SAMPLE_DATE, "feed_after_second": feed_after_second}
+
+
+def _statuses(summary: RunSummary) -> dict[str, str]:
+    return {name: report.status for name, report in summary.stages.items()}
+
+
+def test_first_run_computes_every_stage(runs: dict[str, Any]) -> None:
+    assert _statuses(runs["first"]) == dict.fromkeys(STAGES, "computed")
+
+
+def test_second_run_is_served_from_cache(runs: dict[str, Any]) -> None:
+    assert _statuses(runs["second"]) == dict.fromkeys(STAGES, "cached")
+
+
+def test_refresh_synthesize_recomputes_synthesis_and_upload_only(runs: dict[str, Any]) -> None:
+    statuses = _statuses(runs["refreshed"])
+    assert statuses == {"collect": "cached", "rank": "cached", "summarize": "cached", "script": "cached",
+                        "synthesize": "computed", "upload": "computed"}
+
+
+def test_store_holds_the_episode_and_a_feed_with_its_real_size(runs: dict[str, Any]) -> None:
+    day_dir = runs["store"] / runs["date"].isoformat()
+    for name in ("episode.mp3", "transcript.vtt", "episode.json", "chapters.json", "candidates.json",
+                 "index.html"):
+        assert (day_dir / name).is_file(), name
+    feed = feedparser.parse((runs["store"] / "feed.xml").read_bytes())
+    assert not feed.bozo, feed.get("bozo_exception")
+    assert len(feed.entries) == 1
+    enclosure = feed.entries[0].enclosures[0]
+    assert int(enclosure["length"]) == (day_dir / "episode.mp3").stat().st_size
+
+
+def test_episode_json_describes_the_episode(runs: dict[str, Any]) -> None:
+    record = json.loads((runs["store"] / runs["date"].isoformat() / "episode.json").read_text("utf-8"))
+    assert record["date"] == "2026-11-20"
+    assert record["duration_s"] >= 120
+    assert len(record["picks"]) == 3 and all(p["url"] and p["title"] for p in record["picks"])
+    assert record["chapters"][0]["title"] == "オープニング"
+    assert len(record["chapters"]) == len(record["picks"]) + 2
+    assert record["usage"]["prompt_tokens"] == 0  # offline writer
+
+
+def test_script_names_the_weekday_and_each_pick_in_order(runs: dict[str, Any]) -> None:
+    record = json.loads((runs["store"] / runs["date"].isoformat() / "episode.json").read_text("utf-8"))
+    transcript: str = record["transcript"]
+    assert "2026年11月20日、金曜日" in transcript
+    segments = transcript.split("----")[1:]
+    assert len(segments) >= len(record["picks"])
+    positions = [transcript.find(summary["spoken_title"]) for summary in record["summaries"]]
+    assert all(p > 0 for p in positions) and positions == sorted(positions)
+
+
+def test_persona_ratio_over_ninety_percent(runs: dict[str, Any]) -> None:
+    from zundacast.speech import split_sentences
+
+    record = json.loads((runs["store"] / runs["date"].isoformat() / "episode.json").read_text("utf-8"))
+    sentences = [s for line in record["transcript"].split("\n") if line != "----"
+                 for s in split_sentences(line)]
+    assert persona_ratio(sentences) >= 0.9
+
+
+def test_rerun_replaces_the_episode_instead_of_adding_one(runs: dict[str, Any]) -> None:
+    feed = feedparser.parse((runs["store"] / "feed.xml").read_bytes())
+    assert len(feed.entries) == 1
+    episodes = json.loads((runs["store"] / "episodes.json").read_text("utf-8"))
+    assert len(episodes) == 1
+
+
+def test_cli_demo_json_summary_is_the_last_line(tmp_path: Path) -> None:
+    """The CLI contract other tooling relies on, in a real subprocess (ephemeral Prefect API)."""
+    env = {"ZUNDACAST_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env["PATH"] = os.path.dirname(sys.executable) + ":" + env["PATH"]
+    done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--json",
+                           "--store", str(tmp_path / "public")],
+                          capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(summary) >= {"episode", "date", "stages", "duration_s"}
+    assert summary["date"] == "2026-11-20"
+    assert set(summary["stages"]) == set(STAGES)
+    assert all(stage["status"] in ("computed", "cached") for stage in summary["stages"].values())
+    assert Path(summary["episode"]).is_file()
+    assert "▶ collect" in done.stderr and "✓ upload" in done.stderr

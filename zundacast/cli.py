@@ -1,0 +1,114 @@
+"""`zundacast demo` and `zundacast run`: the episode from the command line.
+
+Progress goes to stderr; the result to stdout (with `--json`, its last line is
+the run summary as one JSON object, which other tooling relies on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from zundacast.models import STAGES, RunSummary
+
+# Prefect offline-friendly defaults, set before Prefect is imported: no telemetry (it fails without
+# internet and once locked the SQLite database), room for the ephemeral API's start on a slow machine,
+# and Prefect's own chatter kept to warnings (our progress lines say what happens).
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    for name, value in _PREFECT_DEFAULTS.items():
+        if name == "PREFECT_LOGGING_LEVEL" and args.verbose:
+            value = "INFO"
+        os.environ.setdefault(name, value)
+    os.environ["ZUNDACAST_PROGRESS"] = "1"
+    from zundacast.errors import ZundacastError
+    from zundacast.show import ShowFileError
+
+    try:
+        summary = args.handler(args)
+    except (ZundacastError, ShowFileError, ValueError) as exc:
+        print(f"zundacast: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zundacast: interrupted; a rerun resumes from the caches", file=sys.stderr)
+        return 130
+    _print_summary(summary, as_json=args.json)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zundacast", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+
+    def common(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--store", default="",
+                             help="where to publish: a folder, file:// URL or s3://bucket/prefix "
+                                  "(default: $ZUNDACAST_STORE, else the show file's, else ./public)")
+        command.add_argument("--refresh", nargs="+", default=[], choices=STAGES, metavar="STAGE",
+                             help=f"recompute these stages and the ones after them ({', '.join(STAGES)})")
+        command.add_argument("--json", action="store_true", help="end with the run summary as one JSON line")
+        command.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
+
+    demo = commands.add_parser("demo", help="make the bundled sample day's episode, offline, no keys")
+    common(demo)
+    demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="make one date's episode from the show's feeds")
+    run.add_argument("--date", default="", help="YYYY-MM-DD (default: today in the show's timezone)")
+    run.add_argument("--show", default="zundamon-ai", help="show name (shows/NAME.toml) or path to a .toml")
+    common(run)
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _store(args: argparse.Namespace) -> str:
+    return args.store or os.environ.get("ZUNDACAST_STORE", "")
+
+
+def _demo(args: argparse.Namespace) -> RunSummary:
+    from flows.daily_episode import daily_episode
+    from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
+
+    with serve_sample_day() as base_url:
+        print(f"sample day {SAMPLE_DATE.isoformat()} served at {base_url}", file=sys.stderr)
+        return daily_episode(episode_date=SAMPLE_DATE, show=sample_show(base_url),
+                             refresh=args.refresh, store=_store(args) or "./public")
+
+
+def _run(args: argparse.Namespace) -> RunSummary:
+    from flows.daily_episode import daily_episode
+    from zundacast.dates import parse_episode_date
+    from zundacast.show import load_show
+
+    show = load_show(args.show)  # fails early, naming the field, before Prefect starts
+    day = parse_episode_date(args.date or None, show.show.timezone)
+    return daily_episode(episode_date=day, show=args.show, refresh=args.refresh, store=_store(args))
+
+
+def _print_summary(summary: RunSummary, as_json: bool) -> None:
+    computed = [name for name, report in summary.stages.items() if report.status == "computed"]
+    print(f"episode {summary.date.isoformat()} published: {summary.mp3}")
+    print(f"  episode.json: {summary.episode}")
+    print(f"  feed: {summary.feed}")
+    print(f"  {len(summary.stages)} stages in {summary.duration_s:.1f} s "
+          f"({', '.join(computed) + ' computed' if computed else 'all cached'})")
+    if as_json:
+        print(json.dumps(summary.model_dump(mode="json"), ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
