@@ -8,6 +8,7 @@ Each step is a Prefect task that retries and caches on its own (see
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.futures import wait
+from prefect.settings import get_current_settings
 
 from tasks.collect import collect
 from tasks.rank import rank
@@ -155,9 +157,24 @@ class StageRunner:
 
 @contextmanager
 def one_run_per_show_and_date(show_id: str, day: dt.date) -> Iterator[None]:
-    """Two runs for the same show and date never interleave: a Prefect concurrency limit of one."""
+    """Two runs for the same show and date never interleave.
+
+    Against a Prefect server that outlives this process, a global concurrency limit of one
+    (its lease lapses if the holder dies). Prefect's ephemeral API dies with the process and would
+    leave a killed run's slot taken forever, so there an OS file lock, released on death, does it.
+    """
     name = f"zundacast-{show_id}-{day.isoformat()}"
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
-    with concurrency(name, occupy=1, strict=True):
-        yield
+    if get_current_settings().api.url and not os.environ.get("ZUNDACAST_PRIVATE_PREFECT_API"):
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+        with concurrency(name, occupy=1, strict=True, lease_duration=120):
+            yield
+        return
+    lock_path = Environment().home / "locks" / f"{name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other run of this date to finish
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
