@@ -1,7 +1,481 @@
-"""Spoken-text normalization (placeholder; being written in tests/test_speech.py's issue)."""
+"""Spoken-text normalization: what every TTS engine should read, plus sentence splitting and persona checks.
+
+The transcript keeps the original spelling; only the speech goes through `to_speech`. OpenJTalk spells
+unknown English letter by letter and OpenAI TTS reads it as English, so we turn every ASCII word into
+katakana ourselves and all engines say the same thing.
+"""
 
 from __future__ import annotations
 
+import functools
+import re
+import threading
+import unicodedata
+from collections.abc import Callable
+
+# --- tables --------------------------------------------------------------------------------------------
+
+# The Japanese way of naming the Latin letters (what listeners hear in エーアイ, ジーピーユー).
+LETTER_NAMES: dict[str, str] = {
+    "A": "エー", "B": "ビー", "C": "シー", "D": "ディー", "E": "イー", "F": "エフ", "G": "ジー",
+    "H": "エイチ", "I": "アイ", "J": "ジェー", "K": "ケー", "L": "エル", "M": "エム", "N": "エヌ",
+    "O": "オー", "P": "ピー", "Q": "キュー", "R": "アール", "S": "エス", "T": "ティー", "U": "ユー",
+    "V": "ブイ", "W": "ダブリュー", "X": "エックス", "Y": "ワイ", "Z": "ゼット",
+}  # fmt: skip
+
+# A lone digit glued to a name is read in English (K2 → ケーツー, GPT-4o → ジーピーティーフォーオー).
+ENGLISH_DIGITS: dict[str, str] = {
+    "0": "ゼロ", "1": "ワン", "2": "ツー", "3": "スリー", "4": "フォー", "5": "ファイブ", "6": "シックス",
+    "7": "セブン", "8": "エイト", "9": "ナイン",
+}  # fmt: skip
+
+# Names and words whose reading is not derivable from letters or e2k (or that e2k gets wrong).
+# Matched as whole words, case-sensitive first, then case-insensitive.
+BUILTIN_READINGS: dict[str, str] = {
+    # companies and services
+    "NVIDIA": "エヌビディア", "Apple": "アップル", "Google": "グーグル", "GitHub": "ギットハブ",
+    "GitLab": "ギットラボ", "OpenAI": "オープンエーアイ", "PyPI": "パイピーアイ",
+    "Microsoft": "マイクロソフト",
+    "Meta": "メタ", "Anthropic": "アンスロピック", "Amazon": "アマゾン", "Intel": "インテル",
+    "Qualcomm": "クアルコム", "Samsung": "サムスン", "Tesla": "テスラ", "xAI": "エックスエーアイ",
+    "Hugging Face": "ハギングフェイス", "HuggingFace": "ハギングフェイス", "DeepSeek": "ディープシーク",
+    "Moonshot": "ムーンショット", "Mistral": "ミストラル", "Cohere": "コヒア",
+    "Perplexity": "パープレキシティ",
+    "Cloudflare": "クラウドフレア", "YouTube": "ユーチューブ", "Slack": "スラック", "Kaggle": "カグル",
+    "arXiv": "アーカイブ", "Qiita": "キータ", "Zenn": "ゼン", "GIGAZINE": "ギガジン",
+    "ITmedia": "アイティメディア",
+    "gihyo": "ギヒョー", "Publickey": "パブリッキー", "TechCrunch": "テッククランチ",
+    # products and models
+    "iOS": "アイオーエス", "iPadOS": "アイパッドオーエス", "macOS": "マックオーエス",
+    "iPhone": "アイフォーン",
+    "iPad": "アイパッド", "MacBook": "マックブック", "AirPods": "エアポッズ", "Vision Pro": "ビジョンプロ",
+    "Siri": "シリ", "Alexa": "アレクサ", "Android": "アンドロイド", "Pixel": "ピクセル",
+    "Windows": "ウィンドウズ",
+    "Linux": "リナックス", "Ubuntu": "ウブントゥ", "Debian": "デビアン", "ChatGPT": "チャットジーピーティー",
+    "Claude": "クロード", "Gemini": "ジェミニ", "Gemma": "ジェマ", "Grok": "グロック",
+    "Copilot": "コパイロット",
+    "Llama": "ラマ", "LLaMA": "ラマ", "Qwen": "クウェン", "Kimi": "キミ", "Sora": "ソラ", "DALL-E": "ダリ",
+    "Midjourney": "ミッドジャーニー", "Stable Diffusion": "ステーブルディフュージョン",
+    "Whisper": "ウィスパー",
+    "CUDA": "クーダ", "NIM": "ニム", "Wi-Fi": "ワイファイ", "Bluetooth": "ブルートゥース",
+    "App Store": "アップストア", "Xcode": "エックスコード", "VS Code": "ブイエスコード",
+    "VSCode": "ブイエスコード",
+    # languages, tools, formats
+    "Python": "パイソン", "PyTorch": "パイトーチ", "TensorFlow": "テンソルフロー", "NumPy": "ナムパイ",
+    "JavaScript": "ジャバスクリプト", "TypeScript": "タイプスクリプト", "Node.js": "ノードジェーエス",
+    "Rust": "ラスト", "Kotlin": "コトリン", "Swift": "スウィフト", "SwiftUI": "スウィフトユーアイ",
+    "C++": "シープラスプラス", "C#": "シーシャープ", "F#": "エフシャープ", ".NET": "ドットネット",
+    "ASP.NET": "エーエスピードットネット", "Kubernetes": "クバネティス", "Docker": "ドッカー",
+    "Azure": "アジュール", "Jupyter": "ジュピター", "LangChain": "ラングチェーン", "Ollama": "オラマ",
+    "YAML": "ヤムル", "JSON": "ジェイソン", "SQLite": "エスキューライト",
+    "PostgreSQL": "ポストグレスキューエル",
+    "MySQL": "マイエスキューエル", "ONNX": "オニキス", "WASM": "ワズム", "Wasm": "ワズム",
+    "ASCII": "アスキー",
+    "UNIX": "ユニックス", "Raspberry Pi": "ラズベリーパイ",
+    # acronyms read as words, or whose letters are not all capitals
+    "AWS": "エーダブリューエス", "API": "エーピーアイ", "CLIP": "クリップ", "ViT": "ビット", "RAG": "ラグ",
+    "MoE": "エムオーイー", "LoRA": "ローラ", "GAN": "ガン", "BERT": "バート", "NASA": "ナサ", "RAM": "ラム",
+    "VRAM": "ブイラム", "DRAM": "ディーラム", "LAN": "ラン", "SIM": "シム", "IoT": "アイオーティー",
+    "SaaS": "サース", "SoC": "エスオーシー", "Q&A": "キューアンドエー", "R&D": "アールアンドディー",
+    # words e2k reads wrongly or that Japanese says its own way
+    "Transformer": "トランスフォーマー", "Transformers": "トランスフォーマーズ", "mobile": "モバイル",
+    "app": "アプリ", "apps": "アプリ", "lab": "ラボ", "labs": "ラボ", "thought": "ソート",
+    "pages": "ページズ",
+    "env": "エンブ", "jp": "ジェーピー", "io": "アイオー", "com": "コム", "org": "オーグ",
+    "the": "ザ", "of": "オブ", "for": "フォー", "with": "ウィズ", "is": "イズ", "by": "バイ", "to": "トゥー",
+}  # fmt: skip
+_BUILTIN_ENTRIES: tuple[tuple[str, str], ...] = tuple(BUILTIN_READINGS.items())
+# Entries with spaces or symbols are found in the running text; plain words when each token is read, so
+# that "gihyo.jp" or "Kimi-K2" stay one token.
+_BUILTIN_PHRASES: tuple[tuple[str, str], ...] = tuple(
+    (key, value) for key, value in _BUILTIN_ENTRIES if not key.isalnum()
+)
+
+# Units after a number (70GB → 70ギガバイト). Case-sensitive: 10M is not 10m.
+UNIT_READINGS: dict[str, str] = {
+    "KB": "キロバイト", "MB": "メガバイト", "GB": "ギガバイト", "TB": "テラバイト", "PB": "ペタバイト",
+    "Gbps": "ギガビーピーエス", "Mbps": "メガビーピーエス", "GHz": "ギガヘルツ", "MHz": "メガヘルツ",
+    "Hz": "ヘルツ", "ms": "ミリ秒", "fps": "エフピーエス", "mm": "ミリ", "cm": "センチ", "km": "キロ",
+    "kg": "キロ", "nm": "ナノメートル", "kW": "キロワット", "W": "ワット", "mAh": "ミリアンペアアワー",
+}  # fmt: skip
+
+# --- regexes -------------------------------------------------------------------------------------------
+
+# Full-width punctuation that Japanese text uses on purpose; NFKC would turn it into ASCII.
+_KEEP_FULL_WIDTH = re.compile(r"([！？（）：～　…‥])")
+# Marks a space between two English words, so it can go once the words are katakana (OpenJTalk pauses
+# at spaces) while spaces in the Japanese text stay as written.
+_WORD_GAP = "\ue000"
+_ENGLISH_GAP = re.compile(r"(?<=[A-Za-z0-9]) (?=[A-Za-z])|(?<=[A-Za-z]) (?=[0-9])")
+_URL = re.compile(r"(?:https?://|www\.)[^\s　<>「」『』（）()、。]+")
+_MD_LINK = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)")
+_MD_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]+", re.MULTILINE)
+_MD_EMPHASIS = re.compile(r"(?<!\d)\*{1,3}|\*{1,3}(?!\d)|_{2,3}|`+")  # 3*4 is not emphasis
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\U0001fc00-\U0001ffff\u2600-\u27bf\u2300-\u23ff\u2b00-\u2bff"
+    "\ufe0e\ufe0f\u200d\u20e3\U000e0020-\U000e007f]"
+)
+_ASCII_WORD = r"(?<![A-Za-z0-9])(?:{})(?![A-Za-z0-9])"
+_LETTERS = re.compile(r"[A-Za-z]+")
+# A run of ASCII letters/digits joined by - / . _ & + ' (each joiner between two alphanumerics).
+# Katakana counts too: a dictionary may already have turned part of "Kimi-K2-Instruct" into キミ.
+_TOKEN = re.compile(r"[A-Za-z0-9ァ-ヺー]+(?:[-/._&+'][A-Za-z0-9ァ-ヺー]+)*")
+_TOKEN_PIECES = re.compile(r"\d+(?:\.\d+)*|[A-Za-z]+|[ァ-ヺー]+|[-/._&+']")
+# camelCase / PascalCase / acronym pieces: "GPUs", "VLM" in "FastVLM", "Attention", "v" in "vLLM".
+_CAMEL_PIECES = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
+_SINGLE_DIGIT_AFTER_WORD = re.compile(r"(?<=[A-Za-z])\ue000(\d)(?![\d.,]\d|[\d])")
+
+
+# --- text clean-up -------------------------------------------------------------------------------------
+
+
+def _nfkc_keeping_japanese_punctuation(text: str) -> str:
+    parts = _KEEP_FULL_WIDTH.split(text)
+    return "".join(
+        part if _KEEP_FULL_WIDTH.fullmatch(part) else unicodedata.normalize("NFKC", part) for part in parts
+    )
+
+
+def _strip_markup(text: str) -> str:
+    text = _URL.sub("", text)
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_HEADING.sub("", text)
+    text = _MD_EMPHASIS.sub("", text)
+    return _EMOJI.sub("", text)
+
+
+# --- numbers and symbols OpenJTalk reads badly ---------------------------------------------------------
+
+
+def _time_or_ratio(match: re.Match[str]) -> str:
+    left, right = match.group(1), match.group(2)
+    if len(right) == 2 and int(left) <= 24 and int(right) < 60:
+        return f"{int(left)}時" + ("" if right == "00" else f"{int(right)}分")
+    return f"{left}対{right}"
+
+
+_NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+    # 2024/12/18 → 2024年12月18日 (OpenJTalk reads the slashes as nothing)
+    (
+        re.compile(r"(?<![\d/])(\d{4})/(\d{1,2})/(\d{1,2})(?![\d/])"),
+        lambda m: f"{m[1]}年{int(m[2])}月{int(m[3])}日",
+    ),
+    (re.compile(r"(?<![\d:])(\d{1,2}):(\d{1,2})(?![\d:])"), _time_or_ratio),
+    # 512x512 → 512かける512; 2x → 2倍 (OpenJTalk says "x" or nothing)
+    (re.compile(r"(?<=\d) ?[xX×] ?(?=\d)"), "かける"),
+    (re.compile(r"(?<![A-Za-z])(\d+(?:\.\d+)?)[xX×](?![A-Za-z0-9])"), r"\1倍"),
+    # 1.2.3 → 1テン2テン3 (OpenJTalk stops reading after the second dot)
+    (re.compile(r"\d+(?:\.\d+){2,}"), lambda m: "テン".join(m[0].split("."))),
+    # v2, v1.0 standing alone → バージョン2
+    (re.compile(r"(?<![A-Za-z0-9.])[vV](\d+(?:\.\d+)*)(?![A-Za-z0-9])"), r"バージョン\1"),
+    # .env, .yaml at the start of a name → ドット (inside a name the token reader says it)
+    (re.compile(r"(?<![A-Za-z0-9])\.(?=[A-Za-z])"), "ドット"),
+    (re.compile(r"\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
+    (re.compile(r"[¥￥] ?(\d[\d,]*)"), r"\1円"),
+    (re.compile(r"€ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ユーロ"),
+    (re.compile(r"(?<=\d) ?[~〜～] ?(?=\d)"), "から"),
+    (re.compile(r"(?<![\d/])(\d+)/(\d+)(?![\d/])"), r"\2分の\1"),
+    (
+        re.compile(
+            r"(?<=\d) ?(" + "|".join(sorted(UNIT_READINGS, key=len, reverse=True)) + r")(?![A-Za-z0-9])"
+        ),
+        lambda m: UNIT_READINGS[m[1]],
+    ),
+]
+
+
+def _read_numbers(text: str) -> str:
+    for pattern, replacement in _NUMBER_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_SYMBOL_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r" ?& ?"), "アンド"),
+    (re.compile(r"(?<=\S) ?\+ ?(?=\S)"), "プラス"),
+    (re.compile(r" = "), "イコール"),
+    (re.compile(r"(?<=[A-Za-z0-9])@(?=[A-Za-z0-9])"), "アット"),
+    (re.compile(r" [|｜] |[|｜]"), "、"),
+    (re.compile(r" ?/ ?"), "・"),
+    (re.compile(r"#(?=\d)"), "ナンバー"),
+    (re.compile(r"[#\\^<>\"“”]"), ""),
+]
+
+
+def _read_symbols(text: str) -> str:
+    for pattern, replacement in _SYMBOL_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+# --- dictionaries --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _word_patterns(entries: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
+    """Case-sensitive and case-insensitive whole-word patterns for the keys, longest first."""
+    keys = sorted((key for key, _ in entries if key), key=len, reverse=True)
+    if not keys:
+        return None
+    alternation = "|".join(re.escape(key).replace("\\ ", f"[ {_WORD_GAP}]") for key in keys)
+    return re.compile(_ASCII_WORD.format(alternation)), re.compile(_ASCII_WORD.format(alternation), re.I)
+
+
+def _apply_dictionary(text: str, entries: tuple[tuple[str, str], ...]) -> str:
+    patterns = _word_patterns(entries)
+    if patterns is None:
+        return text
+    exact = dict(entries)
+    folded = {key.casefold(): value for key, value in reversed(entries)}
+    exact_pattern, folded_pattern = patterns
+    text = exact_pattern.sub(lambda m: exact[m[0].replace(_WORD_GAP, " ")], text)
+    return folded_pattern.sub(lambda m: folded.get(m[0].replace(_WORD_GAP, " ").casefold(), m[0]), text)
+
+
+Tables = tuple[tuple[dict[str, str], dict[str, str]], ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _tables(entries: tuple[tuple[str, str], ...]) -> Tables:
+    """(exact, case-folded) lookups: the show's dictionary first, then the built-in readings."""
+    tables = []
+    for table_entries in (entries, _BUILTIN_ENTRIES):
+        exact = dict(table_entries)
+        folded = {key.casefold(): value for key, value in reversed(table_entries)}
+        tables.append((exact, folded))
+    return tuple(tables)
+
+
+def _lookup(word: str, tables: Tables) -> str | None:
+    for exact, _ in tables:
+        if word in exact:
+            return exact[word]
+    folded = word.casefold()
+    for _, folded_table in tables:
+        if folded in folded_table:
+            return folded_table[folded]
+    return None
+
+
+# --- English → katakana --------------------------------------------------------------------------------
+
+_e2k_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _c2k() -> Callable[[str], str]:
+    import e2k  # imported late: loading the model takes a moment and many callers never need it
+
+    return e2k.C2K()
+
+
+@functools.lru_cache(maxsize=16384)
+def english_to_katakana(word: str) -> str:
+    """e2k's katakana for one English word (case ignored); letter names if the model gives nothing."""
+    with _e2k_lock:
+        reading = _c2k()(word.lower())
+    if not reading or _LETTERS.search(reading):
+        return spell_letters(word)
+    return reading
+
+
+def spell_letters(letters: str) -> str:
+    return "".join(LETTER_NAMES.get(ch.upper(), "") for ch in letters)
+
+
+def _read_letter_run(run: str, tables: Tables) -> str:
+    """One run of ASCII letters: dictionary, then camelCase pieces, each an acronym or an English word."""
+    known = _lookup(run, tables)
+    if known is not None:
+        return known
+    readings: list[str] = []
+    for piece in _CAMEL_PIECES.findall(run):
+        known = _lookup(piece, tables)
+        if known is not None:
+            readings.append(known)
+        elif len(piece) == 1 or piece.isupper():
+            readings.append(spell_letters(piece))
+        elif len(piece) > 2 and piece[:-1].isupper() and piece.endswith("s"):  # GPUs, LLMs
+            readings.append(spell_letters(piece[:-1]) + "ズ")
+        else:
+            readings.append(english_to_katakana(piece))
+    return "".join(readings)
+
+
+def _read_token(token: str, tables: Tables) -> str:
+    """An ASCII token such as Kimi-K2-Instruct, CLIP-ViT/L14, settings.yaml or GPT-4o."""
+    known = _lookup(token, tables)
+    if known is not None:
+        return known
+    if not _LETTERS.search(token):
+        return token
+    pieces = _TOKEN_PIECES.findall(re.sub(r"'s$", "", token))
+    readings: list[str] = []
+    for index, piece in enumerate(pieces):
+        if piece[0].isdigit():
+            before = pieces[index - 1] if index else ""
+            after = pieces[index + 1] if index + 1 < len(pieces) else ""
+            glued = before.isalpha() or after.isalpha() or before in "-_" or after in "-_"
+            readings.append(ENGLISH_DIGITS[piece] if len(piece) == 1 and glued else piece)
+        elif piece.isascii() and piece.isalpha():
+            readings.append(_read_letter_run(piece, tables))
+        elif piece.isalpha():  # katakana a dictionary put there
+            readings.append(piece)
+        elif piece == ".":
+            readings.append("ドット")
+        elif piece == "&":
+            readings.append("アンド")
+        elif piece == "+":
+            readings.append("プラス")
+        # - / _ ' join the parts without a sound
+    return "".join(readings)
+
+
+# --- public functions ----------------------------------------------------------------------------------
+
 
 def to_speech(text: str, dictionary: dict[str, str] | None = None) -> str:
-    return text
+    """What a TTS engine should read for display text: Japanese untouched, no ASCII letters left.
+
+    Order: NFKC; drop URLs, markdown and emoji; the show's pronunciation dictionary (wins over all);
+    the built-in readings; numbers and symbols; then each remaining ASCII word by letter names (acronyms),
+    camelCase pieces and e2k.
+    """
+    entries = tuple(sorted((dictionary or {}).items()))
+    return _to_speech(text, entries)
+
+
+@functools.lru_cache(maxsize=4096)
+def _to_speech(text: str, entries: tuple[tuple[str, str], ...]) -> str:
+    text = _nfkc_keeping_japanese_punctuation(text)
+    text = _strip_markup(text)
+    text = _ENGLISH_GAP.sub(_WORD_GAP, text)
+    text = _apply_dictionary(text, entries)
+    # "AirPods Pro 2", "Python 3": a lone digit after a name is part of the name, read in English
+    text = _SINGLE_DIGIT_AFTER_WORD.sub(lambda m: ENGLISH_DIGITS[m[1]], text)
+    text = _apply_dictionary(text, _BUILTIN_PHRASES)
+    text = _read_numbers(text)
+    tables = _tables(entries)
+    text = _TOKEN.sub(lambda m: _read_token(m[0], tables), text)
+    text = _read_symbols(text)
+    text = _LETTERS.sub(lambda m: spell_letters(m[0]), text)  # anything a dictionary value brought back
+    text = re.sub(f"(?<=\\d){_WORD_GAP}(?=\\d)", " ", text).replace(_WORD_GAP, "")
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def ascii_letters(text: str) -> list[str]:
+    """The runs of ASCII letters in text (what to_speech must leave none of)."""
+    return _LETTERS.findall(text)
+
+
+_TERMINATORS = "。！？!?"
+_CLOSERS = "」』）)］]】〕〉》\"'”’"
+_BRACKETS = {"「": "」", "『": "』", "（": "）", "(": ")", "【": "】", "〔": "〕", "［": "］", "[": "]"}
+_SOFT_BREAKS = "、，, 　"
+
+
+def _quoted_positions(line: str) -> list[bool]:
+    """For each character, whether it sits inside a bracket pair that closes on the same line."""
+    inside = [False] * len(line)
+    stack: list[tuple[str, int]] = []
+    for index, ch in enumerate(line):
+        if ch in _BRACKETS:
+            stack.append((_BRACKETS[ch], index))
+        elif stack and ch == stack[-1][0]:
+            _, start = stack.pop()
+            for position in range(start + 1, index):
+                inside[position] = True
+        elif any(ch == closer for closer, _ in stack):  # a missing closer: drop the unclosed openers
+            while stack and stack[-1][0] != ch:
+                stack.pop()
+            _, start = stack.pop()
+            for position in range(start + 1, index):
+                inside[position] = True
+    return inside
+
+
+def _split_line(line: str) -> list[str]:
+    inside = _quoted_positions(line)
+    pieces: list[str] = []
+    start = index = 0
+    while index < len(line):
+        if line[index] in _TERMINATORS and not inside[index]:
+            while index + 1 < len(line) and line[index + 1] in _TERMINATORS:
+                index += 1
+            while index + 1 < len(line) and line[index + 1] in _CLOSERS:
+                index += 1
+            pieces.append(line[start : index + 1])
+            start = index + 1
+        index += 1
+    pieces.append(line[start:])
+    return pieces
+
+
+def _cut_long(piece: str, max_chars: int) -> list[str]:
+    """Cut a piece longer than max_chars after 。/、/spaces, else before an ASCII word, else anywhere."""
+    out: list[str] = []
+    while len(piece) > max_chars:
+        window = piece[: max_chars + 1]
+        cut = 0
+        for breaks in (_TERMINATORS, _SOFT_BREAKS):
+            cut = max((window.rfind(ch, 1, max_chars) for ch in breaks), default=-1) + 1
+            if cut > 0:
+                break
+        if cut <= 0:
+            cut = max_chars
+            while (
+                cut > 1
+                and piece[cut - 1].isascii()
+                and piece[cut - 1].isalnum()
+                and piece[cut].isascii()
+                and piece[cut].isalnum()
+            ):
+                cut -= 1
+            if cut <= 1:
+                cut = max_chars
+        while cut < len(piece) and piece[cut] in _CLOSERS:
+            cut += 1
+        head, piece = piece[:cut].strip(), piece[cut:].lstrip(_SOFT_BREAKS)
+        if head:
+            out.append(head)
+    if piece.strip():
+        out.append(piece.strip())
+    return out
+
+
+def split_sentences(text: str, max_chars: int = 120) -> list[str]:
+    """Utterances of Japanese prose: cut after 。！？!? runs (with their closing quotes) and at newlines.
+
+    A 。 inside a 「quote」 does not end the sentence. Pieces over max_chars are cut at 、 or spaces.
+    Never returns empty or punctuation-only pieces (those join the piece before, or are dropped).
+    """
+    if max_chars < 2:
+        raise ValueError(f"max_chars must be at least 2, got {max_chars}")
+    sentences: list[str] = []
+    for line in text.splitlines():
+        for piece in _split_line(line):
+            piece = piece.strip(" \t　")
+            if not piece:
+                continue
+            if all(ch in _TERMINATORS + _CLOSERS + "…・ー" for ch in piece):
+                if sentences:  # nothing to say on its own: it belongs to the sentence before
+                    sentences[-1] += piece
+                continue
+            sentences.extend(_cut_long(piece, max_chars))
+    return sentences
+
+
+_PERSONA_TRAILER = " \t　。．.、,！？!?」』）)〕】\"'”’…♪〜~"
+_PERSONA_ENDING = re.compile(r"のだ(?:よね|よ|ね)?ー*$")
+
+
+def sentence_ends_in_persona(sentence: str) -> bool:
+    """True if the sentence ends in のだ/なのだ (optionally よ/ね/ー), ignoring closing punctuation."""
+    return bool(_PERSONA_ENDING.search(sentence.rstrip(_PERSONA_TRAILER)))
+
+
+def persona_ratio(sentences: list[str]) -> float:
+    """Share of sentences ending in the persona's のだ; 0.0 for no sentences."""
+    if not sentences:
+        return 0.0
+    return sum(sentence_ends_in_persona(sentence) for sentence in sentences) / len(sentences)
