@@ -90,12 +90,13 @@ def _demo(args: argparse.Namespace) -> RunSummary:
 
 
 def _run(args: argparse.Namespace) -> RunSummary:
-    from flows.daily_episode import daily_episode
     from zundacast.dates import parse_episode_date
     from zundacast.show import load_show
 
     show = load_show(args.show)  # fails early, naming the field, before Prefect starts
     day = parse_episode_date(args.date or None, show.show.timezone)
+    from flows.daily_episode import daily_episode
+
     return daily_episode(episode_date=day, show=args.show, refresh=args.refresh, store=_store(args))
 
 

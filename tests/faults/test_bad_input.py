@@ -1,0 +1,77 @@
+"""Bad input gets a clear error that names what to fix, before anything runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from zundacast.cli import main
+from zundacast.dates import InvalidDate, parse_episode_date
+from zundacast.show import ShowFileError, load_show
+
+VALID_SHOW = Path(__file__).resolve().parents[2] / "shows" / "zundamon-ai.toml"
+
+
+def _show_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = VALID_SHOW.read_text("utf-8")
+    assert old in text
+    path = tmp_path / "broken.toml"
+    path.write_text(text.replace(old, new, 1), "utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("old", "new", "named"), [
+    ('weight = 1.2', 'weight = -1', "feeds.0.weight"),
+    ('timezone = "Asia/Tokyo"', 'timezone = "Mars/Olympus"', "show.timezone"),
+    ('engine = "openjtalk"', 'engine = "espeak"', "voice.engine"),
+    ('picks = 3', 'pickz = 3', "rank.pickz"),
+    ('id = "zundamon-ai"', 'id = "Zundamon AI"', "show.id"),
+])
+def test_invalid_show_file_names_the_field(tmp_path: Path, old: str, new: str, named: str) -> None:
+    with pytest.raises(ShowFileError) as error:
+        load_show(str(_show_with(tmp_path, old, new)))
+    assert named in str(error.value)
+    assert "broken.toml" in str(error.value)
+
+
+def test_show_file_that_is_not_toml_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[show\nid = 1", "utf-8")
+    with pytest.raises(ShowFileError, match="not valid TOML"):
+        load_show(str(path))
+
+
+def test_missing_show_names_where_it_looked() -> None:
+    with pytest.raises(ShowFileError, match=r"shows/nope\.toml"):
+        load_show("nope")
+
+
+@pytest.mark.parametrize("value", ["2025-13-01", "yesterday", "2025/07/24", "24-07-2025"])
+def test_malformed_date_is_refused_with_the_format(value: str) -> None:
+    with pytest.raises(InvalidDate, match="YYYY-MM-DD"):
+        parse_episode_date(value, "Asia/Tokyo")
+
+
+def test_future_date_is_refused() -> None:
+    tomorrow = dt.date.today() + dt.timedelta(days=2)
+    with pytest.raises(InvalidDate, match="in the future"):
+        parse_episode_date(tomorrow.isoformat(), "Asia/Tokyo")
+
+
+def test_cli_reports_bad_input_and_exits_2_without_starting_prefect(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = _show_with(tmp_path, 'weight = 1.2', 'weight = -1')
+    assert main(["run", "--show", str(broken), "--store", str(tmp_path / "out")]) == 2
+    assert "feeds.0.weight" in capsys.readouterr().err
+    assert main(["run", "--date", "2025-02-30", "--store", str(tmp_path / "out")]) == 2
+    assert "YYYY-MM-DD" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_an_unknown_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--refresh", "synthesise"])
+    assert exit_info.value.code == 2
+    assert "synthesize" in capsys.readouterr().err
