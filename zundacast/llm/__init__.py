@@ -10,24 +10,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from zundacast.errors import PermanentError, ZundacastError
+
 if TYPE_CHECKING:
     from zundacast.models import Candidate, Summary, Usage
-    from zundacast.show import Environment, Show
+    from zundacast.show import Environment, LLMConfig, Show, ShowInfo
 
 
-class LLMError(RuntimeError):
+class LLMError(PermanentError):
     """An LLM failure that retrying cannot heal (bad key, unknown model); names what to fix."""
+
+
+class WriterOutputError(ZundacastError):
+    """The model's answer was unusable (bad JSON, wrong schema) or the endpoint stayed unavailable after
+    retries: the caller falls back to the offline writer for that article or segment."""
 
 
 class Writer(Protocol):
     name: str  # "offline" or the model's name
     cache_key: str  # model + prompt version: part of every cache key of what it writes
 
-    def summarize(self, candidate: Candidate, show: Show) -> Summary:
+    def summarize(self, candidate: Candidate, show: Show | ShowInfo | None = None) -> Summary:
         """Digest one article for the host (in Japanese, whatever the article's language)."""
 
     def write_segment(
-        self, summary: Summary, index: int, total: int, show: Show, feedback: list[str]
+        self, summary: Summary, index: int, total: int, show: Show | ShowInfo | None = None,
+        feedback: list[str] | None = None,
     ) -> tuple[list[str], Usage]:
         """The host's sentences for one article, in the persona's voice.
 
@@ -36,11 +44,16 @@ class Writer(Protocol):
 
 
 def get_writer(show: Show, env: Environment, stage: str = "summarize") -> Writer:
+    return writer_for(show.llm, env, stage)
+
+
+def writer_for(llm: LLMConfig, env: Environment, stage: str = "summarize") -> Writer:
+    """The writer for one stage from the show's [llm] table (what the stage tasks receive)."""
     if env.llm_configured:
         from zundacast.llm.openai_writer import OpenAIWriter
 
-        model = show.llm.summarize_model if stage == "summarize" else show.llm.script_model
-        return OpenAIWriter(show.llm, model=model, env=env)
+        model = llm.summarize_model if stage == "summarize" else llm.script_model
+        return OpenAIWriter(llm, model=model, env=env)
     from zundacast.llm.offline import OfflineWriter
 
     return OfflineWriter()
