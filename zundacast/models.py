@@ -22,6 +22,7 @@ class Candidate(BaseModel):
     url: str  # canonical URL (tracking parameters dropped, redirects resolved)
     title: str
     source: str  # the feed's name in the show file
+    sources: list[str] = Field(default_factory=list)  # every feed that carried this story (dedup merges)
     feed_url: str = ""
     language: str = "ja"
     published: dt.datetime | None = None  # timezone-aware; None when the feed gave no date
@@ -190,7 +191,9 @@ class PublishResult(BaseModel):
     episode_url: str  # public URL (or file path) of the MP3
     feed_url: str
     page_url: str = ""
-    keys: list[str] = Field(default_factory=list)  # every object written, in write order
+    # every object written, in write order (not `keys`: Prefect takes a model with a `keys` attribute for a
+    # mapping and fails on every task that returns it)
+    written_keys: list[str] = Field(default_factory=list)
 
 
 class StageReport(BaseModel):

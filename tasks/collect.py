@@ -1,0 +1,428 @@
+"""Collect: the day's candidate articles from the show's feeds, with the full text of the best ones.
+
+1. Every feed is fetched concurrently (`zundacast.web.fetch`: SSRF guard, timeouts, size cap) and
+   parsed by feedparser (RSS 2.0, RSS 1.0/RDF with `hatena:bookmarkcount`, Atom). A feed that fails,
+   times out, is malformed or empty is logged, recorded in `feed_errors` and skipped.
+2. Items are kept when published inside the day's window (`schedule.window_hours` before
+   `schedule.cutoff` on the episode's date, in the show's timezone). Undated items count from when
+   collection first saw them (remembered in `<home>/seen/<show>.json`); a run that starts up to
+   `LATE_GRACE` after the cutoff still keeps undated items it sees for the first time. A feed's
+   `topics`, when given, keep only items mentioning one of them.
+3. URLs are made canonical (`zundacast.web.canonical_url`) and the same story carried by several
+   feeds (same URL, or a near-identical title: `tasks.rank.same_story`) becomes one candidate whose
+   `sources` name every feed and whose `bookmarks` is the highest count seen.
+4. The most promising candidates (the rank score without history, best `collect.max_pages`) get
+   their page fetched (`collect.concurrency` at a time, HTML only) and their main text, author, site
+   name and language extracted by trafilatura. The page's final URL (after redirects) becomes the
+   candidate's URL. A page that fails or whose text is shorter than `collect.min_text_chars` keeps
+   the candidate, with `extraction_error` saying why.
+5. Fewer than `collect.min_candidates` candidates fail the run (`NotEnoughCandidates`, naming the
+   feeds that failed and why).
+
+`collect` (the Prefect task) snapshots the result in the store as `{date}/candidates.json` and
+reuses that snapshot unless asked to refresh, so a rerun of a past date picks the same articles
+after the feeds have moved on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import trafilatura
+from lxml import html as lxml_html
+from prefect import task
+from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ValidationError
+
+from tasks.rank import TitleIndex, score_parts, topic_pattern
+from zundacast.dates import window
+from zundacast.errors import NotEnoughCandidates, PermanentError
+from zundacast.models import Candidate, CandidateSnapshot
+from zundacast.show import CollectConfig, Environment, FeedConfig, Show
+from zundacast.stage import retry_unless_permanent, stage_options
+from zundacast.storage import Store, open_store
+from zundacast.web import HTML_TYPES, FetchError, canonical_url, fetch
+
+LATE_GRACE = dt.timedelta(hours=6)  # undated items first seen this long after the cutoff still count
+SEEN_KEEP = dt.timedelta(days=30)  # first-seen memory is pruned after this
+FEED_MAX_BYTES = 5_000_000  # a feed larger than this is cut (and most likely malformed at the cut)
+SUMMARY_CHARS = 1000
+
+log = logging.getLogger(__name__)
+
+
+class MalformedFeed(PermanentError):
+    """The feed's XML could not be parsed into any item."""
+
+
+class FeedResult(BaseModel):
+    """One feed's fetch: its items (all of them, before the window filter), or why it failed."""
+
+    feed: str
+    items: list[Candidate] = []
+    error: str = ""
+
+
+FeedReader = Callable[[list[FeedConfig], CollectConfig], list[FeedResult]]
+
+
+# ---- feeds -------------------------------------------------------------------------------------------
+
+def read_feed(feed: FeedConfig, config: CollectConfig) -> list[Candidate]:
+    """Fetch and parse one feed into candidates (canonical URLs, plain-text summaries); raises on failure."""
+    result = fetch(feed.url, timeout_s=config.timeout_s, max_bytes=FEED_MAX_BYTES,
+                   allow_hosts=config.allow_hosts, accept=None, user_agent=config.user_agent)
+    return parse_feed(result.content, feed, content_type=result.content_type)
+
+
+def parse_feed(data: bytes, feed: FeedConfig, content_type: str = "") -> list[Candidate]:
+    headers = {"content-type": content_type} if content_type else {}
+    parsed = feedparser.parse(data, response_headers=headers)
+    if parsed.bozo and not parsed.entries:
+        reason = parsed.get("bozo_exception") or "not a feed"
+        raise MalformedFeed(f"{feed.name}: {feed.url} is not a readable RSS/Atom feed ({reason})")
+    items = []
+    for entry in parsed.entries:
+        link = (entry.get("link") or entry.get("id") or "").strip()
+        title = " ".join((entry.get("title") or "").split())
+        if not link.startswith(("http://", "https://")) or not title:
+            continue
+        items.append(Candidate(
+            url=canonical_url(link), title=title, source=feed.name, sources=[feed.name], feed_url=feed.url,
+            language=feed.language, published=_entry_time(entry), feed_summary=_plain_text(entry),
+            bookmarks=_bookmarks(entry),
+        ))
+    return items
+
+
+def _entry_time(entry: Any) -> dt.datetime | None:
+    for field in ("published_parsed", "updated_parsed", "created_parsed"):
+        stamp = entry.get(field)
+        if stamp:
+            try:  # feedparser normalizes every date format to a UTC struct_time
+                return dt.datetime(*stamp[:6], tzinfo=dt.UTC)
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def _bookmarks(entry: Any) -> int | None:
+    value = entry.get("hatena_bookmarkcount")
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _plain_text(entry: Any) -> str:
+    raw = entry.get("summary") or ""
+    if "<" in raw:
+        with contextlib.suppress(ValueError, TypeError, lxml_html.etree.ParserError):
+            raw = lxml_html.fromstring(raw).text_content()
+    return " ".join(raw.split())[:SUMMARY_CHARS]
+
+
+def read_feeds_in_threads(feeds: list[FeedConfig], config: CollectConfig) -> list[FeedResult]:
+    """Every feed at once (`collect.concurrency` at a time), one result per feed, in the show's order."""
+
+    def one(feed: FeedConfig) -> FeedResult:
+        try:
+            return FeedResult(feed=feed.name, items=read_feed(feed, config))
+        except Exception as exc:  # one bad feed never fails the run
+            return FeedResult(feed=feed.name, error=_why(exc))
+
+    with ThreadPoolExecutor(max_workers=min(config.concurrency, max(len(feeds), 1))) as pool:
+        return list(pool.map(one, feeds))
+
+
+@task(name="fetch-feed", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
+      retry_jitter_factor=0.5, retry_condition_fn=retry_unless_permanent, cache_policy=NONE,
+      persist_result=False, task_run_name="fetch-feed-{feed.name}")
+def fetch_feed(feed: FeedConfig, config: CollectConfig) -> list[Candidate]:
+    """Prefect task: one feed, retried with backoff unless the failure is permanent."""
+    return read_feed(feed, config)
+
+
+def read_feeds_as_tasks(feeds: list[FeedConfig], config: CollectConfig) -> list[FeedResult]:
+    """One `fetch_feed` task run per feed, submitted together; a failed run becomes a feed error."""
+    futures = [fetch_feed.submit(feed, config) for feed in feeds]
+    results = []
+    for feed, future in zip(feeds, futures, strict=True):
+        try:
+            results.append(FeedResult(feed=feed.name, items=future.result()))
+        except Exception as exc:
+            results.append(FeedResult(feed=feed.name, error=_why(exc)))
+    return results
+
+
+# ---- collection --------------------------------------------------------------------------------------
+
+def collect_candidates(show: Show, day: dt.date, now: dt.datetime | None = None, *,
+                       read_feeds: FeedReader | None = None) -> CandidateSnapshot:
+    """The day's candidates with full text for the most promising ones (see the module docstring)."""
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)  # a naive time is taken as UTC
+    config = show.collect
+    start, end = window(day, show.show.timezone, show.schedule.cutoff, show.schedule.window_hours)
+    logger = _logger()
+    results = (read_feeds or read_feeds_in_threads)(show.feeds, config)
+
+    seen_path = Environment().home / "seen" / f"{show.show.id}.json"
+    seen = load_seen(seen_path)
+    seen_before = dict(seen)
+    feed_errors: dict[str, str] = {}
+    kept: list[Candidate] = []
+    feeds_by_name = {feed.name: feed for feed in show.feeds}
+    for result in results:
+        if result.error:
+            feed_errors[result.feed] = result.error
+            logger.warning("feed %s: skipped: %s", result.feed, result.error)
+            continue
+        if not result.items:
+            feed_errors[result.feed] = "the feed has no items"
+            logger.warning("feed %s: skipped: no items", result.feed)
+            continue
+        feed = feeds_by_name[result.feed]
+        feed_kept = [item for item in result.items
+                     if _in_window(item, seen, now, start, end) and _on_topic(item, feed)]
+        kept.extend(feed_kept)
+        logger.info("feed %s: %d items, %d kept", result.feed, len(result.items), len(feed_kept))
+    if seen != seen_before:
+        save_seen(seen_path, seen, now)
+
+    candidates = merge_same_stories(kept, show)
+    candidates.sort(key=lambda c: (-score_parts(c, show, start, end)["score"], c.url))
+    fetched = extract_pages(candidates[: config.max_pages], config)
+    # pages may have redirected two links to one article: merge by (final) URL once more
+    candidates = merge_same_stories(fetched + candidates[config.max_pages:], show, by_title=False)
+    if len(candidates) < config.min_candidates:
+        raise NotEnoughCandidates(not_enough_message(show, len(candidates), start, end, feed_errors))
+    with_text = sum(1 for c in candidates if c.text and not c.extraction_error)
+    logger.info("%d candidates from %d feeds (%d failed), full text for %d", len(candidates), len(results),
+                len(feed_errors), with_text)
+    return CandidateSnapshot(date=day, show=show.show.id, collected_at=now, candidates=candidates,
+                             feed_errors=feed_errors)
+
+
+def not_enough_message(show: Show, found: int, start: dt.datetime, end: dt.datetime,
+                       feed_errors: dict[str, str]) -> str:
+    failures = "; ".join(f"{name}: {why}" for name, why in feed_errors.items()) or "none"
+    return (f"only {found} candidate article(s) for {show.show.id} between {start.isoformat()} and "
+            f"{end.isoformat()}, need collect.min_candidates = {show.collect.min_candidates}. "
+            f"Feeds that failed ({len(feed_errors)} of {len(show.feeds)}): {failures}. "
+            "Check the feed URLs in the show file, add feeds, or lower collect.min_candidates.")
+
+
+def _in_window(item: Candidate, seen: dict[str, str], now: dt.datetime, start: dt.datetime,
+               end: dt.datetime) -> bool:
+    if item.published is not None:
+        return start <= item.published < end
+    first_seen = dt.datetime.fromisoformat(seen.setdefault(item.url, now.isoformat()))
+    item.first_seen = first_seen
+    return start <= first_seen < end + LATE_GRACE
+
+
+def _on_topic(item: Candidate, feed: FeedConfig) -> bool:
+    if not feed.topics:
+        return True
+    text = f"{item.title}\n{item.feed_summary}"
+    return any(topic_pattern(topic).search(text) for topic in feed.topics)
+
+
+def merge_same_stories(candidates: list[Candidate], show: Show, by_title: bool = True) -> list[Candidate]:
+    """One candidate per story: same canonical URL or near-identical title; order of first appearance."""
+    weights = {feed.name: feed.weight for feed in show.feeds}
+    stories: list[Candidate] = []
+    by_url: dict[str, int] = {}
+    titles = TitleIndex()
+    for candidate in candidates:
+        position = by_url.get(candidate.url)
+        if position is None and by_title:
+            position = titles.find(candidate.title)
+        if position is None:
+            by_url[candidate.url] = len(stories)
+            if by_title:
+                titles.add(candidate.title, len(stories))
+            stories.append(candidate)
+            continue
+        stories[position] = merge_pair(stories[position], candidate, weights)
+        by_url[candidate.url] = position
+    return stories
+
+
+def merge_pair(first: Candidate, second: Candidate, weights: dict[str, float]) -> Candidate:
+    """The same story twice: the better-weighted feed's entry (or the one with text) leads; counts merge."""
+    def rank_key(c: Candidate) -> tuple[bool, float]:
+        return (bool(c.text and not c.extraction_error), weights.get(c.source, 1.0))
+
+    lead, other = (second, first) if rank_key(second) > rank_key(first) else (first, second)
+    counts = [c.bookmarks for c in (first, second) if c.bookmarks is not None]
+    dates = [c.published for c in (first, second) if c.published is not None]
+    seen = [c.first_seen for c in (first, second) if c.first_seen is not None]
+    return lead.model_copy(update={
+        "sources": list(dict.fromkeys([*lead.sources, *other.sources])),
+        "bookmarks": max(counts) if counts else None,
+        "published": min(dates) if dates else None,
+        "first_seen": min(seen) if seen else None,
+        "feed_summary": max((lead.feed_summary, other.feed_summary), key=len),
+    })
+
+
+# ---- pages -------------------------------------------------------------------------------------------
+
+def extract_pages(candidates: list[Candidate], config: CollectConfig) -> list[Candidate]:
+    """Fetch and extract each candidate's page, `collect.concurrency` at a time, in the given order."""
+    if not candidates:
+        return []
+    with ThreadPoolExecutor(max_workers=min(config.concurrency, len(candidates))) as pool:
+        return list(pool.map(lambda c: extract_article(c, config), candidates))
+
+
+def extract_article(candidate: Candidate, config: CollectConfig) -> Candidate:
+    """The candidate with its page's main text and metadata, or with `extraction_error` saying why not."""
+    try:
+        page = fetch(candidate.url, timeout_s=config.timeout_s, max_bytes=config.max_bytes,
+                     allow_hosts=config.allow_hosts, accept=HTML_TYPES, user_agent=config.user_agent)
+    except FetchError as exc:
+        return candidate.model_copy(update={"extraction_error": f"page not fetched: {exc}"})
+    update: dict[str, Any] = {"url": canonical_url(page.final_url)}
+    try:
+        document = trafilatura.bare_extraction(
+            page.text if page.charset else page.content, url=page.final_url, with_metadata=True,
+            include_comments=False, include_tables=True, include_links=False,
+            date_extraction_params={"extensive_search": False, "original_date": True},
+        )
+    except Exception as exc:  # trafilatura on hostile HTML: a page problem, not a run problem
+        return candidate.model_copy(update={**update, "extraction_error": f"extraction failed: {exc!r}"})
+    if document is None:
+        return candidate.model_copy(update={**update, "extraction_error": "no main text found on the page"})
+    fields = ("text", "title", "author", "sitename", "language", "date")
+    meta = document if isinstance(document, dict) else {name: getattr(document, name, None)
+                                                          for name in fields}
+    text = (meta.get("text") or "").strip()
+    update.update({
+        "text": text,
+        "title": candidate.title or (meta.get("title") or ""),
+        "author": meta.get("author") or candidate.author,
+        "site_name": meta.get("sitename") or candidate.site_name,
+        "language": meta.get("language") or candidate.language,
+    })
+    if candidate.published is None and meta.get("date"):
+        update["published"] = _page_date(str(meta["date"]), candidate.first_seen)
+    if len(text) < config.min_text_chars:
+        update["extraction_error"] = (f"main text too short ({len(text)} characters, "
+                                      f"collect.min_text_chars is {config.min_text_chars})")
+    if page.truncated:
+        log.info("%s: page larger than %d bytes, extracted from the first part", page.final_url,
+                 config.max_bytes)
+    return candidate.model_copy(update=update)
+
+
+def _page_date(value: str, fallback: dt.datetime | None) -> dt.datetime | None:
+    try:
+        day = dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return fallback
+    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=dt.UTC)
+
+
+# ---- first-seen memory -------------------------------------------------------------------------------
+
+def load_seen(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def save_seen(path: Path, seen: dict[str, str], now: dt.datetime) -> None:
+    """Write atomically, dropping entries older than `SEEN_KEEP`."""
+    oldest = now - SEEN_KEEP
+    fresh = {}
+    for url, stamp in seen.items():
+        try:
+            if dt.datetime.fromisoformat(stamp) >= oldest:
+                fresh[url] = stamp
+        except ValueError:
+            continue
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".seen-", suffix=".json")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(fresh, out, ensure_ascii=False, indent=0, sort_keys=True)
+    os.replace(temp, path)
+
+
+# ---- snapshot and the Prefect task -------------------------------------------------------------------
+
+def snapshot_key(day: dt.date) -> str:
+    return f"{day.isoformat()}/candidates.json"
+
+
+def load_or_collect(show: Show, day: dt.date, store: Store, refresh: bool = False,
+                    now: dt.datetime | None = None,
+                    read_feeds: FeedReader | None = None) -> CandidateSnapshot:
+    """The stored snapshot of `day` unless `refresh`; else collect now and store the snapshot."""
+    logger = _logger()
+    key = snapshot_key(day)
+    if not refresh:
+        stored = read_snapshot(store, key)
+        if stored is not None and stored.show == show.show.id and stored.date == day:
+            where = store.describe(key) if hasattr(store, "describe") else key
+            logger.info("reusing the candidates collected at %s (%s); refresh collect to collect again",
+                        stored.collected_at.isoformat(), where)
+            return stored
+    snapshot = collect_candidates(show, day, now, read_feeds=read_feeds)
+    store.put(key, snapshot.model_dump_json(indent=1).encode("utf-8"), "application/json")
+    return snapshot
+
+
+def read_snapshot(store: Store, key: str) -> CandidateSnapshot | None:
+    data = store.get(key)
+    if data is None:
+        return None
+    try:
+        return CandidateSnapshot.model_validate_json(data)
+    except ValidationError as exc:
+        _logger().warning("ignoring the unreadable snapshot %s: %s", key, exc.errors()[0].get("msg", exc))
+        return None
+
+
+@task(name="collect", **stage_options(retries=2, cache=(INPUTS - "refresh") + TASK_SOURCE))
+def collect(show: Show, day: dt.date, store_url: str, refresh: bool = False) -> CandidateSnapshot:
+    """Prefect task: the day's snapshot from the store, or collected now (one `fetch-feed` run per feed)."""
+    started = time.perf_counter()
+    store = open_store(store_url)
+    snapshot = load_or_collect(show, day, store, refresh=refresh, read_feeds=read_feeds_as_tasks)
+    _logger().info("collect: %d candidates in %.2f s", len(snapshot.candidates),
+                   time.perf_counter() - started)
+    return snapshot
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, FetchError | PermanentError) else f"{type(exc).__name__}: {text}"
+
+
+def _logger() -> Any:
+    """Prefect's run logger inside a flow or task run, the module's logger otherwise."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if TaskRunContext.get() or FlowRunContext.get():
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    return log

@@ -1,0 +1,328 @@
+"""Collection over real loopback HTTP: feeds of every kind, broken feeds, pages, SSRF, snapshots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.collect import collect_candidates, load_or_collect, snapshot_key
+from tasks.rank import rank_candidates
+from tests.fakes.web import FakeSite, Item, article_page, atom, rdf_hatena, rss2
+from zundacast.errors import NotEnoughCandidates
+from zundacast.models import Candidate, CandidateSnapshot
+from zundacast.show import Show, parse_show
+from zundacast.storage import open_store
+
+DAY = dt.date(2025, 7, 24)  # window: 2025-07-23 06:00 to 2025-07-24 06:00 Asia/Tokyo
+JST = dt.timezone(dt.timedelta(hours=9))
+NOW = dt.datetime(2025, 7, 24, 6, 5, tzinfo=JST)
+IN_WINDOW = dt.datetime(2025, 7, 23, 20, 0, tzinfo=JST)
+EARLIER = dt.datetime(2025, 7, 23, 9, 0, tzinfo=JST)
+TOO_OLD = dt.datetime(2025, 7, 22, 20, 0, tzinfo=JST)
+TOO_NEW = dt.datetime(2025, 7, 24, 7, 0, tzinfo=JST)
+
+PARAGRAPHS = [
+    "田中専務:拓海先生、最近話題のMercuryという論文について伺いたいのですが、要点を教えていただけますか。"
+    "現場からはAIを入れろと急かされているのですが、何を基準に投資判断すればいいのか分からず困っています。",
+    "AIメンター拓海:素晴らしい着眼点ですね。Mercuryは拡散型手法を使ってトークンを並列に生成することで、"
+    "従来の自己回帰モデルより大幅に高速な言語モデルを実現した研究です。",
+    "田中専務:拡散型手法という言葉自体が馴染みがありません。これって要するにどういう仕組みで早くなるんですか。",
+    "AIメンター拓海:Mercuryは一般的なGPU、論文ではNVIDIA H100で高スループットを確認しています。"
+    "つまり既存のクラウドやオンプレGPUでも現実的に導入可能である点が強みです。",
+]
+
+
+def make_show(feeds: list[dict[str, Any]], allow: list[str], **collect: Any) -> Show:
+    return parse_show({
+        "show": {"id": "test-show", "title": "テスト放送局"},
+        "collect": {"timeout_s": 1, "max_pages": 30, "min_candidates": 1, "min_text_chars": 100,
+                    "allow_hosts": allow, **collect},
+        "rank": {"picks": 2, "spares": 1, "topics": ["AI", "GPU", "言語モデル"]},
+        "feeds": feeds,
+    })
+
+
+def page(title: str, extra: str = "") -> str:
+    return article_page(title, [*PARAGRAPHS, extra] if extra else PARAGRAPHS, site_name="Example Tech")
+
+
+@pytest.fixture
+def site() -> Iterator[FakeSite]:
+    with FakeSite() as running:
+        yield running
+
+
+@pytest.fixture
+def other_site() -> Iterator[FakeSite]:
+    with FakeSite() as running:
+        running.route("/internal", page("内部ページ"))
+        yield running
+
+
+def by_title(snapshot: CandidateSnapshot) -> dict[str, Candidate]:
+    return {c.title: c for c in snapshot.candidates}
+
+
+def test_feeds_of_every_kind_become_deduplicated_candidates_with_text(
+        site: FakeSite, other_site: FakeSite) -> None:
+    u = site.url
+    site.route("/a/mercury", page("拡散に基づく超高速言語モデル「Mercury」"))
+    site.route("/a/gpu", page("GPUクラスタの電力効率を測る"))
+    site.route("/a/atom-story", page("Atomで配信された記事"))
+    site.route("/a/short", article_page("短い記事", ["これだけ。"]))
+    site.route("/a/gone", status=404)
+    site.route("/files/paper.pdf", b"%PDF-1.7", content_type="application/pdf")
+    site.route("/r/short-link", status=301, headers={"Location": "/a/final?utm_source=x"})
+    site.route("/a/final", page("リダイレクト先の記事"))
+    site.route("/r/to-metadata", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    huge = 48 * 1024 * 1024
+    site.route("/a/huge", size=huge)
+    site.route("/hatena.rdf", rdf_hatena([
+        Item("拡散に基づく超高速言語モデル「Mercury」", u("/a/mercury"), IN_WINDOW, "Mercuryの解説", 250),
+        Item("GPUクラスタの電力効率を測る", u("/a/gpu"), EARLIER, "", 12),
+        Item("古い記事", u("/a/old"), TOO_OLD, "", 999),
+    ]), content_type="application/rdf+xml")
+    site.route("/rss.xml", rss2([
+        # the same story as in the Hatena feed, with tracking parameters
+        Item("拡散に基づく超高速言語モデル「Mercury」", u("/a/mercury?utm_source=rss&utm_medium=feed#top"),
+             EARLIER, "<p>拡散型の<b>言語モデル</b></p>"),
+        Item("短い記事", u("/a/short"), IN_WINDOW),
+        Item("消えた記事", u("/a/gone"), IN_WINDOW),
+        Item("論文PDF", u("/files/paper.pdf"), IN_WINDOW),
+        Item("短縮URLの記事", u("/r/short-link"), IN_WINDOW),
+        Item("内部への記事", other_site.url("/internal"), IN_WINDOW),
+        Item("メタデータへの記事", "http://169.254.169.254/latest/meta-data/", IN_WINDOW),
+        Item("メタデータへ転送する記事", u("/r/to-metadata"), IN_WINDOW),
+        Item("巨大なページ", u("/a/huge"), IN_WINDOW),
+        Item("未来の記事", u("/a/future"), TOO_NEW),
+    ]), content_type="application/rss+xml; charset=utf-8")
+    site.route("/atom.xml", atom([Item("Atomで配信された記事", u("/a/atom-story"), IN_WINDOW, "要約")]),
+               content_type="application/atom+xml")
+    site.route("/broken.xml", "<rss><channel><item><title>oops", content_type="application/rss+xml")
+    site.route("/500.xml", "down", status=500)
+    site.route("/slow.xml", rss2([Item("遅いフィード", u("/a/slow"), IN_WINDOW)]), delay_s=2.5)
+    site.route("/empty.xml", rss2([]), content_type="application/rss+xml")
+    show = make_show([
+        {"name": "Hatena", "url": u("/hatena.rdf"), "weight": 1.2},
+        {"name": "RSS", "url": u("/rss.xml")},
+        {"name": "Atom", "url": u("/atom.xml")},
+        {"name": "Broken", "url": u("/broken.xml")},
+        {"name": "Down", "url": u("/500.xml")},
+        {"name": "Slow", "url": u("/slow.xml")},
+        {"name": "Empty", "url": u("/empty.xml")},
+    ], allow=[site.host], timeout_s=0.5, max_bytes=300_000)
+
+    snapshot = collect_candidates(show, DAY, now=NOW)
+
+    found = by_title(snapshot)
+    assert set(snapshot.feed_errors) == {"Broken", "Down", "Slow", "Empty"}
+    assert "500" in snapshot.feed_errors["Down"]
+    assert "no items" in snapshot.feed_errors["Empty"]
+    assert "古い記事" not in found and "未来の記事" not in found and "遅いフィード" not in found
+    # one candidate for the story in two feeds: canonical URL, both sources, Hatena's count, earliest date
+    mercury = [c for c in snapshot.candidates if "Mercury" in c.title]
+    assert len(mercury) == 1
+    story = mercury[0]
+    assert story.url == u("/a/mercury")
+    assert story.source == "Hatena" and story.sources == ["Hatena", "RSS"]
+    assert story.bookmarks == 250
+    assert story.published == EARLIER
+    # full text without the ads and related links of the page
+    assert "自己回帰モデルより大幅に高速" in story.text
+    boilerplate_bits = ("AIBR", "詳細を見る", "関連記事", "スパース自己符号化器",
+                        "この記事をシェア", "ログイン")
+    for boilerplate in boilerplate_bits:
+        assert boilerplate not in story.text
+    assert story.site_name == "Example Tech"
+    assert story.extraction_error == ""
+    assert found["GPUクラスタの電力効率を測る"].bookmarks == 12
+    assert found["Atomで配信された記事"].text
+    # redirects resolved: the final, canonical URL
+    assert found["短縮URLの記事"].url == u("/a/final")
+    assert found["短縮URLの記事"].text
+    # kept, with the reason the text is missing
+    assert "too short" in found["短い記事"].extraction_error
+    assert "404" in found["消えた記事"].extraction_error and found["消えた記事"].text == ""
+    assert "application/pdf" in found["論文PDF"].extraction_error
+    assert "refused" in found["内部への記事"].extraction_error
+    assert "refused" in found["メタデータへの記事"].extraction_error
+    assert "refused" in found["メタデータへ転送する記事"].extraction_error
+    assert other_site.requests == []
+    assert "巨大なページ" in found  # read up to max_bytes, the rest never downloaded
+    assert site.hits("/a/huge") == 1 and site.bytes_sent["/a/huge"] < huge // 2
+    assert site.hits("/a/old") == 0 and site.hits("/a/future") == 0  # out of the window: never fetched
+
+
+def test_only_the_most_promising_pages_are_fetched(site: FakeSite) -> None:
+    items = [Item(f"AI記事{i}", site.url(f"/a/{i}"), IN_WINDOW, bookmarks=i * 10) for i in range(1, 7)]
+    for i in range(1, 7):
+        site.route(f"/a/{i}", page(f"AI記事{i}"))
+    site.route("/h.rdf", rdf_hatena(items), content_type="application/rdf+xml")
+    show = make_show([{"name": "H", "url": site.url("/h.rdf")}], allow=[site.host], max_pages=2)
+
+    snapshot = collect_candidates(show, DAY, now=NOW)
+
+    assert len(snapshot.candidates) == 6
+    with_text = {c.title for c in snapshot.candidates if c.text}
+    assert with_text == {"AI記事6", "AI記事5"}  # the most bookmarked
+    assert [p for p in site.requests if p.startswith("/a/")] in (["/a/6", "/a/5"], ["/a/5", "/a/6"])
+
+
+def test_near_identical_titles_across_feeds_are_one_story(site: FakeSite) -> None:
+    site.route("/one.xml", rss2([Item("OpenAI、新モデル「GPT-5」を発表", "https://a.example/news/1",
+                                      IN_WINDOW)]))
+    site.route("/two.xml", rss2([
+        Item("OpenAIが新モデル「GPT-5」を発表 | Tech News", "https://b.example/gpt5", EARLIER),
+        Item("Python 3.14 リリース", "https://b.example/py314", IN_WINDOW),
+        Item("Python 3.13 リリース", "https://b.example/py313", IN_WINDOW),
+    ]))
+    show = make_show([{"name": "One", "url": site.url("/one.xml")},
+                      {"name": "Two", "url": site.url("/two.xml")}], allow=[site.host], max_pages=1)
+    snapshot = collect_candidates(show, DAY, now=NOW)
+    titles = sorted(c.title for c in snapshot.candidates)
+    assert len(titles) == 3  # the GPT-5 story once; Python 3.13 and 3.14 stay two stories
+    gpt = next(c for c in snapshot.candidates if "GPT-5" in c.title)
+    assert gpt.sources == ["One", "Two"]
+
+
+def test_feed_topics_keep_only_matching_items(site: FakeSite) -> None:
+    site.route("/arxiv.xml", rss2([
+        Item("A new LLM agent benchmark", "https://arxiv.example/1", IN_WINDOW),
+        Item("Protein folding dynamics", "https://arxiv.example/2", IN_WINDOW, "Molecular agents simulation"),
+        Item("Soil chemistry survey", "https://arxiv.example/3", IN_WINDOW, "said the paper's authors"),
+    ]))
+    show = make_show([{"name": "arXiv", "url": site.url("/arxiv.xml"), "topics": ["LLM", "agent"]}],
+                     allow=[site.host], max_pages=1)
+    snapshot = collect_candidates(show, DAY, now=NOW)
+    kept = sorted(c.title for c in snapshot.candidates)
+    assert kept == ["A new LLM agent benchmark", "Protein folding dynamics"]
+
+
+def test_undated_items_count_from_when_first_seen(site: FakeSite, isolated_env: Path) -> None:
+    rss = ('<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://x/</link>'
+           "<description>d</description><item><title>日付のない記事</title><link>https://x.example/u</link>"
+           "</item></channel></rss>")
+    site.route("/undated.xml", rss)
+    show = make_show([{"name": "U", "url": site.url("/undated.xml")}], allow=[site.host], max_pages=1)
+
+    first = collect_candidates(show, DAY, now=NOW)
+    assert first.candidates[0].first_seen == NOW
+    seen = json.loads((isolated_env / "seen" / "test-show.json").read_text())
+    assert seen == {"https://x.example/u": NOW.isoformat()}
+
+    # the next day's run still remembers when it was first seen: yesterday, so it is in today's window
+    later = collect_candidates(show, DAY + dt.timedelta(days=1), now=NOW + dt.timedelta(days=1))
+    assert later.candidates[0].first_seen == NOW
+    # two days on it is old news
+    with pytest.raises(NotEnoughCandidates):
+        collect_candidates(show, DAY + dt.timedelta(days=2), now=NOW + dt.timedelta(days=2))
+
+
+def test_too_few_candidates_names_the_failed_feeds(site: FakeSite) -> None:
+    site.route("/ok.xml", rss2([Item("唯一の記事", "https://x.example/1", IN_WINDOW)]))
+    site.route("/down.xml", "down", status=503)
+    show = make_show([{"name": "OK", "url": site.url("/ok.xml")},
+                      {"name": "Down", "url": site.url("/down.xml")},
+                      {"name": "Nowhere", "url": "http://169.254.169.254/feed"}],
+                     allow=[site.host], min_candidates=3, max_pages=1)
+    with pytest.raises(NotEnoughCandidates) as failure:
+        collect_candidates(show, DAY, now=NOW)
+    message = str(failure.value)
+    assert "only 1 candidate" in message and "min_candidates = 3" in message
+    assert "Down: " in message and "503" in message
+    assert "Nowhere: " in message and "refused" in message
+
+
+def test_rerun_of_a_past_date_uses_its_snapshot_after_the_feeds_changed(site: FakeSite,
+                                                                         tmp_path: Path) -> None:
+    def serve(prefix: str) -> None:
+        items = []
+        for i in range(4):
+            title = f"{prefix} AI記事{i}"
+            site.route(f"/{prefix}/{i}", page(title))
+            items.append(Item(title, site.url(f"/{prefix}/{i}"), IN_WINDOW, bookmarks=10 + i))
+        site.route("/h.rdf", rdf_hatena(items), content_type="application/rdf+xml")
+
+    serve("first")
+    show = make_show([{"name": "H", "url": site.url("/h.rdf")}], allow=[site.host])
+    store = open_store(str(tmp_path / "public"))
+    before = load_or_collect(show, DAY, store, now=NOW)
+    assert store.get(snapshot_key(DAY)) is not None
+    picks_before = [p.candidate.url for p in rank_candidates(before, show, DAY, []).picks]
+
+    serve("second")  # the feed moved on
+    fetched = len(site.requests)
+    again = load_or_collect(show, DAY, store, now=NOW + dt.timedelta(days=3))
+    assert len(site.requests) == fetched  # nothing fetched: the snapshot answered
+    assert again == before
+    assert [p.candidate.url for p in rank_candidates(again, show, DAY, []).picks] == picks_before
+    assert all("/first/" in url for url in picks_before)
+
+    refreshed = load_or_collect(show, DAY, store, refresh=True, now=NOW)
+    assert all("/second/" in c.url for c in refreshed.candidates)
+    stored = CandidateSnapshot.model_validate_json(store.get(snapshot_key(DAY)) or b"")
+    assert stored == refreshed
+
+
+@pytest.mark.slow  # needs the Prefect test harness (shared with the flow tests; slow to start on its own)
+def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
+        site: FakeSite, tmp_path: Path, prefect_results: Path) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from tasks.collect import collect
+    from tasks.rank import artifact_key, rank
+
+    items = [Item(f"AI記事{i}", site.url(f"/a/{i}"), IN_WINDOW, bookmarks=10 * i) for i in range(1, 5)]
+    for i in range(1, 5):
+        site.route(f"/a/{i}", page(f"AI記事{i}"))
+    site.route("/h.rdf", rdf_hatena(items), content_type="application/rdf+xml")
+    site.route("/gone.xml", "gone", status=404)
+    answers = iter([503])  # the flaky feed fails once, then answers
+
+    def flaky(handler: Any) -> None:
+        status = next(answers, 200)
+        body = rss2([Item("不安定なフィードの記事", "https://x.example/flaky", IN_WINDOW)]).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/rss+xml")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    site.route("/flaky.xml", handler=flaky)
+    show = make_show([{"name": "H", "url": site.url("/h.rdf")},
+                      {"name": "Gone", "url": site.url("/gone.xml")},
+                      {"name": "Flaky", "url": site.url("/flaky.xml")}], allow=[site.host])
+    store_url = str(tmp_path / "public")
+
+    @flow
+    def two_runs() -> tuple[CandidateSnapshot, str, Any]:
+        snapshot = collect(show, DAY, store_url)
+        again = collect(show, DAY, store_url, return_state=True)
+        ranking = rank(snapshot, show, DAY, [])
+        return snapshot, again.name, ranking
+
+    snapshot, second_state, ranking = two_runs()
+
+    assert site.hits("/flaky.xml") == 2  # retried by its fetch-feed task run
+    assert site.hits("/gone.xml") == 1  # 404 is permanent: no retry
+    assert set(snapshot.feed_errors) == {"Gone"}
+    assert "不安定なフィードの記事" in by_title(snapshot)
+    assert second_state == "Cached"
+    assert open_store(store_url).get(snapshot_key(DAY)) is not None
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key("test-show", DAY)])))
+    assert artifacts and artifacts[0].type == "table"
+    table = json.loads(artifacts[0].data) if isinstance(artifacts[0].data, str) else artifacts[0].data
+    assert len(table) == len(ranking.table) == len(snapshot.candidates)
+    verdicts = [row["verdict"] for row in table]
+    assert verdicts.count("pick") == len(ranking.picks) == 2
+    assert verdicts.count("spare") == len(ranking.spares) == 1
+    assert all(row["reason"] for row in table)
