@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -31,10 +32,10 @@ from tasks.synthesize import synthesize
 from tasks.upload import read_history, upload
 from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
-from zundacast.models import STAGES, RunSummary, StageReport
+from zundacast.models import STAGES, EpisodeRecord, RunSummary, StageReport
 from zundacast.notify import notify_failure
 from zundacast.show import Environment, Show, load_show
-from zundacast.storage import open_store, resolve_store_url
+from zundacast.storage import Store, open_store, resolve_store_url
 
 Stage = Literal["collect", "rank", "summarize", "script", "synthesize", "upload"]
 
@@ -44,7 +45,12 @@ def _run_name() -> str:
 
     params = flow_run.parameters
     show = params.get("show", "show")
-    show_id = show if isinstance(show, str) else show.get("show", {}).get("id", "show")
+    if isinstance(show, Show):
+        show_id = show.show.id
+    elif isinstance(show, dict):
+        show_id = show.get("show", {}).get("id", "show")
+    else:
+        show_id = Path(str(show)).stem
     return f"{show_id}-{params.get('episode_date') or 'today'}"
 
 
@@ -84,7 +90,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run
         run.say("no OPENAI_API_KEY or OPENAI_BASE_URL: the offline writer writes today's episode")
 
     snapshot = run("collect", collect, show, day, store_url, refresh="collect" in run.refreshed)
-    ranking = run("rank", rank, snapshot, show, day, read_history(store))
+    ranking = run("rank", rank, snapshot, show, day, recent_history(store, show, day))
     summaries = run.mapped("summarize", summarize, [pick.candidate for pick in ranking.picks],
                            llm=show.llm, writer_key=summary_writer.cache_key)
     script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
@@ -105,6 +111,13 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run
         duration_s=round(time.perf_counter() - started, 3),
         mp3=published.episode_url, feed=published.feed_url,
     )
+
+
+def recent_history(store: Store, show: Show, day: dt.date) -> list[EpisodeRecord]:
+    """The episodes before `day` that ranking must not repeat; a rerun of `day` sees the same list."""
+    earlier = sorted((record for record in read_history(store) if record.date < day),
+                     key=lambda record: record.date, reverse=True)
+    return earlier[: show.rank.history_episodes]
 
 
 class StageRunner:
