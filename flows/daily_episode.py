@@ -25,14 +25,14 @@ from prefect.futures import wait
 from prefect.settings import get_current_settings
 
 from tasks.collect import collect
-from tasks.rank import rank
+from tasks.rank import promote_spares, rank
 from tasks.script import write_script
 from tasks.summarize import summarize
 from tasks.synthesize import synthesize
 from tasks.upload import read_history, upload
 from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
-from zundacast.models import STAGES, EpisodeRecord, RunSummary, StageReport
+from zundacast.models import STAGES, EpisodeRecord, Ranking, RunSummary, StageReport
 from zundacast.notify import notify_failure
 from zundacast.show import Environment, Show, load_show
 from zundacast.storage import Store, open_store, resolve_store_url
@@ -91,6 +91,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run
 
     snapshot = run("collect", collect, show, day, store_url, refresh="collect" in run.refreshed)
     ranking = run("rank", rank, snapshot, show, day, recent_history(store, show, day))
+    ranking = promote_spares(ranking, unreadable_picks(ranking))  # a spare takes an unreadable pick's place
     summaries = run.mapped("summarize", summarize, [pick.candidate for pick in ranking.picks],
                            llm=show.llm, writer_key=summary_writer.cache_key)
     script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
@@ -111,6 +112,12 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run
         duration_s=round(time.perf_counter() - started, 3),
         mp3=published.episode_url, feed=published.feed_url,
     )
+
+
+def unreadable_picks(ranking: Ranking) -> set[str]:
+    """Picks whose page could not be fetched or held too little text to talk about."""
+    return {pick.candidate.url for pick in ranking.picks
+            if pick.candidate.extraction_error or not pick.candidate.text.strip()}
 
 
 def recent_history(store: Store, show: Show, day: dt.date) -> list[EpisodeRecord]:
