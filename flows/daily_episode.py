@@ -91,7 +91,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run
 
     snapshot = run("collect", collect, show, day, store_url, refresh="collect" in run.refreshed)
     ranking = run("rank", rank, snapshot, show, day, recent_history(store, show, day))
-    ranking = promote_spares(ranking, unreadable_picks(ranking))  # a spare takes an unreadable pick's place
+    ranking = with_readable_picks(ranking)
     summaries = run.mapped("summarize", summarize, [pick.candidate for pick in ranking.picks],
                            llm=show.llm, writer_key=summary_writer.cache_key)
     script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
@@ -114,10 +114,13 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run
     )
 
 
-def unreadable_picks(ranking: Ranking) -> set[str]:
-    """Picks whose page could not be fetched or held too little text to talk about."""
-    return {pick.candidate.url for pick in ranking.picks
-            if pick.candidate.extraction_error or not pick.candidate.text.strip()}
+def with_readable_picks(ranking: Ranking) -> Ranking:
+    """Spares take the places of picks whose page could not be fetched or held too little text;
+    with no spare left, such a pick stays and is told from its feed's summary."""
+    unreadable = {pick.candidate.url for pick in ranking.picks
+                  if pick.candidate.extraction_error or not pick.candidate.text.strip()}
+    promoted = promote_spares(ranking, unreadable)
+    return promoted if len(promoted.picks) == len(ranking.picks) else ranking
 
 
 def recent_history(store: Store, show: Show, day: dt.date) -> list[EpisodeRecord]:
