@@ -47,7 +47,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Ite
         refreshed = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store),
                                   refresh=["synthesize"])
     mp.undo()
-    yield {"first": first, "second": second, "refreshed": refreshed, "store": store,
+    yield {"first": first, "second": second, "refreshed": refreshed, "store": store, "home": root / "home",
            "date": SAMPLE_DATE, "feed_after_second": feed_after_second}
 
 
@@ -117,9 +117,12 @@ def test_rerun_replaces_the_episode_instead_of_adding_one(runs: dict[str, Any]) 
     assert len(episodes) == 1
 
 
-def test_cli_demo_json_summary_is_the_last_line(tmp_path: Path) -> None:
-    """The CLI contract other tooling relies on, in a real subprocess (ephemeral Prefect API)."""
-    env = {"ZUNDACAST_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect"),
+def test_cli_demo_json_summary_is_the_last_line(tmp_path: Path, runs: dict[str, Any]) -> None:
+    """The CLI contract other tooling relies on, in a real subprocess (ephemeral Prefect API).
+
+    It shares the runs' home, so the utterance cache spares it minutes of identical speech; its
+    Prefect results are fresh, so every stage still runs."""
+    env = {"ZUNDACAST_HOME": str(runs["home"]), "PREFECT_HOME": str(tmp_path / "prefect"),
            "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     env["PATH"] = os.path.dirname(sys.executable) + ":" + env["PATH"]
     done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--json",
