@@ -43,7 +43,9 @@ def check_key(key: str) -> str:
     """A key relative to the store's prefix: no leading slash, no `..`, no empty parts."""
     parts = key.split("/")
     if not key or key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in parts):
-        raise PermanentStoreError(f"invalid store key {key!r}: use a relative path such as 2025-07-24/episode.mp3")
+        raise PermanentStoreError(
+            f"invalid store key {key!r}: use a relative path such as 2025-07-24/episode.mp3"
+        )
     return key
 
 
