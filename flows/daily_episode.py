@@ -5,7 +5,6 @@ Each step is a Prefect task that retries and caches on its own (see
 `refresh` forces the named stages (and everything after them) to run again.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 import fcntl
@@ -81,7 +80,8 @@ def daily_episode(
         raise
 
 
-def make_episode(show: Show, day: dt.date, store_url: str, env: Environment, run: StageRunner) -> RunSummary:
+def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
+                 run: "StageRunner") -> RunSummary:
     started = time.perf_counter()
     store = open_store(store_url)
     summary_writer = get_writer(show, env, stage="summarize")

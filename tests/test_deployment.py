@@ -66,6 +66,7 @@ def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
 def test_served_deployment_renders_a_past_date_triggered_through_the_api(
         tmp_path: Path, prefect_server: dict[str, str]) -> None:
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
@@ -90,9 +91,7 @@ def test_served_deployment_renders_a_past_date_triggered_through_the_api(
                             deployment, parameters={"episode_date": SAMPLE_DATE.isoformat()},
                             timeout=600, poll_interval=2)
                         break
-                    except Exception as exc:  # not registered yet
-                        if "not found" not in str(exc).lower() and "404" not in str(exc):
-                            raise
+                    except ObjectNotFound:  # the serve process has not registered it yet
                         time.sleep(1)
                 else:
                     raise AssertionError("deployment never appeared")
