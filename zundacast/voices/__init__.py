@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from zundacast.errors import PermanentError
+
 if TYPE_CHECKING:
     from zundacast.show import Environment, VoiceConfig
 
 
 class VoiceError(RuntimeError):
     """Synthesis failed; the message names the engine and the sentence."""
+
+
+class PermanentVoiceError(VoiceError, PermanentError):
+    """The engine refused the request (HTTP 4xx, bad text or settings): retrying cannot heal it."""
 
 
 class PCM(BaseModel):

@@ -1,0 +1,133 @@
+"""Synthesis stage benchmark: a 10-minute episode from 200+ utterances.
+
+Measures
+- assembly + mastering + encode (+ tags and the MP3 check) as a fraction of the audio's length
+  (utterances already cached; median of a few runs);
+- OpenJTalk's real-time factor (seconds of audio per second of wall time) with 1 and 2 workers;
+- the VOICEVOX client against the loopback VOICEVOX-protocol fake answering /synthesis after 300 ms:
+  wall time vs the (utterances x 300 ms) / concurrency ideal.
+
+Run: `python benchmarks/bench_synthesize.py` (prints a table); `run()` returns the numbers as a dict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tasks.synthesize import synthesize_script
+from tests.fakes.voicevox import fake_voicevox
+from zundacast.audio import plan_utterances, synthesize_utterances
+from zundacast.models import Script, Section, Sentence
+from zundacast.show import AudioConfig, OpenJTalkConfig, ShowInfo, VoicevoxConfig
+from zundacast.voices.openjtalk import OpenJTalkVoice
+from zundacast.voices.voicevox import VoicevoxVoice
+
+SHOW = ShowInfo(id="bench", title="株式会社ずんだもん技術室AI放送局")
+SUBJECTS = ["新しいモデル", "このライブラリ", "今回の研究", "そのサービス", "エーアイエージェント",
+            "推論サーバー", "ジーピーユーのクラスター", "オープンソースの実装", "評価ベンチマーク",
+            "クラウドの新機能"]
+PREDICATES = ["{n}倍速くなったのだ。", "{n}個の課題で勝ったのだ。", "メモリを{n}割減らせるのだ。",
+              "{n}社が使っているのだ。", "{n}行で動くのだ。", "{n}時間短くなったのだ。"]
+
+
+def make_script(articles: int = 4, per_article: int = 52) -> Script:
+    """A script of 4 + articles*per_article + 5 distinct sentences (about 10 minutes with OpenJTalk)."""
+    count = 0
+
+    def line() -> Sentence:
+        nonlocal count
+        count += 1
+        text = f"{SUBJECTS[count % len(SUBJECTS)]}は{PREDICATES[count % len(PREDICATES)].format(n=count)}"
+        return Sentence(text=text, speech=text)
+
+    sections = [Section(kind="opening", title="オープニング", sentences=[
+        Sentence(text="こんにちは、ずんだもんなのだ。", speech="こんにちは、ずんだもんなのだ。"),
+        *[line() for _ in range(3)]])]
+    for a in range(articles):
+        sections.append(Section(kind="article", title=f"記事{a + 1}", url=f"https://example.com/{a + 1}",
+                                sentences=[line() for _ in range(per_article)]))
+    sections.append(Section(kind="closing", title="エンディング", sentences=[line() for _ in range(5)]))
+    return Script(date=dt.date(2025, 7, 24), weekday="木曜日", show_title=SHOW.title, sections=sections)
+
+
+def _fresh_home() -> str:
+    home = tempfile.mkdtemp(prefix="bench-synth-")
+    os.environ["ZUNDACAST_HOME"] = home
+    return home
+
+
+def run(mastering_runs: int = 2, voicevox_delay_s: float = 0.3,
+        voicevox_concurrency: tuple[int, ...] = (2, 4)) -> dict[str, Any]:
+    script = make_script()
+    utterances = plan_utterances(script, OpenJTalkVoice.max_chars)
+    results: dict[str, Any] = {"utterances": len(utterances)}
+
+    # OpenJTalk real-time factor, 1 and 2 workers (fresh cache each time)
+    for workers in (1, 2):
+        home = _fresh_home()
+        voice = OpenJTalkVoice(OpenJTalkConfig(), concurrency=workers)
+        voice.synthesize("ウォームアップなのだ。")  # load the dictionary outside the timing
+        started = time.perf_counter()
+        pcms, _ = synthesize_utterances(voice, utterances, Path(home) / "tts")
+        wall = time.perf_counter() - started
+        audio_s = sum(len(p.samples) / p.sample_rate for p in pcms)
+        results[f"openjtalk_rtf_{workers}w"] = round(audio_s / wall, 1)
+        results[f"openjtalk_wall_s_{workers}w"] = round(wall, 1)
+
+    # assembly + mastering + encode + tags + check, from the warm utterance cache (the 2-worker home)
+    timings = []
+    bundle = None
+    for _ in range(mastering_runs):
+        started = time.perf_counter()
+        bundle = synthesize_script(script, OpenJTalkVoice(), AudioConfig(), SHOW,
+                                   work_dir=Path(home) / "work")
+        timings.append(time.perf_counter() - started)
+        assert bundle.synthesized == 0
+    assert bundle is not None
+    post = statistics.median(timings)
+    size_per_min = bundle.size_bytes / (bundle.duration_s / 60)
+    results.update(
+        episode_duration_s=round(bundle.duration_s, 1), loudness_lufs=bundle.loudness_lufs,
+        true_peak_dbtp=bundle.true_peak_dbtp, size_bytes=bundle.size_bytes,
+        kbytes_per_minute=round(size_per_min / 1000, 1),
+        kbps_effective=round(bundle.size_bytes * 8 / bundle.duration_s / 1000, 1),
+        post_tts_s_median=round(post, 2), post_tts_fraction_of_audio=round(post / bundle.duration_s, 4),
+    )
+
+    # VOICEVOX protocol over loopback, 300 ms per /synthesis
+    vv_utterances = plan_utterances(script, VoicevoxVoice.max_chars)
+    for concurrency in voicevox_concurrency:
+        home = _fresh_home()
+        with fake_voicevox(delay_s=voicevox_delay_s) as fake:
+            voice = VoicevoxVoice(VoicevoxConfig(), url=fake.url, concurrency=concurrency)
+            started = time.perf_counter()
+            _, synthesized = synthesize_utterances(voice, vv_utterances, Path(home) / "tts")
+            wall = time.perf_counter() - started
+            voice.close()
+        ideal = synthesized * voicevox_delay_s / concurrency
+        results[f"voicevox_c{concurrency}_wall_s"] = round(wall, 2)
+        results[f"voicevox_c{concurrency}_ideal_s"] = round(ideal, 2)
+        results[f"voicevox_c{concurrency}_efficiency"] = round(ideal / wall, 3)
+    return results
+
+
+def main() -> None:
+    results = run()
+    width = max(len(k) for k in results)
+    print(f"{'metric':<{width}}  value")
+    print(f"{'-' * width}  -----")
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

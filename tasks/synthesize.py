@@ -1,0 +1,129 @@
+"""Stage 5, synthesize: script -> a mastered, tagged, checked MP3 (an `AudioBundle`).
+
+Every sentence is one utterance, synthesized once and cached on disk, so a
+rerun after an edit re-synthesizes only the sentences that changed. The
+utterances are assembled with pauses and jingles, mastered to -16 LUFS and
+-1 dBTP, encoded to mono MP3 with ID3 chapters, and checked end to end before
+the bundle is returned. The MP3's name is its content hash: it never changes
+once written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from prefect import task
+
+from zundacast.audio import (
+    assemble,
+    check_mp3,
+    cover_image,
+    master_to_mp3,
+    mix_music,
+    plan_utterances,
+    prune_cache,
+    synthesize_utterances,
+    write_tags,
+)
+from zundacast.audio.assemble import decode_audio_file
+from zundacast.audio.master import ffmpeg_exe
+from zundacast.errors import PermanentError
+from zundacast.models import AudioBundle, Script
+from zundacast.show import AudioConfig, Environment, ShowInfo, VoiceConfig
+from zundacast.stage import stage_options
+from zundacast.voices import Voice, get_voice
+
+log = logging.getLogger(__name__)
+
+SILENCE_MARGIN_S = 0.4  # on top of the longest intended pause: engines pause inside sentences too
+
+
+class ScriptAudioError(PermanentError):
+    """The script cannot be voiced (no sentence has anything to say)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def episode_work_dir(show: ShowInfo, script: Script, env: Environment | None = None) -> Path:
+    return (env or Environment()).home / "work" / show.id / script.date.isoformat()
+
+
+def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: ShowInfo,
+                      work_dir: Path | None = None, *, attempts: int = 4,
+                      backoff_s: float = 0.5) -> AudioBundle:
+    """Voice the script and write `work_dir/episode-<sha12>.mp3`; the bundle describes the checked file."""
+    env = Environment()
+    work_dir = Path(work_dir) if work_dir is not None else episode_work_dir(show, script, env)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    utterances = plan_utterances(script, voice.max_chars)
+    if not utterances:
+        raise ScriptAudioError(f"the script for {script.date} has no sentence with anything to say "
+                               "(every Sentence.speech is empty or punctuation)")
+    cache_root = env.home / "tts"
+    pcms, synthesized = synthesize_utterances(voice, utterances, cache_root, attempts=attempts,
+                                              backoff_s=backoff_s)
+    timings["tts"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    timeline = assemble(script, utterances, pcms, audio)
+    samples = timeline.samples
+    if audio.music:
+        music = decode_audio_file(Path(audio.music), timeline.sample_rate, ffmpeg_exe())
+        samples = mix_music(timeline, music)
+    timings["assemble"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=work_dir, prefix=".episode-", suffix=".mp3")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        mastered = master_to_mp3(samples, timeline.sample_rate, audio, tmp)
+        timings["master"] = time.perf_counter() - mark
+        write_tags(tmp, script, show, timeline.chapters, cover_image(show))
+        mark = time.perf_counter()
+        # Background music fills the pauses, so only the voice-only layout bounds the silences.
+        checked = check_mp3(tmp, timeline.duration_s, timeline.longest_pause_s + SILENCE_MARGIN_S)
+        timings["check"] = time.perf_counter() - mark
+        sha = _sha256(tmp)
+        final = work_dir / f"episode-{sha[:12]}.mp3"
+        os.replace(tmp, final)  # same content, same name: a rerun that changed nothing rewrites nothing new
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a rejected or half-written file never keeps a final name
+        raise
+
+    removed = prune_cache(cache_root)
+    log.info("synthesized %d of %d utterances with %s; %.1f s of audio, %.2f LUFS, %.2f dBTP; timings %s%s",
+             synthesized, len(utterances), voice.name, checked.duration_s, mastered.loudness_lufs,
+             mastered.true_peak_dbtp, {k: round(v, 2) for k, v in timings.items()},
+             f"; pruned {removed} stale cached utterances" if removed else "")
+    return AudioBundle(
+        mp3_path=str(final), sha256=sha, size_bytes=checked.size_bytes,
+        duration_s=round(timeline.duration_s, 3),
+        loudness_lufs=mastered.loudness_lufs, true_peak_dbtp=mastered.true_peak_dbtp, engine=voice.name,
+        chapters=timeline.chapters, cues=timeline.cues, utterances=len(utterances), synthesized=synthesized)
+
+
+@task(name="synthesize", **stage_options(retries=2))
+def synthesize(script: Script, voice: VoiceConfig, audio: AudioConfig, show: ShowInfo) -> AudioBundle:
+    """Prefect task: build the engine the show file names, then `synthesize_script`."""
+    engine = get_voice(voice, Environment())
+    try:
+        return synthesize_script(script, engine, audio, show)
+    finally:
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()

@@ -1,0 +1,353 @@
+"""The synthesis stage: utterance cache, assembly, mastering, tags and the MP3 check, on real audio."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+from mutagen.id3 import ID3
+from mutagen.mp3 import MP3
+
+from tasks.synthesize import synthesize_script
+from tests.fakes.voicevox import fake_voicevox
+from zundacast.audio import check_mp3, cover_image, decode, episode_title, make_jingle, split_speech
+from zundacast.audio.utterances import plan_utterances, synthesize_utterances
+from zundacast.errors import EpisodeCheckError
+from zundacast.models import AudioBundle, Script, Section, Sentence
+from zundacast.show import AudioConfig, OpenJTalkConfig, ShowInfo, VoicevoxConfig
+from zundacast.stage import is_permanent
+from zundacast.voices import PCM, PermanentVoiceError
+from zundacast.voices.openjtalk import OpenJTalkVoice
+from zundacast.voices.voicevox import VoicevoxVoice
+
+SHOW = ShowInfo(id="zundamon-ai", title="株式会社ずんだもん技術室AI放送局", host="ずんだもん")
+
+
+def sentence(text: str) -> Sentence:
+    return Sentence(text=text, speech=text)
+
+
+def make_script() -> Script:
+    return Script(
+        date=dt.date(2025, 7, 24), weekday="木曜日", show_title=SHOW.title,
+        sections=[
+            Section(kind="opening", title="オープニング",
+                    sentences=[sentence("こんにちは、ずんだもんなのだ。"),
+                               sentence("今日は7月24日、木曜日なのだ！")]),
+            Section(kind="article", title="新しいGPUの話", url="https://example.com/gpu",
+                    sentences=[Sentence(text="タイトルは「新しいGPU」なのだ。",
+                                        speech="タイトルは「新しいジーピーユー」なのだ。"),
+                               sentence("とても速いらしいのだ。")]),
+            Section(kind="article", title="AIエージェント入門", url="https://example.com/agent",
+                    sentences=[Sentence(text="タイトルは「AIエージェント入門」なのだ。",
+                                        speech="タイトルは「エーアイエージェント入門」なのだ。"),
+                               sentence("みんなも試してみるのだ。")]),
+            Section(kind="closing", title="エンディング",
+                    sentences=[sentence("今日はここまでなのだ。"), sentence("バイバイなのだ！")]),
+        ])
+
+
+class CountingVoice:
+    """Wraps an engine and records every text it is asked to speak."""
+
+    def __init__(self, inner: OpenJTalkVoice) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_chars = inner.max_chars
+        self.concurrency = inner.concurrency
+        self.spoken: list[str] = []
+        self._lock = threading.Lock()
+
+    def cache_key(self) -> str:
+        return self.inner.cache_key()
+
+    def synthesize(self, text: str) -> PCM:
+        with self._lock:
+            self.spoken.append(text)
+        return self.inner.synthesize(text)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AudioBundle, Path]]:
+    """One OpenJTalk episode shared by the read-only tests (the home is this module's own)."""
+    home = tmp_path_factory.mktemp("audio-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZUNDACAST_HOME", str(home))
+        bundle = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(), SHOW)
+    yield bundle, home
+
+
+def ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def decode_at(path: Path, rate: int) -> np.ndarray:
+    out = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-ac", "1", "-af", f"aresample={rate}",
+                          "-f", "f32le", "pipe:1"], capture_output=True, check=True).stdout
+    return np.frombuffer(out, dtype="<f4")
+
+
+# --- the finished episode ----------------------------------------------------------------------------------
+
+def test_episode_is_mastered_to_minus_16_lufs_and_minus_1_dbtp(rendered: tuple[AudioBundle, Path]) -> None:
+    bundle, _ = rendered
+    path = Path(bundle.mp3_path)
+    samples = decode_at(path, 44100)
+    lufs = pyloudnorm.Meter(44100).integrated_loudness(samples.astype(np.float64))
+    assert lufs == pytest.approx(-16.0, abs=1.0)
+    assert bundle.loudness_lufs == pytest.approx(lufs, abs=0.2)
+    oversampled = decode_at(path, 192000)  # 4x+: the peaks between samples
+    true_peak = 20 * math.log10(float(np.max(np.abs(oversampled))))
+    assert true_peak <= -1.0
+    assert bundle.true_peak_dbtp <= -1.0
+
+
+def test_episode_is_a_mono_96k_mp3_named_by_its_hash(rendered: tuple[AudioBundle, Path]) -> None:
+    import hashlib
+
+    bundle, home = rendered
+    path = Path(bundle.mp3_path)
+    assert path.parent == home / "work" / "zundamon-ai" / "2025-07-24"
+    data = path.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == bundle.sha256
+    assert path.name == f"episode-{bundle.sha256[:12]}.mp3"
+    assert bundle.size_bytes == len(data)
+    info = MP3(path).info
+    assert info.channels == 1 and info.sample_rate == 44100 and info.bitrate == 96000
+    assert info.length == pytest.approx(bundle.duration_s, rel=0.01)
+    assert len(decode(path)[0]) / 44100 == pytest.approx(bundle.duration_s, abs=0.03)  # gapless: no padding
+    assert bundle.engine == "openjtalk" and bundle.utterances == 8 and bundle.synthesized == 8
+    assert list(path.parent.glob(".episode-*")) == []  # no temporary left behind
+
+
+def test_chapters_in_the_mp3_match_the_transcript(rendered: tuple[AudioBundle, Path]) -> None:
+    bundle, _ = rendered
+    tags = ID3(bundle.mp3_path)
+    (toc,) = tags.getall("CTOC")
+    chaps = {frame.element_id: frame for frame in tags.getall("CHAP")}
+    ordered = [chaps[element_id] for element_id in toc.child_element_ids]
+    titles = [frame.sub_frames["TIT2"].text[0] for frame in ordered]
+    assert titles == ["オープニング", "新しいGPUの話", "AIエージェント入門", "エンディング"]
+    assert [c.title for c in bundle.chapters] == titles
+    assert ordered[1].sub_frames.getall("WXXX")[0].url == "https://example.com/gpu"
+    # every chapter starts with its first sentence (the first one at 0, before the opening jingle)
+    first_cues = [bundle.cues[0], bundle.cues[2], bundle.cues[4], bundle.cues[6]]
+    assert first_cues[1].text == "タイトルは「新しいGPU」なのだ。"  # cues show the display text
+    assert ordered[0].start_time == 0
+    for frame, cue in zip(ordered[1:], first_cues[1:], strict=True):
+        assert abs(frame.start_time / 1000 - cue.start_s) <= 0.05
+    for earlier, later in itertools.pairwise(ordered):
+        assert earlier.end_time == later.start_time
+    assert ordered[-1].end_time / 1000 == pytest.approx(bundle.duration_s, abs=0.05)
+    # and the audio agrees: quiet just before each chapter's first sentence, speech right after it
+    samples = decode(Path(bundle.mp3_path))[0]
+    for cue in first_cues:
+        at = int(cue.start_s * 44100)
+        before = samples[at - int(0.2 * 44100): at - int(0.04 * 44100)]
+        after = samples[at: at + int(0.4 * 44100)]
+        assert np.sqrt(np.mean(before**2)) < 0.01 < np.sqrt(np.mean(after**2)), cue.text
+
+
+def test_cues_follow_each_other_with_the_configured_pauses(rendered: tuple[AudioBundle, Path]) -> None:
+    bundle, _ = rendered
+    cues = bundle.cues
+    assert len(cues) == 8
+    assert all(c.end_s > c.start_s for c in cues)
+    assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(cues))
+    within_section = cues[1].start_s - cues[0].end_s
+    assert within_section == pytest.approx(AudioConfig().sentence_pause_s, abs=0.002)
+    between_articles = cues[4].start_s - cues[3].end_s  # section pause + jingle + gap
+    assert between_articles > AudioConfig().section_pause_s + 1.0
+
+
+def test_tags_name_the_episode_the_show_and_the_sources(rendered: tuple[AudioBundle, Path]) -> None:
+    bundle, _ = rendered
+    tags = ID3(bundle.mp3_path)
+    assert tags.version[:2] == (2, 4)
+    assert tags["TIT2"].text[0] == episode_title(make_script(), SHOW)
+    assert "2025年7月24日" in tags["TIT2"].text[0]
+    assert tags["TALB"].text[0] == SHOW.title and tags["TPE1"].text[0] == "ずんだもん"
+    assert str(tags["TDRC"].text[0]).startswith("2025")
+    (comment,) = tags.getall("COMM")
+    assert "https://example.com/gpu" in comment.text[0] and "AIエージェント入門" in comment.text[0]
+    assert bool(tags.getall("APIC")) == (cover_image(SHOW) is not None)
+
+
+def test_the_check_accepts_the_finished_episode(rendered: tuple[AudioBundle, Path]) -> None:
+    bundle, _ = rendered
+    checked = check_mp3(bundle.mp3_path, bundle.duration_s, max_silence_s=1.5)
+    assert checked.duration_s == pytest.approx(bundle.duration_s, rel=0.01)
+    assert 0.9 < checked.longest_silence_s < 1.5  # the section pause, not more
+
+
+# --- the utterance cache -----------------------------------------------------------------------------------
+
+def test_same_script_twice_synthesizes_nothing_the_second_time(tmp_path: Path) -> None:
+    first = CountingVoice(OpenJTalkVoice())
+    bundle = synthesize_script(make_script(), first, AudioConfig(), SHOW, work_dir=tmp_path)
+    assert len(first.spoken) == 8 and bundle.synthesized == 8
+    second = CountingVoice(OpenJTalkVoice())
+    again = synthesize_script(make_script(), second, AudioConfig(), SHOW, work_dir=tmp_path)
+    assert second.spoken == [] and again.synthesized == 0 and again.utterances == 8
+    assert again.sha256 == bundle.sha256 and again.mp3_path == bundle.mp3_path  # identical file, same name
+
+
+def test_changing_one_sentence_resynthesizes_only_that_utterance(tmp_path: Path, isolated_env: Path) -> None:
+    synthesize_script(make_script(), CountingVoice(OpenJTalkVoice()), AudioConfig(), SHOW, work_dir=tmp_path)
+    edited = make_script()
+    edited.sections[1].sentences[1] = sentence("とても速くて安いらしいのだ。")
+    counting = CountingVoice(OpenJTalkVoice())
+    bundle = synthesize_script(edited, counting, AudioConfig(), SHOW, work_dir=tmp_path)
+    assert counting.spoken == ["とても速くて安いらしいのだ。"]
+    assert bundle.synthesized == 1 and bundle.cues[3].text == "とても速くて安いらしいのだ。"
+    # other settings are another cache: nothing is reused across voices
+    other = CountingVoice(OpenJTalkVoice(OpenJTalkConfig(speed=1.3)))
+    pcms, synthesized = synthesize_utterances(other, plan_utterances(edited, 400)[:2], isolated_env / "tts")
+    assert synthesized == 2 and len(other.spoken) == 2 and len(pcms) == 2
+
+
+# --- VOICEVOX end to end, retries and refusals -------------------------------------------------------------
+
+def test_voicevox_episode_retries_server_errors(tmp_path: Path) -> None:
+    with fake_voicevox() as fake:
+        fake.fail_next = [500, 500]  # the first two synthesis calls fail, then the engine recovers
+        voice = VoicevoxVoice(VoicevoxConfig(), url=fake.url, concurrency=1)
+        bundle = synthesize_script(make_script(), voice, AudioConfig(), SHOW, work_dir=tmp_path,
+                                   backoff_s=0.01)
+        voice.close()
+    assert bundle.engine == "voicevox" and bundle.synthesized == 8
+    assert fake.count("/synthesis") == 8 + 2
+    assert sorted(fake.synthesized_texts()) == sorted(u.speech for u in plan_utterances(make_script(), 300))
+    assert bundle.loudness_lufs == pytest.approx(-16.0, abs=1.0) and bundle.true_peak_dbtp <= -1.0
+    assert Path(bundle.mp3_path).is_file()
+
+
+def test_voicevox_refusal_fails_at_once_naming_the_sentence_and_engine(tmp_path: Path) -> None:
+    script = make_script()
+    with fake_voicevox() as fake:
+        fake.reject["とても速いらしいのだ。"] = 422
+        voice = VoicevoxVoice(VoicevoxConfig(), url=fake.url, concurrency=2)
+        with pytest.raises(PermanentVoiceError) as caught:
+            synthesize_script(script, voice, AudioConfig(), SHOW, work_dir=tmp_path, backoff_s=0.01)
+        voice.close()
+    message = str(caught.value)
+    assert "voicevox" in message and "とても速いらしいのだ。" in message and "新しいGPUの話" in message
+    assert "HTTP 422" in message
+    assert is_permanent(caught.value)
+    refused = [r for r in fake.requests if r["params"].get("text") == "とても速いらしいのだ。"]
+    assert len(refused) == 1  # a refusal is not retried
+    assert list(tmp_path.glob("*.mp3")) == []
+
+
+def test_voicevox_outage_fails_after_the_retries(tmp_path: Path) -> None:
+    with fake_voicevox() as fake:
+        fake.fail_next = [503] * 50
+        voice = VoicevoxVoice(VoicevoxConfig(), url=fake.url, concurrency=1)
+        with pytest.raises(Exception) as caught:
+            synthesize_script(make_script(), voice, AudioConfig(), SHOW, work_dir=tmp_path, attempts=3,
+                              backoff_s=0.01)
+        voice.close()
+    assert "voicevox" in str(caught.value) and "3 attempts" in str(caught.value)
+    assert not is_permanent(caught.value)  # Prefect's task retries may still heal an outage
+    assert 3 <= fake.count("/synthesis") <= 3 + 1  # the one failing utterance; at most one more had started
+
+
+# --- the MP3 check rejects broken files --------------------------------------------------------------------
+
+def test_check_rejects_a_truncated_mp3(rendered: tuple[AudioBundle, Path], tmp_path: Path) -> None:
+    bundle, _ = rendered
+    data = Path(bundle.mp3_path).read_bytes()
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(EpisodeCheckError, match="decodes to"):
+        check_mp3(cut, bundle.duration_s, max_silence_s=1.5)
+
+
+def test_check_rejects_a_silent_mp3(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.mp3"
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-t", "10",
+                    "-c:a", "libmp3lame", "-b:a", "96k", str(silent)], check=True)
+    with pytest.raises(EpisodeCheckError, match="silence"):
+        check_mp3(silent, 10.0, max_silence_s=1.5)
+
+
+def test_check_rejects_tiny_and_missing_files(tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny.mp3"
+    tiny.write_bytes(b"ID3\x04\x00\x00\x00\x00\x01\x76" + bytes(250))  # a 260-byte "episode": tags, no audio
+    with pytest.raises(EpisodeCheckError):
+        check_mp3(tiny, 600.0, max_silence_s=1.5)
+    with pytest.raises(EpisodeCheckError, match="does not exist"):
+        check_mp3(tmp_path / "nothing.mp3", 600.0, max_silence_s=1.5)
+
+
+def test_check_rejects_a_dropout_in_the_middle(tmp_path: Path) -> None:
+    rate = 44100
+    t = np.arange(12 * rate) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    tone[5 * rate: 8 * rate] = 0.0  # three seconds gone
+    path = tmp_path / "dropout.mp3"
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
+                    "-c:a", "libmp3lame", "-b:a", "96k", str(path)], input=tone.astype("<f4").tobytes(),
+                   check=True)
+    with pytest.raises(EpisodeCheckError, match=r"silence at 00:05"):
+        check_mp3(path, 12.0, max_silence_s=1.5)
+    assert check_mp3(path, 12.0, max_silence_s=3.5).longest_silence_s == pytest.approx(3.0, abs=0.1)
+
+
+# --- pieces ------------------------------------------------------------------------------------------------
+
+def test_long_speech_is_split_at_sentence_ends_then_commas() -> None:
+    text = "これは一つ目の文なのだ。" * 3 + "とても、とても、とても長い文なのだ。"
+    parts = split_speech(text, 30)
+    assert "".join(parts) == text
+    assert all(len(p) <= 30 for p in parts)
+    assert parts[0].endswith("。")
+    assert split_speech("あ" * 70, 30) == ["あ" * 30, "あ" * 30, "あ" * 10]
+    assert split_speech("短いのだ。", 30) == ["短いのだ。"]
+
+
+def test_punctuation_only_sentences_are_not_sent_to_the_engine() -> None:
+    script = make_script()
+    script.sections[0].sentences.append(Sentence(text="……", speech="……"))
+    assert len(plan_utterances(script, 300)) == 8
+
+
+def test_jingle_is_deterministic_and_fades_out() -> None:
+    first, second = make_jingle(44100), make_jingle(44100)
+    np.testing.assert_array_equal(first, second)
+    assert 1.0 <= len(first) / 44100 <= 2.0
+    assert float(np.max(np.abs(first))) == pytest.approx(0.5, abs=1e-3)
+    assert float(np.max(np.abs(first[-100:]))) < 1e-3
+
+
+def test_background_music_is_ducked_under_the_voice() -> None:
+    from zundacast.audio import mix_music
+    from zundacast.audio.assemble import Timeline
+    from zundacast.models import Cue
+
+    rate = 8000
+    voice = np.zeros(10 * rate, dtype=np.float32)
+    voice[4 * rate: 6 * rate] = 0.5 * np.sin(2 * np.pi * 300 * np.arange(2 * rate) / rate)
+    timeline = Timeline(samples=voice, sample_rate=rate, cues=[Cue(start_s=4.0, end_s=6.0, text="x")],
+                        chapters=[], longest_pause_s=1.0)
+    music = np.sin(2 * np.pi * 1000 * np.arange(rate) / rate).astype(np.float32)  # one second, looped
+    mixed = mix_music(timeline, music)
+    bed = mixed - voice
+
+    def level(a: float, b: float) -> float:
+        return float(np.sqrt(np.mean(bed[int(a * rate): int(b * rate)] ** 2)))
+
+    assert len(mixed) == len(voice)
+    assert level(4.5, 5.5) < level(2.5, 3.0) / 2.5  # ducked by about 10 dB while the host speaks
+    assert level(8.5, 9.0) > 0  # back between sentences (the last two seconds fade out)
+    assert level(0.0, 0.05) < level(2.5, 3.0) / 5  # fades in

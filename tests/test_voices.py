@@ -1,0 +1,219 @@
+"""Voice engines: real OpenJTalk, and VOICEVOX / OpenAI TTS through loopback servers speaking their APIs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.fakes.voicevox import SECONDS_PER_CHAR, fake_voicevox
+from zundacast.show import Environment, OpenAITTSConfig, OpenJTalkConfig, VoiceConfig, VoicevoxConfig
+from zundacast.stage import is_permanent
+from zundacast.voices import PermanentVoiceError, VoiceError, get_voice
+from zundacast.voices.openai_tts import OpenAIVoice
+from zundacast.voices.openjtalk import OpenJTalkVoice
+from zundacast.voices.voicevox import VoicevoxVoice, decode_wav
+
+SENTENCE = "今日は2025年7月24日、木曜日なのだ。エヌビディアの新しいジーピーユーを紹介するのだ！"
+
+
+def rms_db(samples: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(samples, dtype=np.float64))) + 1e-12))
+
+
+# --- OpenJTalk ---------------------------------------------------------------------------------------------
+
+def test_openjtalk_speaks_a_japanese_sentence() -> None:
+    pcm = OpenJTalkVoice(OpenJTalkConfig(speed=1.0, half_tone=0.0)).synthesize(SENTENCE)
+    assert pcm.sample_rate == 48000
+    assert pcm.samples.dtype == np.float32 and pcm.samples.ndim == 1
+    assert float(np.max(np.abs(pcm.samples))) <= 1.0
+    assert 3.0 < len(pcm.samples) / pcm.sample_rate < 15.0  # about 40 morae
+    assert rms_db(pcm.samples) > -35  # speech, not silence
+    assert float(np.max(np.abs(pcm.samples))) > 0.1
+
+
+def test_openjtalk_settings_change_the_sound_and_the_cache_key() -> None:
+    slow = OpenJTalkVoice(OpenJTalkConfig(speed=1.0))
+    fast = OpenJTalkVoice(OpenJTalkConfig(speed=1.6))
+    assert slow.cache_key() != fast.cache_key()
+    assert len(fast.synthesize(SENTENCE).samples) < 0.8 * len(slow.synthesize(SENTENCE).samples)
+
+
+def test_openjtalk_threads_give_the_same_audio_as_one_thread() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    voice = OpenJTalkVoice(concurrency=2)
+    texts = ["ずんだもんなのだ。", "ジーピーユーは速いのだ。"] * 2
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(voice.synthesize, texts))
+    np.testing.assert_array_equal(results[0].samples, results[2].samples)
+    np.testing.assert_array_equal(results[1].samples, results[3].samples)
+
+
+# --- VOICEVOX ----------------------------------------------------------------------------------------------
+
+def test_voicevox_speaks_through_the_engine_api_with_the_show_settings() -> None:
+    config = VoicevoxConfig(speaker=3, speed_scale=1.25, pitch_scale=0.05, intonation_scale=1.2,
+                            volume_scale=0.8, pre_phoneme_length=0.2, post_phoneme_length=0.3)
+    with fake_voicevox() as fake:
+        voice = VoicevoxVoice(config, url=fake.url)
+        pcm = voice.synthesize("ずんだもんなのだ")
+        voice.close()
+    assert pcm.sample_rate == 24000
+    expected = 0.2 + len("ずんだもんなのだ") * SECONDS_PER_CHAR / 1.25 + 0.3
+    assert len(pcm.samples) / pcm.sample_rate == pytest.approx(expected, abs=0.01)
+    query, synthesis = fake.requests
+    assert query["path"] == "/audio_query"
+    assert query["params"] == {"text": "ずんだもんなのだ", "speaker": "3"}
+    assert synthesis["path"] == "/synthesis" and synthesis["params"] == {"speaker": "3"}
+    sent = synthesis["json"]
+    assert sent["speedScale"] == 1.25 and sent["pitchScale"] == 0.05 and sent["intonationScale"] == 1.2
+    assert sent["volumeScale"] == 0.8 and sent["prePhonemeLength"] == 0.2 and sent["postPhonemeLength"] == 0.3
+    assert sent["accent_phrases"], "the engine's accent phrases go back unchanged"
+
+
+def test_voicevox_refusal_is_permanent_and_names_the_text() -> None:
+    with fake_voicevox() as fake:
+        fake.reject["だめなのだ"] = 422
+        voice = VoicevoxVoice(url=fake.url)
+        with pytest.raises(PermanentVoiceError) as caught:
+            voice.synthesize("だめなのだ")
+    message = str(caught.value)
+    assert "HTTP 422" in message and "だめなのだ" in message and "voicevox" in message
+    assert is_permanent(caught.value)
+
+
+def test_voicevox_server_error_is_transient() -> None:
+    with fake_voicevox() as fake:
+        fake.fail_next = [503]
+        voice = VoicevoxVoice(url=fake.url)
+        with pytest.raises(VoiceError) as caught:
+            voice.synthesize("ずんだもんなのだ")
+        assert not isinstance(caught.value, PermanentVoiceError)
+        assert len(voice.synthesize("ずんだもんなのだ").samples) > 0  # the next call heals
+
+
+def test_voicevox_unreachable_engine_is_transient() -> None:
+    with fake_voicevox() as fake:
+        url = fake.url
+    voice = VoicevoxVoice(url=url, timeout_s=2)  # the server is gone: connection refused
+    with pytest.raises(VoiceError) as caught:
+        voice.synthesize("ずんだもんなのだ")
+    assert not is_permanent(caught.value) and url in str(caught.value)
+
+
+def test_get_voice_uses_voicevox_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with fake_voicevox() as fake:
+        monkeypatch.setenv("VOICEVOX_URL", fake.url)
+        voice = get_voice(VoiceConfig(engine="voicevox", concurrency=3), Environment())
+        assert voice.name == "voicevox" and voice.concurrency == 3
+        assert voice.synthesize("ずんだもんなのだ").sample_rate == 24000
+    assert fake.count("/synthesis") == 1
+
+
+def test_decode_wav_averages_stereo() -> None:
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(24000)
+        wav.writeframes(np.array([16384, 0, 16384, 0], dtype="<i2").tobytes())
+    pcm = decode_wav(buffer.getvalue())
+    assert pcm.sample_rate == 24000
+    np.testing.assert_allclose(pcm.samples, [0.25, 0.25])
+    with pytest.raises(VoiceError):
+        decode_wav(b"not a wav")
+
+
+# --- OpenAI TTS --------------------------------------------------------------------------------------------
+
+class _SpeechAPI:
+    """A loopback `/v1/audio/speech` endpoint: answers 24 kHz 16-bit PCM, records the requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.statuses: list[int] = []  # statuses for the next calls
+
+
+@pytest.fixture
+def speech_api() -> Iterator[tuple[_SpeechAPI, str]]:
+    state = _SpeechAPI()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            state.requests.append({"path": self.path, "json": body,
+                                   "authorization": self.headers.get("Authorization")})
+            status = state.statuses.pop(0) if state.statuses else 200
+            if self.path != "/v1/audio/speech":
+                status = 404
+            if status != 200:
+                payload = json.dumps({"error": {"message": "nope", "type": "invalid_request_error"}}).encode()
+                content_type = "application/json"
+            else:
+                t = np.arange(int(0.5 * 24000)) / 24000
+                payload = (0.3 * np.sin(2 * np.pi * 200 * t) * 32767).astype("<i2").tobytes()
+                content_type = "application/octet-stream"
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_tts_requests_pcm_with_the_show_voice(speech_api: tuple[_SpeechAPI, str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    state, base_url = speech_api
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    env = Environment()
+    voice = get_voice(VoiceConfig(engine="openai", openai=OpenAITTSConfig(voice="nova", speed=1.1)), env)
+    pcm = voice.synthesize("ずんだもんなのだ")
+    assert pcm.sample_rate == 24000 and len(pcm.samples) == 12000
+    assert float(np.max(np.abs(pcm.samples))) == pytest.approx(0.3, abs=0.01)
+    (request,) = state.requests
+    assert request["json"]["model"] == "gpt-4o-mini-tts" and request["json"]["voice"] == "nova"
+    assert request["json"]["input"] == "ずんだもんなのだ" and request["json"]["response_format"] == "pcm"
+    assert request["json"]["speed"] == 1.1 and request["json"]["instructions"]
+    assert request["authorization"] == "Bearer sk-test-key"
+    assert "sk-test-key" not in voice.cache_key()
+
+
+def test_openai_tts_errors_are_classified(speech_api: tuple[_SpeechAPI, str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    state, base_url = speech_api
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    voice = OpenAIVoice(env=Environment())
+    state.statuses = [400]
+    with pytest.raises(PermanentVoiceError, match="HTTP 400"):
+        voice.synthesize("ずんだもんなのだ")
+    state.statuses = [500]
+    with pytest.raises(VoiceError) as caught:
+        voice.synthesize("ずんだもんなのだ")
+    assert not isinstance(caught.value, PermanentVoiceError)
+
+
+def test_openai_tts_without_a_key_says_what_to_set() -> None:
+    with pytest.raises(PermanentVoiceError, match="OPENAI_API_KEY"):
+        OpenAIVoice(env=Environment()).synthesize("ずんだもんなのだ")

@@ -1,0 +1,119 @@
+"""The VOICEVOX engine over HTTP: the real Zundamon voice.
+
+Two calls per utterance, as the engine's API defines them:
+`POST /audio_query?text=...&speaker=N` returns an AudioQuery (JSON) that we
+adjust with the show's speed/pitch/intonation/volume/pauses, then
+`POST /synthesis?speaker=N` with that query returns a WAV.
+The engine does not retry: HTTP 4xx raises `PermanentVoiceError` (the text or
+settings are wrong), 5xx and connection failures raise `VoiceError`, and the
+caller's utterance loop retries those with backoff.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import wave
+
+import httpx
+import numpy as np
+
+from zundacast.show import VoicevoxConfig
+from zundacast.voices import PCM, PermanentVoiceError, VoiceError
+
+
+def decode_wav(data: bytes) -> PCM:
+    """16-bit (or 8/32-bit) PCM WAV bytes -> mono float32 PCM; stereo is averaged."""
+    try:
+        with wave.open(io.BytesIO(data)) as wav:
+            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            frames = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise VoiceError(f"not a WAV file ({len(data)} bytes): {exc}") from exc
+    if width == 2:
+        samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 4:
+        samples = np.frombuffer(frames, dtype="<i4").astype(np.float32) / 2147483648.0
+    elif width == 1:
+        samples = (np.frombuffer(frames, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    else:
+        raise VoiceError(f"unsupported WAV sample width: {width} bytes")
+    if channels > 1:
+        samples = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
+    return PCM(samples=np.ascontiguousarray(samples, dtype=np.float32), sample_rate=rate)
+
+
+class VoicevoxVoice:
+    name = "voicevox"
+    max_chars = 300  # the engine takes more, but long queries are slow and fail as a whole
+
+    def __init__(self, config: VoicevoxConfig | None = None, url: str = "", concurrency: int = 2,
+                 timeout_s: float = 60.0) -> None:
+        self.config = config or VoicevoxConfig()
+        self.url = (url or self.config.url).rstrip("/")
+        self.concurrency = max(1, concurrency)
+        self.timeout_s = timeout_s
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    def cache_key(self) -> str:
+        c = self.config
+        # The URL is not part of the key: any engine serving the same speaker sounds the same.
+        return (f"voicevox:speaker={c.speaker}:speed={c.speed_scale}:pitch={c.pitch_scale}"
+                f":intonation={c.intonation_scale}:volume={c.volume_scale}"
+                f":pre={c.pre_phoneme_length}:post={c.post_phoneme_length}")
+
+    def client(self) -> httpx.Client:
+        with self._client_lock:  # one pooled client shared by the worker threads
+            if self._client is None:
+                self._client = httpx.Client(
+                    base_url=self.url, timeout=self.timeout_s,
+                    limits=httpx.Limits(max_connections=self.concurrency + 2,
+                                        max_keepalive_connections=self.concurrency + 2))
+            return self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _post(self, path: str, text: str, **kwargs: object) -> httpx.Response:
+        try:
+            response = self.client().post(path, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise VoiceError(f"voicevox at {self.url}: {path} failed for 「{text}」: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            detail = response.text[:300]
+            message = (f"voicevox at {self.url}: {path} answered HTTP {response.status_code} "
+                       f"for 「{text}」: {detail}")
+            if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+                raise PermanentVoiceError(message)
+            raise VoiceError(message)
+        return response
+
+    def audio_query(self, text: str) -> dict:
+        response = self._post("/audio_query", text, params={"text": text, "speaker": self.config.speaker})
+        try:
+            query = response.json()
+        except ValueError as exc:
+            raise VoiceError(f"voicevox at {self.url}: /audio_query answered no JSON for 「{text}」") from exc
+        if not isinstance(query, dict) or "accent_phrases" not in query:
+            raise VoiceError(f"voicevox at {self.url}: /audio_query returned no AudioQuery for 「{text}」")
+        c = self.config
+        query.update(speedScale=c.speed_scale, pitchScale=c.pitch_scale, intonationScale=c.intonation_scale,
+                     volumeScale=c.volume_scale, prePhonemeLength=c.pre_phoneme_length,
+                     postPhonemeLength=c.post_phoneme_length, outputStereo=False)
+        return query
+
+    def synthesize(self, text: str) -> PCM:
+        query = self.audio_query(text)
+        response = self._post("/synthesis", text, params={"speaker": self.config.speaker}, json=query)
+        try:
+            pcm = decode_wav(response.content)
+        except VoiceError as exc:
+            raise VoiceError(f"voicevox at {self.url}: /synthesis for 「{text}」: {exc}") from exc
+        if pcm.samples.size == 0:
+            raise VoiceError(f"voicevox at {self.url}: /synthesis returned no audio for 「{text}」")
+        return pcm
