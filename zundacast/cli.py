@@ -10,6 +10,9 @@ import argparse
 import json
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from zundacast.models import STAGES, RunSummary
 
@@ -50,6 +53,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@contextmanager
+def _prefect_api_starting() -> Iterator[None]:
+    """Start Prefect's temporary local API in the background while the body runs (the imports).
+
+    With no `PREFECT_API_URL`, every run starts a temporary API that takes seconds to come up;
+    starting it while the pipeline's modules import hides much of that. The flow then finds the
+    same server (Prefect keeps one per process). The start is always waited for, so no server
+    process outlives us half-started.
+    """
+
+    def start() -> None:
+        try:
+            from prefect.server.api.server import SubprocessASGIServer
+
+            SubprocessASGIServer().start()
+        except Exception:  # the flow starts it again itself and reports the error properly
+            pass
+
+    thread = threading.Thread(target=start, name="prefect-api-start", daemon=True)
+    if not os.environ.get("PREFECT_API_URL"):
+        thread.start()
+    try:
+        yield
+    finally:
+        if thread.is_alive():
+            thread.join()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zundacast", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
@@ -80,8 +111,9 @@ def _store(args: argparse.Namespace) -> str:
 
 
 def _demo(args: argparse.Namespace) -> RunSummary:
-    from flows.daily_episode import daily_episode
-    from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
+    with _prefect_api_starting():
+        from flows.daily_episode import daily_episode
+        from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
 
     with serve_sample_day() as base_url:
         print(f"sample day {SAMPLE_DATE.isoformat()} served at {base_url}", file=sys.stderr)
@@ -95,8 +127,8 @@ def _run(args: argparse.Namespace) -> RunSummary:
 
     show = load_show(args.show)  # fails early, naming the field, before Prefect starts
     day = parse_episode_date(args.date or None, show.show.timezone)
-    from flows.daily_episode import daily_episode
-
+    with _prefect_api_starting():
+        from flows.daily_episode import daily_episode
     return daily_episode(episode_date=day, show=args.show, refresh=args.refresh, store=_store(args))
 
 
