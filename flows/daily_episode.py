@@ -31,7 +31,7 @@ from tasks.synthesize import synthesize
 from tasks.upload import read_history, upload
 from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
-from zundacast.models import STAGES, EpisodeRecord, Ranking, RunSummary, StageReport
+from zundacast.models import STAGES, EpisodeRecord, Pick, Ranking, RunSummary, StageReport
 from zundacast.notify import notify_failure
 from zundacast.show import Environment, Show, load_show
 from zundacast.storage import Store, open_store, resolve_store_url
@@ -115,12 +115,16 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
 
 
 def with_readable_picks(ranking: Ranking) -> Ranking:
-    """Spares take the places of picks whose page could not be fetched or held too little text;
-    with no spare left, such a pick stays and is told from its feed's summary."""
-    unreadable = {pick.candidate.url for pick in ranking.picks
-                  if pick.candidate.extraction_error or not pick.candidate.text.strip()}
-    promoted = promote_spares(ranking, unreadable)
-    return promoted if len(promoted.picks) == len(ranking.picks) else ranking
+    """Readable spares take the places of picks whose page could not be fetched or held too little
+    text, as many as there are; a pick no spare can replace stays, told from its feed's summary."""
+
+    def unreadable(pick: Pick) -> bool:
+        return bool(pick.candidate.extraction_error) or not pick.candidate.text.strip()
+
+    readable_spares = sum(not unreadable(spare) for spare in ranking.spares)
+    failed = [pick.candidate.url for pick in ranking.picks if unreadable(pick)][:readable_spares]
+    failed_spares = [spare.candidate.url for spare in ranking.spares if unreadable(spare)]
+    return promote_spares(ranking, {*failed, *failed_spares})
 
 
 def recent_history(store: Store, show: Show, day: dt.date) -> list[EpisodeRecord]:

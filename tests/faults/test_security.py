@@ -1,0 +1,258 @@
+"""Hostile input and secrets: SSRF, size and decompression limits, scripts in pages, secrets in outputs.
+
+No traffic may leave loopback: every socket `connect` in the SSRF tests goes through a spy that records it
+and refuses any non-loopback address before a packet is sent, so a guard that failed would show up as a
+recorded attempt (and a `FetchError` instead of `FetchRefused`), never as traffic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.collect import collect_candidates, extract_article
+from tests.fakes.web import FakeSite, Item, article_page, rss2
+from tests.faults.support import SECRET_KEY, files_under, short_show
+from zundacast.models import Candidate
+from zundacast.show import CollectConfig
+from zundacast.web import FetchRefused, fetch
+
+ARTICLE = ["ずんだ餅の新しいレシピが発表されたのだ。" * 6, "枝豆をすりつぶして砂糖を加えるのだ。" * 6,
+           "新人エンジニアにもわかりやすい手順なのだ。" * 6]
+
+
+def _hosts_file_names() -> set[str]:
+    try:
+        lines = Path("/etc/hosts").read_text().splitlines()
+    except OSError:
+        return set()
+    return {name for line in lines if line.strip() and not line.startswith("#") for name in line.split()[1:]}
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every address a socket tried to connect to; non-loopback ones are refused before any packet."""
+    seen: list[str] = []
+    real_connect = socket.socket.connect
+
+    def spy(self: socket.socket, address: Any) -> Any:
+        host = str(address[0]).split("%")[0] if isinstance(address, tuple) else str(address)
+        seen.append(host)
+        if isinstance(address, tuple) and not ipaddress.ip_address(host).is_loopback:
+            raise ConnectionRefusedError(f"test guard: no traffic to {host}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", spy)
+    return seen
+
+
+@pytest.fixture
+def allowed() -> Iterator[FakeSite]:
+    with FakeSite() as site:
+        yield site
+
+
+@pytest.fixture
+def target() -> Iterator[FakeSite]:
+    """A loopback server on another port, never allowed: the SSRF target that must get no request."""
+    with FakeSite() as site:
+        site.route("/secret", "<html><body>internal admin</body></html>")
+        yield site
+
+
+# --- row 12: SSRF matrix --------------------------------------------------------------------------------
+
+LOCAL_NAME = next((name for name in (socket.gethostname(), "ip6-localhost") if name in _hosts_file_names()),
+                  "")
+
+DIRECT = [
+    # private
+    "http://10.0.0.1/", "http://10.255.255.254:8080/admin", "http://172.16.0.1/", "http://172.31.255.254/",
+    "http://192.168.0.1/", "http://100.64.0.1/",
+    # loopback, in every spelling (the target server listens there: it must see nothing)
+    "http://127.0.0.1:{port}/secret", "http://127.1:{port}/secret", "http://2130706433:{port}/secret",
+    "http://0x7f.0.0.1:{port}/secret", "http://0177.0.0.1:{port}/secret", "http://localhost:{port}/secret",
+    "http://localhost.:{port}/secret", "http://LOCALHOST:{port}/secret", "http://[::1]:{port}/secret",
+    "http://0.0.0.0:{port}/secret", "http://[::]:{port}/secret",
+    # link-local: the cloud metadata service and IPv6
+    "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://[fe80::1%25eth0]/",
+    # IPv4 inside IPv6: mapped, 6to4, NAT64
+    "http://[::ffff:127.0.0.1]:{port}/secret", "http://[::ffff:7f00:1]:{port}/secret",
+    "http://[::ffff:169.254.169.254]/latest/meta-data/", "http://[::ffff:10.0.0.1]/",
+    "http://[2002:7f00:1::]:{port}/secret", "http://[64:ff9b::a9fe:a9fe]/",
+    # a name from /etc/hosts that means this machine (no DNS query is made for it)
+    *([f"http://{LOCAL_NAME}:{{port}}/secret"] if LOCAL_NAME else []),
+    # credentials in the URL change nothing
+    "http://user:pass@127.0.0.1:{port}/secret",
+]
+
+
+@pytest.mark.parametrize("url", DIRECT)
+def test_private_targets_are_refused_before_connecting(url: str, allowed: FakeSite, target: FakeSite,
+                                                       connects: list[str]) -> None:
+    url = url.format(port=target.port)
+    with pytest.raises(FetchRefused, match="refused"):
+        fetch(url, allow_hosts=[allowed.host], timeout_s=1)
+    assert connects == []  # refused before any socket connected
+    assert target.requests == []
+
+
+REDIRECTS = [
+    "http://127.0.0.1:{port}/secret", "http://localhost:{port}/secret", "http://[::1]:{port}/secret",
+    "http://[::ffff:127.0.0.1]:{port}/secret", "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/", "http://[fe80::1]/",
+]
+
+
+@pytest.mark.parametrize("location", REDIRECTS)
+def test_redirects_to_private_targets_are_refused(location: str, allowed: FakeSite, target: FakeSite,
+                                                  connects: list[str]) -> None:
+    allowed.route("/go", status=302, headers={"Location": location.format(port=target.port)})
+    with pytest.raises(FetchRefused, match="refused"):
+        fetch(allowed.url("/go"), allow_hosts=[allowed.host], timeout_s=1)
+    assert allowed.hits("/go") == 1
+    assert target.requests == []
+    assert set(connects) == {"127.0.0.1"} and len(connects) == 1  # only the allowed server was reached
+
+
+def test_collect_refuses_private_feeds_links_and_redirects(allowed: FakeSite, target: FakeSite,
+                                                           connects: list[str]) -> None:
+    day = dt.date(2026, 11, 20)
+    when = dt.datetime(2026, 11, 19, 12, 0, tzinfo=dt.UTC)
+    allowed.route("/jump", status=301, headers={"Location": target.url("/secret")})
+    allowed.route("/ok", article_page("ずんだ餅の新レシピ", ARTICLE))
+    allowed.route("/feed.xml", rss2([
+        Item("メタデータの記事", "http://169.254.169.254/latest/meta-data/", when, "a"),
+        Item("内部サーバーの記事", target.url("/secret"), when, "b"),
+        Item("転送される記事", allowed.url("/jump"), when, "c"),
+        Item("ずんだ餅の新レシピ", allowed.url("/ok"), when, "d"),
+    ]), content_type="application/rss+xml")
+    show = short_show("http://127.0.0.1:9", allow_hosts=[allowed.host], collect={"min_candidates": 1},
+                      feeds=[{"name": "ok", "url": allowed.url("/feed.xml")},
+                             {"name": "metadata", "url": "http://169.254.169.254/feed.xml"},
+                             {"name": "internal", "url": target.url("/feed.xml")}])
+    snapshot = collect_candidates(show, day, now=dt.datetime(2026, 11, 19, 22, 0, tzinfo=dt.UTC))
+    assert set(snapshot.feed_errors) == {"metadata", "internal"}
+    assert all("refused" in why for why in snapshot.feed_errors.values())
+    errors = {c.title: c.extraction_error for c in snapshot.candidates}
+    for title in ("メタデータの記事", "内部サーバーの記事", "転送される記事"):
+        assert "refused" in errors[title], (title, errors[title])
+    assert errors["ずんだ餅の新レシピ"] == ""
+    assert target.requests == []
+    assert set(connects) == {"127.0.0.1"}
+
+
+# --- row 13: size and decompression limits, scripts and iframes -----------------------------------------
+
+
+def test_a_gzip_bomb_is_capped_in_the_collect_stage(allowed: FakeSite) -> None:
+    bomb = b"<html><body><article><p>" + b"0" * 60_000_000 + b"</p></article></body></html>"
+    allowed.route("/bomb", bomb, gzip=True)
+    assert len(gzip.compress(bomb)) < 200_000
+    result = fetch(allowed.url("/bomb"), allow_hosts=[allowed.host], max_bytes=500_000, timeout_s=5)
+    assert result.truncated and len(result.content) == 500_000
+    candidate = extract_article(Candidate(url=allowed.url("/bomb"), title="爆弾", source="s"),
+                                CollectConfig(allow_hosts=[allowed.host], max_bytes=500_000))
+    assert len(candidate.text) <= 500_000
+
+
+def test_a_huge_page_is_cut_and_not_read_to_the_end(allowed: FakeSite) -> None:
+    size = 64 * 1024 * 1024
+    allowed.route("/huge", size=size)
+    candidate = extract_article(Candidate(url=allowed.url("/huge"), title="巨大", source="s"),
+                                CollectConfig(allow_hosts=[allowed.host], max_bytes=200_000))
+    assert len(candidate.text) <= 200_000
+    assert allowed.bytes_sent["/huge"] < size // 2
+
+
+def test_scripts_iframes_and_styles_never_reach_the_text(allowed: FakeSite) -> None:
+    hostile = article_page("ずんだ餅の新レシピ", ARTICLE).replace(
+        "<main>",
+        '<script>var leak = "SCRIPT-MARKER-1";</script>'
+        '<iframe srcdoc="&lt;p&gt;IFRAME-MARKER-2&lt;/p&gt;" src="http://169.254.169.254/"></iframe>'
+        "<style>.x::after { content: 'STYLE-MARKER-3' }</style>"
+        "<noscript>NOSCRIPT-MARKER-4</noscript><main>",
+    ).replace("</article>", '<script type="application/ld+json">{"x": "JSONLD-MARKER-5"}</script>'
+                            '<img src=x onerror="alert(\'ONERROR-MARKER-6\')"></article>')
+    allowed.route("/hostile", hostile)
+    candidate = extract_article(Candidate(url=allowed.url("/hostile"), title="t", source="s"),
+                                CollectConfig(allow_hosts=[allowed.host]))
+    assert "ずんだ餅" in candidate.text and not candidate.extraction_error
+    for marker in ("SCRIPT-MARKER", "IFRAME-MARKER", "STYLE-MARKER", "NOSCRIPT-MARKER", "JSONLD-MARKER",
+                   "ONERROR-MARKER"):
+        assert marker not in candidate.text
+
+
+def test_a_script_in_a_title_is_escaped_on_the_listeners_pages(tmp_path: Path) -> None:
+    from tasks.upload import publish_episode
+    from tests.test_upload import DAY1, sample_inputs
+    from tests.test_upload import sample_show as upload_show
+    from zundacast.storage import open_store
+
+    evil = '<script>alert("zundacast")</script>'
+    bundle, script, ranking, summaries = sample_inputs(DAY1, tmp_path / "work")
+    first = ranking.picks[0]
+    ranking = ranking.model_copy(update={"picks": [
+        first.model_copy(update={"candidate": first.candidate.model_copy(update={"title": evil})}),
+        *ranking.picks[1:]]})
+    summaries = [summaries[0].model_copy(update={"title": evil, "spoken_title": evil}), *summaries[1:]]
+    store = open_store(str(tmp_path / "public"))
+    publish_episode(bundle, script, ranking, summaries, upload_show(), store)
+    for page in (tmp_path / "public" / DAY1.isoformat() / "index.html", tmp_path / "public" / "index.html"):
+        html = page.read_text("utf-8")
+        assert "<script>alert" not in html, page
+    assert "&lt;script&gt;alert" in (tmp_path / "public" / DAY1.isoformat() / "index.html").read_text("utf-8")
+
+
+# --- row 14: secrets ------------------------------------------------------------------------------------
+
+NEEDLES = (SECRET_KEY.encode(), SECRET_KEY.split("-never-")[1].encode())  # the key, and its distinctive tail
+
+
+@pytest.mark.slow
+def test_the_secret_key_was_really_sent_to_the_llm(llm_runs: dict[str, Any]) -> None:
+    assert llm_runs["invalid_requests"]
+    assert all(r.headers["authorization"] == f"Bearer {SECRET_KEY}" for r in llm_runs["invalid_requests"])
+
+
+@pytest.mark.slow
+def test_no_file_written_anywhere_holds_the_key(llm_runs: dict[str, Any]) -> None:
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    prefect_home = Path(os.environ["PREFECT_HOME"])
+    database_url = PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
+    database_url = getattr(database_url, "get_secret_value", lambda: database_url)()
+    database = Path(str(database_url).split(":///", 1)[1])  # the test harness's SQLite file
+    files = files_under(llm_runs["root"], prefect_home, database.parent)
+    names = {path.name for path in files}
+    assert "feed.xml" in names and "episode.json" in names and "candidates.json" in names  # store
+    assert any("tts" in path.parts for path in files)  # the utterance cache in ZUNDACAST_HOME
+    assert any("results" in path.parts for path in files)  # Prefect's persisted results
+    assert any(path.suffix == ".db" for path in files)  # Prefect's database: logs, artifacts, parameters
+    leaks = [str(path) for path in files for needle in NEEDLES if needle in path.read_bytes()]
+    assert leaks == []
+
+
+@pytest.mark.slow
+def test_no_log_line_holds_the_key(llm_runs: dict[str, Any]) -> None:
+    lines = llm_runs["logs"]
+    assert any("summarize" in line for line in lines)  # the capture saw the runs' logs
+    assert [line for line in lines if any(needle.decode() in line for needle in NEEDLES)] == []
+
+
+@pytest.mark.slow
+def test_the_failure_webhook_names_stage_and_cause_without_secrets(llm_runs: dict[str, Any]) -> None:
+    (payload,) = llm_runs["webhook"]  # one message, for the one failed run
+    text = payload["text"]
+    assert "summarize" in text and "OPENAI_API_KEY" in text and "LLMError" in text
+    assert "zundamon-ai" in text and "2026-11-20" in text
+    assert not any(needle.decode() in text for needle in NEEDLES)
+    assert "hook-secret-path" not in text
