@@ -1,0 +1,1 @@
+"""Benchmarks: `python benchmarks/run.py` runs them all and writes BENCHMARKS.md."""
