@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from zundacast.models import STAGES, RunSummary
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             value = "INFO"
         os.environ.setdefault(name, value)
     os.environ["ZUNDACAST_PROGRESS"] = "1"
+    if os.environ.get("PREFECT_HOME"):
+        # Prefect only warns when it cannot make its home, then its API fails to open the database.
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     from zundacast.errors import ZundacastError
     from zundacast.show import ShowFileError
 
