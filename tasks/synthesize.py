@@ -23,7 +23,7 @@ from zundacast.audio import (
     assemble,
     check_mp3,
     cover_image,
-    master_to_mp3,
+    master_and_decode,
     mix_music,
     plan_utterances,
     prune_cache,
@@ -31,6 +31,7 @@ from zundacast.audio import (
     write_tags,
 )
 from zundacast.audio.assemble import decode_audio_file
+from zundacast.audio.check import CHECK_RATE
 from zundacast.audio.master import ffmpeg_exe
 from zundacast.errors import PermanentError
 from zundacast.models import AudioBundle, Script
@@ -91,12 +92,18 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        mastered = master_to_mp3(samples, timeline.sample_rate, audio, tmp)
+        cover = cover_image(show)
+        # Tags go on before mastering's verification decode, so that one decode is of the final file
+        # and also serves the check below (no second decode of the whole episode).
+        mastered, decoded = master_and_decode(
+            samples, timeline.sample_rate, audio, tmp,
+            finish=lambda path: write_tags(path, script, show, timeline.chapters, cover))
         timings["master"] = time.perf_counter() - mark
-        write_tags(tmp, script, show, timeline.chapters, cover_image(show))
         mark = time.perf_counter()
         # Background music fills the pauses, so only the voice-only layout bounds the silences.
-        checked = check_mp3(tmp, timeline.duration_s, timeline.longest_pause_s + SILENCE_MARGIN_S)
+        checked = check_mp3(tmp, timeline.duration_s, timeline.longest_pause_s + SILENCE_MARGIN_S,
+                            decoded=decoded if timeline.sample_rate == CHECK_RATE else None)
+        del decoded
         timings["check"] = time.perf_counter() - mark
         sha = _sha256(tmp)
         final = work_dir / f"episode-{sha[:12]}.mp3"

@@ -18,7 +18,16 @@ from mutagen.mp3 import MP3
 
 from tasks.synthesize import synthesize_script
 from tests.fakes.voicevox import fake_voicevox
-from zundacast.audio import check_mp3, cover_image, decode, episode_title, make_jingle, split_speech
+from zundacast.audio import (
+    check_mp3,
+    cover_image,
+    decode,
+    episode_title,
+    make_jingle,
+    master_and_decode,
+    split_speech,
+    write_tags,
+)
 from zundacast.audio.utterances import plan_utterances, synthesize_utterances
 from zundacast.errors import EpisodeCheckError
 from zundacast.models import AudioBundle, Script, Section, Sentence
@@ -302,6 +311,27 @@ def test_check_rejects_a_dropout_in_the_middle(tmp_path: Path) -> None:
     with pytest.raises(EpisodeCheckError, match=r"silence at 00:05"):
         check_mp3(path, 12.0, max_silence_s=1.5)
     assert check_mp3(path, 12.0, max_silence_s=3.5).longest_silence_s == pytest.approx(3.0, abs=0.1)
+
+
+def test_mastering_decodes_the_tagged_file_once_and_the_check_reuses_it(tmp_path: Path) -> None:
+    rate = 44100
+    t = np.arange(12 * rate) / rate
+    tone = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    tone[5 * rate: 8 * rate] = 0.0
+    path = tmp_path / "episode.mp3"
+    mastered, decoded = master_and_decode(
+        tone, rate, AudioConfig(), path, finish=lambda p: write_tags(p, make_script(), SHOW, [], None))
+    assert mastered.passes == 1  # the common case: one encode
+    assert mastered.loudness_lufs == pytest.approx(-16.0, abs=0.2)
+    assert mastered.true_peak_dbtp <= -1.0
+    assert str(ID3(path)["TIT2"]) == episode_title(make_script(), SHOW)  # tagged by `finish`
+    fresh, errors, code = decode(path, rate)
+    assert (code, errors) == (0, "")
+    np.testing.assert_array_equal(decoded, fresh)
+    assert check_mp3(path, 12.0, max_silence_s=3.5, decoded=decoded).longest_silence_s == pytest.approx(
+        3.0, abs=0.1)
+    with pytest.raises(EpisodeCheckError, match=r"silence at 00:05"):
+        check_mp3(path, 12.0, max_silence_s=1.5, decoded=decoded)
 
 
 # --- pieces ------------------------------------------------------------------------------------------------

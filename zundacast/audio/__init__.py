@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from zundacast.audio.assemble import Timeline, assemble, loudness, make_jingle, mix_music
 from zundacast.audio.check import Mp3Check, check_mp3, longest_silence
-from zundacast.audio.master import Mastered, decode, ffmpeg_exe, master_to_mp3, true_peak_dbtp
+from zundacast.audio.master import (
+    Mastered,
+    decode,
+    ffmpeg_exe,
+    master_and_decode,
+    master_to_mp3,
+    true_peak_dbtp,
+)
 from zundacast.audio.tags import cover_image, episode_title, write_tags
 from zundacast.audio.utterances import (
     Utterance,
@@ -31,6 +38,7 @@ __all__ = [
     "longest_silence",
     "loudness",
     "make_jingle",
+    "master_and_decode",
     "master_to_mp3",
     "mix_music",
     "plan_utterances",

@@ -56,15 +56,23 @@ def longest_silence(samples: np.ndarray, rate: int,
     return float(lengths[best] / rate), float(starts[best] * frame / rate)
 
 
-def check_mp3(path: Path | str, expected_duration_s: float, max_silence_s: float) -> Mp3Check:
-    """Decode the MP3 end to end and reject it (EpisodeCheckError naming the problem) unless it is sound."""
+def check_mp3(path: Path | str, expected_duration_s: float, max_silence_s: float,
+              decoded: np.ndarray | None = None) -> Mp3Check:
+    """Decode the MP3 end to end and reject it (EpisodeCheckError naming the problem) unless it is sound.
+
+    `decoded`: this very file already decoded cleanly (no ffmpeg error) at CHECK_RATE, e.g. by mastering's
+    verification; it saves decoding the episode a second time.
+    """
     path = Path(path)
     if not path.is_file():
         raise EpisodeCheckError(f"episode MP3 {path} does not exist")
     size = path.stat().st_size
     if size == 0:
         raise EpisodeCheckError(f"episode MP3 {path.name} is empty (0 bytes)")
-    samples, errors, code = decode(path, CHECK_RATE)
+    if decoded is not None:
+        samples, errors, code = decoded, "", 0
+    else:
+        samples, errors, code = decode(path, CHECK_RATE)
     if code != 0 or errors:
         first = errors.splitlines()[0] if errors else f"exit code {code}"
         raise EpisodeCheckError(f"episode MP3 {path.name} ({size} bytes) does not decode cleanly: {first}")
