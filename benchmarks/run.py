@@ -338,9 +338,10 @@ def machine() -> dict[str, str]:
 def markdown(results: dict[str, Any], the_table: str) -> str:
     m = results["machine"]
     steps = ", ".join(f"{name} {seconds} s" for name, seconds in results.get("step_s", {}).items())
+    flag = "" if results["mode"] == "default" else f" --{results['mode']}"
     return f"""# Benchmarks
 
-Measured {results['date']} with `python benchmarks/run.py{'' if results['mode'] == 'default' else ' --' + results['mode']}` \
+Measured {results['date']} with `python benchmarks/run.py{flag}` \
 ({results['sizes']}).
 
 Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM;
