@@ -21,10 +21,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 from pydantic import BaseModel, ConfigDict
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly
 
 from zundacast.audio.utterances import Utterance
 from zundacast.models import Chapter, Cue, Script
@@ -62,6 +59,8 @@ def to_rate(pcm: PCM, rate: int) -> np.ndarray:
     if pcm.sample_rate == rate:
         return samples
     divisor = math.gcd(pcm.sample_rate, rate)
+    from scipy.signal import resample_poly  # scipy loads in ~1 s: only when audio is really made
+
     return resample_poly(samples, rate // divisor, pcm.sample_rate // divisor).astype(np.float32)
 
 
@@ -109,6 +108,8 @@ def loudness(samples: np.ndarray, rate: int) -> float:
     """Integrated loudness (BS.1770, LUFS); -inf for silence or audio shorter than one 400 ms block."""
     if len(samples) < int(0.4 * rate) + 1:
         return float("-inf")
+    import pyloudnorm  # pulls in scipy: only when audio is really measured
+
     return float(pyloudnorm.Meter(rate).integrated_loudness(np.asarray(samples, dtype=np.float64)))
 
 
@@ -233,6 +234,8 @@ def mix_music(timeline: Timeline, music: np.ndarray, under_voice_db: float = -24
     peak = float(np.max(np.abs(bed))) or 1.0
     bed /= peak
     mask = speech_mask(length, rate, timeline.cues)
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
     mask = maximum_filter1d(mask, size=61)  # hold through short pauses, start early (30 frames each side)
     mask = uniform_filter1d(mask, size=25)  # 250 ms ramps
     gain_db = between_db + (under_voice_db - between_db) * mask
