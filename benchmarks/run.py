@@ -53,12 +53,13 @@ class Sizes:
     """How much to run. One cold episode by default: a cold run costs minutes (synthesis dominates)."""
 
     cold: int = 1
-    warm: int = 3
-    tasks: int = 100
+    warm: int = 2
+    tasks: int = 50
     llm_latency_s: float = 0.5
     collect: dict[str, Any] = field(default_factory=lambda: {"repeats": 1})
     synthesize: dict[str, Any] = field(default_factory=lambda: {"mastering_runs": 1, "openjtalk_rounds": 1,
-                                                                "voicevox_concurrency": [2]})
+                                                                "voicevox_concurrency": [4],
+                                                                "one_worker_share": 0.5})
 
 
 # The default fits the issue's 5 minutes on this 2-core machine; --thorough repeats more for steadier medians.
@@ -389,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes")
     parser.add_argument("--thorough", action="store_true", help="more repeats (about 15 minutes)")
     parser.add_argument("--cold", type=int, help="cold episode runs (default 1; each costs minutes)")
-    parser.add_argument("--warm", type=int, help="warm episode runs (default 3)")
-    parser.add_argument("--tasks", type=int, help="trivial tasks for the per-task overhead (default 200)")
+    parser.add_argument("--warm", type=int, help="warm episode runs (default 2)")
+    parser.add_argument("--tasks", type=int, help="trivial tasks for the per-task overhead (default 50)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     parser.add_argument("--json", type=Path, help="also write every raw number to this file")
     args = parser.parse_args(argv)
