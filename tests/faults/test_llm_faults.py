@@ -118,3 +118,25 @@ def test_the_script_artifact_names_the_offline_fallback(llm_runs: dict[str, Any]
             key=ArtifactFilterKey(any_=[f"script-zundamon-ai-{SAMPLE_DATE.isoformat()}"])))
     assert artifacts, "the script stage published no artifact"
     assert any("Offline fallbacks" in str(artifact.data) for artifact in artifacts)
+
+
+# --- a rerun never pays for the LLM twice ---------------------------------------------------------------
+
+
+def test_a_second_run_of_the_same_date_sends_the_llm_no_request(
+        llm_server: FakeOpenAI, prefect_results: Path, tmp_path: Path) -> None:
+    from tests.faults.support import run_flow, sample_site, short_show
+
+    with sample_site() as (_site, base):
+        show = short_show(base, picks=1)
+        first = run_flow(show, tmp_path / "public")
+        asked = len(llm_server.requests)
+        second = run_flow(show, tmp_path / "public")
+    assert summarize_requests(llm_server.requests[:asked]) == 1  # the model wrote the summary ...
+    assert segment_requests(llm_server.requests[:asked]) >= 1  # ... and the segment
+    assert first.stages["summarize"].status == "computed"
+    assert len(llm_server.requests) == asked  # the rerun asked nothing
+    assert {name: report.status for name, report in second.stages.items()} == dict.fromkeys(
+        ["collect", "rank", "summarize", "script", "synthesize", "upload"], "cached")
+    episode = json.loads((tmp_path / "public" / SAMPLE_DATE.isoformat() / "episode.json").read_text("utf-8"))
+    assert episode["usage"]["requests"] >= 2 and episode["usage"]["prompt_tokens"] > 0
