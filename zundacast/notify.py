@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 from collections.abc import Iterable
 from typing import Literal
@@ -20,14 +19,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from zundacast.show import secret_env_values
+
 logger = logging.getLogger(__name__)
 
-SECRET_ENV_VARS: tuple[str, ...] = (
-    "OPENAI_API_KEY",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "ZUNDACAST_WEBHOOK_URL",
-)
 REDACTED = "[REDACTED]"
 MAX_MESSAGE_CHARS = 500
 # Shorter values are not secrets worth the name, and replacing them would shred ordinary text.
@@ -61,10 +56,7 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def _secret_values(extra: Iterable[str]) -> list[str]:
-    names = set(SECRET_ENV_VARS)
-    # os.environ, case-insensitively: pydantic-settings reads `openai_api_key` too
-    values = [value for name, value in os.environ.items() if name.upper() in names]
-    values.extend(extra)
+    values = [*secret_env_values().values(), *extra]
     cleaned = {value.strip() for value in values if value and len(value.strip()) >= _MIN_SECRET_CHARS}
     # longest first, so a secret that contains another is removed whole
     return sorted(cleaned, key=len, reverse=True)

@@ -8,6 +8,7 @@ storage. Secrets never live there: they come from the environment only
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -185,6 +186,18 @@ class Environment(BaseSettings):
     @property
     def home(self) -> Path:
         return Path(self.zundacast_home or Path.home() / ".cache" / "zundacast").expanduser()
+
+
+# Every environment variable that holds a secret: ours, and those boto3 reads itself.
+SECRET_ENV_VARS: tuple[str, ...] = ("OPENAI_API_KEY", "ZUNDACAST_WEBHOOK_URL", "AWS_SECRET_ACCESS_KEY",
+                                    "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def secret_env_values() -> dict[str, str]:
+    """Name -> value of the secrets set in the environment (names matched case-insensitively, as
+    pydantic-settings reads `openai_api_key` too)."""
+    return {name.upper(): value.strip() for name, value in os.environ.items()
+            if name.upper() in SECRET_ENV_VARS and value.strip()}
 
 
 def show_path(name_or_path: str) -> Path:

@@ -7,34 +7,22 @@ or the CLI can scan a whole store with `find_secrets_in_store`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 from zundacast.errors import PermanentError
-from zundacast.show import Environment
+from zundacast.show import secret_env_values
 from zundacast.storage import Store
 
 MIN_SECRET_CHARS = 12  # shorter values (e.g. "testing") would match ordinary text by chance
-# Secrets boto3 reads from the environment; the project's own come from `Environment`.
-AWS_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 class SecretLeakError(PermanentError):
     """A file about to be published holds a secret; nothing more is written."""
 
 
-def secret_values(env: Environment | None = None) -> dict[str, str]:
+def secret_values() -> dict[str, str]:
     """Name -> value of every secret in the environment (values long enough to look for)."""
-    env = env or Environment()
-    found: dict[str, str] = {}
-    if env.openai_api_key:
-        found["OPENAI_API_KEY"] = env.openai_api_key.get_secret_value()
-    if env.zundacast_webhook_url:
-        found["ZUNDACAST_WEBHOOK_URL"] = env.zundacast_webhook_url.get_secret_value()
-    for name in AWS_SECRET_VARIABLES:
-        if os.environ.get(name):
-            found[name] = os.environ[name]
-    return {name: value for name, value in found.items() if len(value) >= MIN_SECRET_CHARS}
+    return {name: value for name, value in secret_env_values().items() if len(value) >= MIN_SECRET_CHARS}
 
 
 def find_secrets(data: bytes, secrets: dict[str, str]) -> list[str]:
