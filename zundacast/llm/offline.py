@@ -434,8 +434,7 @@ def host_sentence(sentence: str) -> str | None:
         if pattern.search(core):
             return pattern.sub(ending, core) + mark
     if re.search(r"(?<![のん])のだ$", core) and not re.search(r"(?:[たるいう]|な)のだ$", core):
-        core = core[:-1]  # 〜ものだ / 〜ことだ: a noun before だ, not the host's のだ yet
-        return to_persona(core + "だ" + mark)
+        return core[:-1] + "なのだ" + mark  # 〜ものだ: the noun もの before だ, not the host's のだ yet
     return to_persona(core + mark)
 
 
@@ -513,7 +512,7 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
 
 _EN_STOPWORDS = "of|the|and|to|in|on|for|a|an|with|by|at|from|or|is|are|was|were|per|than"
 _EN_NUMBER_FACT = re.compile(
-    r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b|ms\b| ?GB\b| ?MB\b| ?TB\b)?"
+    r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
     rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)[a-z][a-z/]{{2,}})?"
 )
 _EN_UNITS = {"GB", "MB", "KB", "TB", "MS", "OK", "US", "UK", "AM", "PM", "II", "III"}
@@ -539,7 +538,8 @@ def _english_names(text: str) -> list[str]:
 
 _EN_FACT_LINES = ("記事には「{}」という数字が出てくるのだ。", "「{}」という数字も書いてあるのだ。",
                   "それから、「{}」という数字もあるのだ。", "さらに「{}」という数字も登場するのだ。",
-                  "「{}」という数字も紹介されているのだ。", "最後に、「{}」という数字もあるのだ。")
+                  "「{}」という数字も紹介されているのだ。", "「{}」という値も出てくるのだ。",
+                  "ほかに「{}」という数字もあるのだ。", "最後に、「{}」という数字もあるのだ。")
 
 
 def _summarize_english(candidate: Candidate, text: str) -> Summary:
@@ -755,10 +755,10 @@ def _spoken_lines(text: str, written_by_host: bool = False) -> list[str]:
     lines = []
     for sentence in split_sentences(text, max_chars=400):
         sentence = sentence.strip()
-        if not sentence or not _speakable(sentence) or _not_the_article(sentence):
-            continue
         if written_by_host and sentence_ends_in_persona(sentence):  # the English summary's own lines
             lines.append(sentence)
+            continue
+        if not sentence or not _speakable(sentence) or _not_the_article(sentence):
             continue
         for piece in spoken_style(sentence):
             spoken = host_sentence(piece)
@@ -818,6 +818,7 @@ class OfflineWriter:
 
     def __init__(self, seed: str = "") -> None:
         self.seed = seed
+        self._said: list[str] = []  # this episode's lines so far (see _remember)
 
     def summarize(self, candidate: Candidate, show: object | None = None) -> Summary:
         text = candidate.text or candidate.feed_summary or candidate.title
@@ -832,25 +833,15 @@ class OfflineWriter:
         high = segment_chars(total)[1]
         budget = high - 30 - len(summary.spoken_title)  # room for the header the script adds
         if summary.language.startswith("en"):
-            lines = self._english(summary, index, seed)
-            return _without_repeats(lines), Usage()
+            return self._english(summary, index, seed), Usage()
 
         facts = _spoken_lines(summary.summary)
         points = _spoken_lines("\n".join(summary.key_points))
         why = _spoken_lines(summary.why_it_matters)
         lead, facts = (facts[:1], facts[1:]) if facts else ([], [])
 
-        concepts = _concepts_of(summary)
-        explain: list[str] = []
-        topic = "general"
-        if concepts:
-            concept = concepts[0]
-            topic = concept.topic
-            own = next((line for line in facts + points if _defines(line, concept)), None)
-            if own is not None:  # the article defines it itself: its words, said before the details
-                facts, points = [f for f in facts if f != own], [p for p in points if p != own]
-            explanation = own or concept.explanations[index % len(concept.explanations)]
-            explain = [_slot(_ASK, index, seed).format(term=concept.name), explanation, concept.picture]
+        explain, topic, own = self._explain(summary, index, seed, facts + points)
+        facts, points = [f for f in facts if f != own], [p for p in points if p != own]
         explain.append(_slot(_WHY_CARE[topic], index, seed + topic))
         details = [_slot(_TO_DETAILS, index, seed)]
         connectors = ("それから、", "さらに、", "あと、", "", "", "", "")
@@ -877,19 +868,41 @@ class OfflineWriter:
         lines = lead + explain + details + body + point_lead + why + closer
         if not lead and not facts and not points:  # nothing from the article but its title
             lines = explain + closer
-        return _without_repeats(lines), Usage()
+        return self._remember(index, _without_repeats(lines)), Usage()
+
+    def _remember(self, index: int, lines: list[str]) -> list[str]:
+        """A guard over the slots: nothing a former segment of this episode said is said again.
+
+        Segments are written in order by one writer; index 0 starts a new episode.
+        """
+        if index == 0:
+            self._said = []
+        lines = [line for line in lines if not any(_similar(line, said) for said in self._said)]
+        self._said.extend(lines)
+        return lines
+
+    def _explain(self, summary: Summary, index: int, seed: str,
+                 article_lines: list[str]) -> tuple[list[str], str, str | None]:
+        """What the thing is (ask, explanation, everyday picture): lines, topic, article line used."""
+        said = [] if index == 0 else self._said
+        for concept in _concepts_of(summary):
+            own = next((line for line in article_lines if _defines(line, concept)), None)
+            variants = [concept.explanations[(index + k) % len(concept.explanations)]
+                        for k in range(len(concept.explanations))]
+            explanation = own or next((v for v in variants if v not in said), None)
+            if explanation is None or concept.picture in said:
+                continue  # a former segment explained this concept: explain the next one instead
+            ask = _slot(_ASK, index, seed).format(term=concept.name)
+            return [ask, explanation, concept.picture], concept.topic, own
+        return [], "general", None
 
     def _english(self, summary: Summary, index: int, seed: str) -> list[str]:
         facts = _spoken_lines(summary.summary, written_by_host=True)
         points = _spoken_lines("\n".join(summary.key_points), written_by_host=True)
-        explain: list[str] = []
-        concepts = _concepts_of(summary)
-        if concepts:
-            concept = concepts[0]
-            explain = [_slot(_ASK, index, seed).format(term=concept.name),
-                       concept.explanations[index % len(concept.explanations)], concept.picture]
-        return [*facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
-                _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]
+        explain, _topic, _own = self._explain(summary, index, seed, [])
+        return self._remember(index, _without_repeats([
+            *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
+            _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]))
 
 
 _OWN_CONNECTORS = ("それから", "さらに", "ちなみに", "あと", "また", "たとえば", "例えば", "そこで", "ただ",
