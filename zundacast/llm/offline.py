@@ -305,6 +305,7 @@ def _te_form(stem: str, ctype: str) -> str | None:
     return past[:-1] + ("て" if past.endswith("た") else "で") if past else None
 
 
+_I_E_ROW = set("いきぎしじちぢにひびぴみりえけげせぜてでねへべぺめれ")
 _PARTICLE_VERBS = {"加え", "比べ", "対し", "関し", "基づき", "通じ", "伴い", "除き", "向け", "応じ", "際し",
     "沿い",
                    "含め", "始め", "つれ", "わたり", "おい", "つき", "当たり", "あたり", "並び", "限り",
@@ -330,6 +331,13 @@ def _clause_forms(prefix: str) -> tuple[str, str, str] | None:
     if last["pos"] == "動詞" and last["cform"] == "連用形" and word in _PARTICLE_VERBS:
         te = _te_form(word, last["ctype"])  # 〜に加え、→ 〜に加えて、 (a particle in meaning: never split)
         return (head + te, "", "") if te else None
+    if last["pos"] == "名詞" and before["string"] in ("を", "に", "が") and word[-1:] in _I_E_ROW:
+        # 「検索を組み合わせ、」: OpenJTalk reads a bare 連用形 as a noun; with ます it shows the verb
+        probe = _frontend(word + "ます")
+        if len(probe) >= 2 and probe[-2]["pos"] == "動詞" and probe[-2]["string"] == word:
+            last = probe[-2]
+    if last["pos"] == "助動詞" and word == "ず":  # 上がらず、→ 上がらなくて、
+        return head + "なくて", head + "ない", head + "なかった"
     if last["pos"] == "動詞" and last["cform"] == "連用形":
         te, present, past = _te_form(word, last["ctype"]), _dictionary_form(word, last["ctype"]), \
             _ta_form(word, last["ctype"])
@@ -484,6 +492,11 @@ def _score(sentence: str, position: int, keywords: set[str]) -> float:
     return score
 
 
+_LEANS_ON_BEFORE = re.compile(
+    r"^(?:これ|この|それ|その|そこで|そのため|ただ|一方|しかし|でも|つまり|このため)"
+    r"|(?:ためだ|からだ|ためである|からである)[。！]$")
+
+
 SUMMARY_MAX_CHARS = 1250  # the article's sentences a segment can hold (segment_chars for three articles)
 
 
@@ -491,17 +504,25 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
     keywords = _keywords(candidate.title)
     sentences = _clean_sentences(text)
     ranked = sorted(range(len(sentences)), key=lambda i: -_score(sentences[i], i, keywords))
-    chosen: list[int] = []
+    usable = {i for i, sentence in enumerate(sentences)
+              if to_persona(sentence) is not None and host_sentence(sentence) is not None}
+    chosen: set[int] = set()
     used = 0
     for index in ranked:
-        if to_persona(sentences[index]) is None or host_sentence(sentences[index]) is None:
+        if index not in usable or index in chosen:
             continue
-        if used + len(sentences[index]) > SUMMARY_MAX_CHARS or len(chosen) >= 16:
-            break
-        chosen.append(index)
-        used += len(sentences[index])
-    chosen.sort()
-    picked = [sentences[i] for i in chosen]
+        # A sentence that leans on the one before it (「〜ためだ。」「これで…」) comes with it, or not at all.
+        group = [index]
+        if _LEANS_ON_BEFORE.search(sentences[index]) and index - 1 not in chosen:
+            if index - 1 not in usable:
+                continue
+            group = [index - 1, index]
+        cost = sum(len(sentences[i]) for i in group)
+        if used + cost > SUMMARY_MAX_CHARS or len(chosen) + len(group) > 16:
+            continue
+        chosen.update(group)
+        used += cost
+    picked = [sentences[i] for i in sorted(chosen)]
     why = next((s for s in reversed(picked[1:]) if any(word in s for word in _WHY_WORDS)), "")
     rest = [s for s in picked if s != why]
     summary_part = rest[: max(3, len(rest) - 4)] if len(rest) > 4 else rest
@@ -862,6 +883,8 @@ class OfflineWriter:
             return self._english(summary, index, seed), Usage()
 
         facts = _spoken_lines(summary.summary)
+        # A connector goes before a key point's first spoken sentence only (not inside a split sentence).
+        starts = {pieces[0] for pieces in map(_spoken_lines, summary.key_points) if pieces}
         points = _spoken_lines("\n".join(summary.key_points))
         why = _spoken_lines(summary.why_it_matters)
         lead, facts = (facts[:1], facts[1:]) if facts else ([], [])
@@ -871,8 +894,8 @@ class OfflineWriter:
         explain.append(_slot(_WHY_CARE[topic], index, seed + topic))
         details = [_slot(_TO_DETAILS, index, seed)]
         connectors = ("それから、", "さらに、", "あと、", "", "", "", "")
-        points = [line if line.startswith(_OWN_CONNECTORS) else rng.choice(connectors) + line
-                  for line in points]
+        points = [rng.choice(connectors) + line if line in starts and not line.startswith(_OWN_CONNECTORS)
+                  else line for line in points]
         point_lead = [_slot(_ARTICLE_POINT, index, seed)] if why else []
         closer = [_slot(_CLOSERS, index, seed)]
 
