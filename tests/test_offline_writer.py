@@ -170,6 +170,26 @@ def test_no_stock_line_is_copied_from_the_reference_episodes(episode: Script) ->
     assert [line for line in texts(episode, "article") if line in reference] == []
 
 
+def test_every_readable_sample_article_in_one_long_episode_repeats_nothing(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """More segments than any stock pool has lines: the writer still never says a sentence twice."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZUNDACAST_HOME", str(tmp_path_factory.mktemp("home-all")))
+        with serve_sample_day(port=0) as base_url:
+            snapshot = collect_candidates(sample_show(base_url), SAMPLE_DATE, now=NOW)
+    readable = [c for c in snapshot.candidates if c.text and not c.extraction_error]
+    writer = OfflineWriter()
+    summaries = [writer.summarize(candidate) for candidate in readable]
+    assert len(summaries) >= 8 and any(s.language == "en" for s in summaries)  # one English post
+    script = build_script(SAMPLE_DATE, summaries, SHOW.show, SHOW.pronunciation, writer)
+    written = [s.text for section in script.sections[1:-1] for s in section.sentences[2:]]
+    assert [line for line, count in Counter(written).items() if count > 1] == []
+    assert near_repeats(written) == []
+    assert persona_ratio(texts(script)) >= 0.9
+    for sentence in written:
+        assert not any(marker in sentence for marker in WRITTEN_STYLE), sentence
+
+
 # --- small articles written for these tests -------------------------------------------------------------
 
 SHORT = Candidate(  # a 250-character news brief

@@ -579,7 +579,8 @@ def _summarize_english(candidate: Candidate, text: str) -> Summary:
         if (not re.fullmatch(r"(19|20)\d\d", fact) and re.search(r"[^\d,.]", fact)
                 and fact not in facts):
             facts.append(fact)
-    summary = f"これは{site}に載っていた英語の記事で、テーマは「{title}」なのだ。"
+    about = f"で、{'や'.join(names[:2])}が出てくるお話" if names else ""
+    summary = f"これは{site}に載っていた英語の記事{about}なのだ。"
     key_points = []
     if names:
         key_points.append(f"記事によく出てくる名前は、{'、'.join(names)}なのだ。")
@@ -796,6 +797,11 @@ def _concepts_of(summary: Summary) -> list[Concept]:
     return [concept for _, _, concept in sorted(found, key=lambda item: (item[0], item[1]))]
 
 
+def _spoken_groups(text: str) -> list[list[str]]:
+    """Each of the article's sentences as the host's spoken sentences (one, or a long one split)."""
+    return [group for group in map(_spoken_lines, split_sentences(text, max_chars=400)) if group]
+
+
 def _spoken_lines(text: str, written_by_host: bool = False) -> list[str]:
     """An article's sentences as the host's spoken sentences (author in the third person, のだ at the end)."""
     lines = []
@@ -882,40 +888,39 @@ class OfflineWriter:
         if summary.language.startswith("en"):
             return self._english(summary, index, seed), Usage()
 
-        facts = _spoken_lines(summary.summary)
-        # A connector goes before a key point's first spoken sentence only (not inside a split sentence).
-        starts = {pieces[0] for pieces in map(_spoken_lines, summary.key_points) if pieces}
-        points = _spoken_lines("\n".join(summary.key_points))
-        why = _spoken_lines(summary.why_it_matters)
-        lead, facts = (facts[:1], facts[1:]) if facts else ([], [])
+        # One group per article sentence (a long one is spoken as two or three): trimmed whole, never cut.
+        fact_groups = _spoken_groups(summary.summary)
+        point_groups = [group for point in summary.key_points for group in _spoken_groups(point)]
+        why = [line for group in _spoken_groups(summary.why_it_matters) for line in group]
+        lead = fact_groups.pop(0) if fact_groups else []
 
-        explain, topic, own = self._explain(summary, index, seed, facts + points)
-        facts, points = [f for f in facts if f != own], [p for p in points if p != own]
+        article_lines = [line for group in fact_groups + point_groups for line in group]
+        explain, topic, own = self._explain(summary, index, seed, article_lines)
+        fact_groups = [group for group in fact_groups if own not in group]
+        point_groups = [group for group in point_groups if own not in group]
         explain.append(_slot(_WHY_CARE[topic], index, seed + topic))
         details = [_slot(_TO_DETAILS, index, seed)]
         connectors = ("それから、", "さらに、", "あと、", "", "", "", "")
-        points = [rng.choice(connectors) + line if line in starts and not line.startswith(_OWN_CONNECTORS)
-                  else line for line in points]
+        point_groups = [[rng.choice(connectors) + group[0], *group[1:]]
+                        if not group[0].startswith(_OWN_CONNECTORS) else group for group in point_groups]
         point_lead = [_slot(_ARTICLE_POINT, index, seed)] if why else []
         closer = [_slot(_CLOSERS, index, seed)]
 
-        def length(parts: list[str]) -> int:
-            return sum(len(part) for part in parts)
+        def length() -> int:
+            groups = [lead, explain, details, *fact_groups, *point_groups, point_lead, why, closer]
+            return sum(len(line) for group in groups for line in group)
 
-        def assemble() -> list[str]:
-            return lead + explain + details + facts + points + point_lead + why + closer
-
-        # Over the budget: drop key points from the end, then facts, then the analogy.
-        while points and length(assemble()) > budget:
-            points.pop()
-        while len(facts) > 1 and length(assemble()) > budget:
-            facts.pop()
-        body = facts + points
+        # Over the budget: drop key points from the end, then facts (the lead stays).
+        while point_groups and length() > budget:
+            point_groups.pop()
+        while len(fact_groups) > 1 and length() > budget:
+            fact_groups.pop()
+        body = [line for group in fact_groups + point_groups for line in group]
         at = _emphasize(body)
         if at is not None:
             body.insert(at + 1, _slot(_NUMBER_REACTIONS, index, seed))
         lines = lead + explain + details + body + point_lead + why + closer
-        if not lead and not facts and not points:  # nothing from the article but its title
+        if not lead and not body:  # nothing from the article but its title
             lines = explain + closer
         return self._remember(index, _without_repeats(lines)), Usage()
 
