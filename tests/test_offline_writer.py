@@ -303,6 +303,8 @@ def test_segments_of_one_episode_share_no_stock_line() -> None:
     ("【PDF】生成AI利用実態調査2026 速報版 国内企業の58%が業務で生成AIを利用",
      "生成AI利用実態調査2026 速報版、国内企業の58%が業務で生成AIを利用"),
     ("Nothing Phone 3 review: a bold bet - The Verge", "Nothing Phone 3 review"),
+    ("アオバクラウド、NVIDIA B300搭載のGPUインスタンスを東京・大阪で提供開始\u30001GPU時間1,280円から",
+     "アオバクラウド、NVIDIA B300搭載のGPUインスタンス"),
     ("GPUで高速なモデル推論を実現するために考えること -フラッシュアテンションはなぜ高速か-",
      "GPUで高速なモデル推論を実現するために考えること"),
     ("国産LLM「Tsubaki-2」公開、32Bパラメーターで日本語ベンチマーク首位\u3000Apache 2.0で商用利用可",

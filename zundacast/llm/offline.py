@@ -239,9 +239,10 @@ def _cut_japanese(text: str, limit: int) -> str:
     comma = max(head.rfind("、"), head.rfind("，"))
     if comma >= limit // 2:
         return text[:comma]
-    for end in range(limit, limit // 2, -1):  # end on a noun, just before a particle
-        if text[end] in "のをがはでにとも" and _NOUN_END.match(text[end - 1]):
-            return text[:end]
+    for particles in ("をがは", "でにと", "のも"):  # end on a noun: before the object or subject first
+        for end in range(limit, limit // 2, -1):
+            if text[end] in particles and _NOUN_END.match(text[end - 1]):
+                return text[:end]
     space = head.rfind(" ")
     if space >= limit // 2:
         return text[:space]
