@@ -1,9 +1,16 @@
-"""The offline writer: extractive summaries and the persona's templates (no keys, no network).
+"""The offline writer: extractive summaries and the host's spoken segments (no keys, no network).
 
 Summaries are correct by construction: every fact is a sentence (or, for English articles, a number,
-a name or the title) taken from the article. The host's sentences are those facts with their endings
-turned into Zundamon's のだ / なのだ, inside templates modelled on the reference episodes, varied
-deterministically per article (seeded by the URL) so episodes do not all sound the same.
+a name or the title) taken from the article. The segment is spoken, not read: the article's written
+style is turned into speech (〜しており → 〜していて, 〜という → 〜らしい, long sentences split at
+their clauses, using OpenJTalk's morphemes), and the facts sit inside a structure modelled on the
+reference episodes: what the thing is and why a new engineer should care, then the article's own
+numbers and names, then a closer.
+
+No sentence may be heard twice in an episode. Segments are written one at a time (index 0..total-1),
+so every pool of stock lines (intros, explanations, reactions, closers) is read through one
+permutation per pool and episode, at the segment's index: two segments never share a stock line,
+and lines with the same function live in one pool, so they never stand back to back.
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from zundacast.llm.prompts import segment_chars
 from zundacast.models import Candidate, Summary, Usage
 from zundacast.speech import sentence_ends_in_persona, split_sentences
 
 OFFLINE = "offline"
+TITLE_MAX_CHARS = 40  # a spoken title the listener can hold in mind (about 5 seconds of speech)
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _NUMBER = re.compile(r"\d")
@@ -26,13 +36,32 @@ _KANJI = re.compile(r"[一-龥]{2,}")
 _TRAILING = "。．.！？!?　 "
 # The author's greeting or self-introduction would become the host's ("…の森川なのだ"): never pick it.
 _GREETING = re.compile(r"^(こんにちは|こんばんは|おはよう|はじめまして|初めまして|どうも|皆さん|みなさん)")
-_WHY_WORDS = ("重要", "大切", "期待", "可能に", "ため", "課題", "メリット", "注目", "役立", "便利", "効率")
+_SELF_INTRO = re.compile(r"(チーム|部|課|室|グループ|ラボ|研究所|株式会社|社|エンジニア)の[^、。"
+    r"「」]{1,10}(です|と申します|でございます)[。！!]?$")
+# Bylines and datelines ("2025年7月24日 編集部", "文：山田太郎", "（記者：…）") are not the article.
+_BYLINE = re.compile(
+    r"^[（(]?\s*(?:\d{4}年)?\d{1,2}月\d{1,2}日(?:[（(][^）)]*[）)])?\s*(?:\d{1,2}:\d{2})?\s*"
+    r"(?:[^\s。、]{0,12}(?:編集部|記者|ライター|著者|筆者))?\s*[）)]?[。]?$"
+    r"|^[（(]?(?:文|写真|取材|執筆|記者|著者|編集|撮影|Text|Photo|By)\s*[：:/／]"
+    r"|(?:編集部|記者|ライター)\s*[）)]?$")
+_WHY_WORDS = ("重要", "大切", "期待", "可能に", "課題", "メリット", "注目", "役立", "便利", "恩恵")
 _MARKUP = re.compile(r"[#*`|>\[\]{}<]|^[-・●■◆]")
 _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf]")
 
 
 def _rng(seed: str) -> random.Random:
     return random.Random(int(hashlib.sha256(seed.encode()).hexdigest()[:16], 16))
+
+
+def _slot(pool: Sequence[str], index: int, seed: str) -> str:
+    """The pool's item for segment `index`: one permutation per pool and episode, read at the index.
+
+    Segments of one episode have distinct indexes, so they never get the same item while the pool is
+    at least as large as the episode (every pool here has more items than an episode has articles).
+    """
+    order = list(range(len(pool)))
+    _rng(seed + "|" + pool[0]).shuffle(order)
+    return pool[order[index % len(pool)]]
 
 
 # --- persona endings ------------------------------------------------------------------------------------
@@ -164,6 +193,265 @@ def to_persona(sentence: str) -> str | None:
     return None
 
 
+# --- titles for speaking --------------------------------------------------------------------------------
+
+_SITE_SEPARATOR = r"[|｜\-–—:：]"
+# 【PDF】【速報】[動画]: tags for readers' eyes; a longer bracket (【ブラックフライデー先行】) is content.
+_TAG_BRACKET = re.compile(r"【([^】]*)】|\[([^\]]*)\]|［([^］]*)］|〔([^〕]*)〕")
+_TAGS = {"pdf", "速報", "動画", "pr", "更新", "追記", "独自", "解説", "特集", "連載", "写真", "画像", "図解",
+         "インタビュー", "レポート", "ニュース", "news", "update", "updated", "video", "sponsored", "広告",
+         "続報", "無料", "有料", "会員限定", "注目"}
+# Where a headline splits into parts: colons, pipes, dashes used as separators, and the space a Japanese
+# headline puts between its main line and its subline (a space between two Latin words is no break).
+_TITLE_BREAK = re.compile(
+    r"\s*[:：|｜]\s*|\s+[-–—―－]+\s*|\s*[―－]+\s*|\s+[-–—]+(?=\S)|(?<=[^\x00-\x7f])[\s\u3000]+"
+)
+_NOUN_END = re.compile(r"[一-龥ァ-ヺーA-Za-z0-9）)」』%]")
+
+
+def _strip_site(title: str, sites: Iterable[str]) -> str:
+    for site in filter(None, sites):
+        site = site.strip()
+        title = re.sub(rf"\s*{_SITE_SEPARATOR}\s*{re.escape(site)}\s*$", "", title)
+        title = re.sub(rf"^{re.escape(site)}\s*{_SITE_SEPARATOR}\s*", "", title)
+    title = re.sub(r"\s*[|｜]\s*[^|｜]{1,30}$", "", title)  # " | ITmedia NEWS", "｜Zenn"
+    # " - GIGAZINE", " – The Verge": a short name after a spaced dash at the very end
+    title = re.sub(r"\s+[-–—]\s+[A-Za-z][\w .&'-]{0,24}$", "", title)
+    title = re.sub(r"\s+[-–—]\s+[^\s\-–—]{1,16}$", "", title)
+    return title.strip()
+
+
+def _untag(title: str) -> str:
+    def keep(match: re.Match[str]) -> str:
+        inner = next(group for group in match.groups() if group is not None).strip()
+        if not inner or inner.lower() in _TAGS or len(inner) <= 3:
+            return " "
+        return f"{inner}、"  # part of the headline's main line
+
+    return _TAG_BRACKET.sub(keep, title).strip(" 、")
+
+
+def _cut_japanese(text: str, limit: int) -> str:
+    """At most `limit` characters, cut where a phrase ends (after 、 or before a particle)."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit + 1]
+    comma = max(head.rfind("、"), head.rfind("，"))
+    if comma >= limit // 2:
+        return text[:comma]
+    for particles in ("をがは", "でにと", "のも"):  # end on a noun: before the object or subject first
+        for end in range(limit, limit // 2, -1):
+            if text[end] in particles and _NOUN_END.match(text[end - 1]):
+                return text[:end]
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        return text[:space]
+    return text[:limit]
+
+
+def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MAX_CHARS) -> str:
+    """The headline rewritten for speaking: no site suffix, tag brackets, colons or pipes; ≤ `limit` chars.
+
+    A headline is cut into its parts (main line, subline, the part after a colon); the parts are kept in
+    order while they fit, so the main line's key terms (names, version numbers) stay. Quotes become 『』
+    because the host says the title inside 「」.
+    """
+    text = re.sub(r"[\s\u3000]+", " ", title).strip()
+    text = _strip_site(text, sites)
+    text = _untag(text)
+    text = re.sub(r"[\s\u3000]+", " ", text).strip()
+    parts = [part.strip(" 、,-–—―") for part in _TITLE_BREAK.split(text)]
+    parts = [part for part in parts if part]
+    if not parts:
+        return title.strip()[:limit]
+    spoken = _cut_japanese(parts[0], limit)
+    for part in parts[1:]:
+        if part.isascii():  # an English subtitle after a colon reads as a second title: leave it
+            break
+        joiner = "、"
+        if len(spoken) + len(joiner) + len(part) > limit or spoken != parts[0]:
+            break
+        spoken = spoken + joiner + part
+        parts[0] = spoken
+    spoken = spoken.replace("「", "『").replace("」", "』").strip(" 、,")
+    return spoken.rstrip("-–—―:：|｜ ")
+
+
+def spoken_title_of(candidate: Candidate) -> str:
+    """The candidate's title as the host says it (see `speakable_title`)."""
+    return speakable_title(candidate.title, (candidate.site_name, candidate.source)) or candidate.title
+
+
+# --- written style → spoken style -----------------------------------------------------------------------
+
+_WRITTEN_STARTS = (("ただし、", "ただ、"), ("なお、", "ちなみに、"), ("また、", "それと、"),
+                   ("そのほか、", "ほかにも、"), ("加えて、", "それに、"), ("しかし、", "でも、"))
+_WRITTEN_WORDS = ((re.compile(r"(?<=[てで])おり(?=[、，,])"), "いて"),  # 〜しており、→ 〜していて、
+                  (re.compile(r"であり、"), "で、"), (re.compile(r"であるため"), "なので"),
+                  (re.compile(r"(?<=[^\x00-\x7f])であるが、"), "だけど、"), (re.compile(r"皆さん|皆様"),
+                      "みんな"),
+                  (re.compile(r"(?:私たち|わたしたち|我々|僕ら)"), "筆者たち"),
+                  (re.compile(r"^(?:私|わたし|僕)(?=[はがのもを])"), "筆者"))
+_PAST = re.compile(r"(た|だった|ました|でした)(という|とみられる|ようだ|そうだ|らしい)?$")
+
+
+def _frontend(text: str) -> list[dict[str, str]]:
+    import pyopenjtalk  # late: loads the dictionary once, on the first spoken sentence
+
+    return [node for node in pyopenjtalk.run_frontend(text) if node["pos"] != "記号"]
+
+
+def _te_form(stem: str, ctype: str) -> str | None:
+    past = _ta_form(stem, ctype)
+    return past[:-1] + ("て" if past.endswith("た") else "で") if past else None
+
+
+_I_E_ROW = set("いきぎしじちぢにひびぴみりえけげせぜてでねへべぺめれ")
+_PARTICLE_VERBS = {"加え", "比べ", "対し", "関し", "基づき", "通じ", "伴い", "除き", "向け", "応じ", "際し",
+    "沿い",
+                   "含め", "始め", "つれ", "わたり", "おい", "つき", "当たり", "あたり", "並び", "限り",
+                       "従い"}
+
+
+def _clause_forms(prefix: str) -> tuple[str, str, str] | None:
+    """A clause ending in the written 連用中止 before 、: (its te-form, present, past) from morphemes.
+
+    「約4時間8分続き」→ (「…続いて」, 「…続く」, 「…続いた」); 「…料金は1,280円からで」→ (…で, …だ, …だった).
+    None when the clause does not end in a verb, adjective or copula in that form.
+    """
+    nodes = _frontend(prefix)
+    if len(nodes) < 2:
+        return None
+    last, before = nodes[-1], nodes[-2]
+    word = last["string"]
+    if not prefix.endswith(word):
+        return None
+    head = prefix[: len(prefix) - len(word)]
+    if last["pos"] == "動詞" and last["orig"] == "おる" and before["string"] in ("て", "で"):
+        return head + "いて", head + "いる", head + "いた"
+    if last["pos"] == "動詞" and last["cform"] == "連用形" and word in _PARTICLE_VERBS:
+        te = _te_form(word, last["ctype"])  # 〜に加え、→ 〜に加えて、 (a particle in meaning: never split)
+        return (head + te, "", "") if te else None
+    if last["pos"] == "名詞" and before["string"] in ("を", "に", "が") and word[-1:] in _I_E_ROW:
+        # 「検索を組み合わせ、」: OpenJTalk reads a bare 連用形 as a noun; with ます it shows the verb
+        probe = _frontend(word + "ます")
+        if len(probe) >= 2 and probe[-2]["pos"] == "動詞" and probe[-2]["string"] == word:
+            last = probe[-2]
+    if last["pos"] == "助動詞" and word == "ず":  # 上がらず、→ 上がらなくて、
+        return head + "なくて", head + "ない", head + "なかった"
+    if last["pos"] == "動詞" and last["cform"] == "連用形":
+        te, present, past = _te_form(word, last["ctype"]), _dictionary_form(word, last["ctype"]), \
+            _ta_form(word, last["ctype"])
+        if te and present and past:
+            return head + te, head + present, head + past
+        return None
+    if last["pos"] == "助動詞" and word == "で" and last["ctype"].startswith("特殊・ダ"):
+        return prefix, head + "だ", head + "だった"
+    if last["pos"] in ("形容詞", "助動詞") and last["cform"].startswith("連用テ接続") and word.endswith("く"):
+        stem = word[:-1]
+        return head + word + "て", head + stem + "い", head + stem + "かった"
+    return None
+
+
+def _commas_outside_quotes(sentence: str) -> list[int]:
+    depth, found = 0, []
+    for position, char in enumerate(sentence):
+        if char in "「『（(":
+            depth += 1
+        elif char in "」』）)":
+            depth = max(0, depth - 1)
+        elif char == "、" and depth == 0:
+            found.append(position)
+    return found
+
+
+def _spoken_clauses(sentence: str, split_over: int = 58) -> list[str]:
+    """The sentence in spoken form, split into shorter sentences where a long one chains its clauses."""
+    core = sentence.rstrip(_TRAILING)
+    mark = sentence[len(core):].strip()[:1] or "。"
+    past = bool(_PAST.search(core))
+    pieces: list[str] = []
+    start = 0
+    commas = _commas_outside_quotes(core)
+    for comma in commas:
+        forms = _clause_forms(core[start:comma])
+        if forms is None:
+            continue
+        te, present, finite_past = forms
+        rest = core[comma + 1:]
+        long_enough = (bool(present) and len(core) - start > split_over and comma - start >= 15
+                       and len(rest) >= 15)
+        if long_enough:
+            pieces.append((finite_past if past else present) + "。")
+            start = comma + 1
+        else:
+            core = core[:start] + te + core[comma:]  # 続き、→ 続いて、
+            shift = len(te) - (comma - start)
+            commas = [c + shift for c in commas]
+    pieces.append(core[start:] + mark)
+    return pieces
+
+
+def spoken_style(sentence: str) -> list[str]:
+    """An article's sentence as the host says it: written forms turned into speech, long ones split."""
+    text = sentence.strip()
+    for written, spoken in _WRITTEN_STARTS:
+        if text.startswith(written):
+            text = spoken + text[len(written):]
+    for pattern, spoken in _WRITTEN_WORDS:
+        text = pattern.sub(spoken, text)
+    return _spoken_clauses(_plain_before_but(text))
+
+
+_POLITE_BUT = re.compile(r"(ました|ます|でした|です)(?:が|けど)、")
+
+
+def _plain_before_but(text: str) -> str:
+    """Mid-sentence です/ます before が、 in the plain form (〜上がりましたが、→ 〜上がったけど、)."""
+    done = 0
+    while match := _POLITE_BUT.search(text, done):
+        head, polite = text[: match.start()], match.group(1)
+        if polite == "です":
+            plain: str | None = head if head.endswith("い") else head + "だ"
+        elif polite == "でした":
+            plain = head + "だった"
+        else:
+            plain = _plain_from_masu(head + polite)
+        if plain is None:
+            done = match.end()
+            continue
+        text = plain + "けど、" + text[match.end():]
+        done = len(plain) + 3
+    return text
+
+
+_ENDINGS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"とのことだ$|とのことです$"), "らしいのだ"),
+    (re.compile(r"だという$"), "らしいのだ"),
+    (re.compile(r"という$"), "らしいのだ"),
+    (re.compile(r"(?<=[るたい])そうだ$"), "らしいのだ"),  # hearsay: 高いそうだ → 高いらしい
+    (re.compile(r"が期待されている$|が期待される$"), "が期待できそうなのだ"),
+    (re.compile(r"と期待されている$|と期待される$"), "と期待されているみたいなのだ"),
+    (re.compile(r"と話す$"), "と話しているのだ"),
+    (re.compile(r"と語る$"), "と語っているのだ"),
+    (re.compile(r"と(指摘|説明|強調|コメント|評価|分析)する$"), r"と\1しているのだ"),
+    (re.compile(r"とみられる$"), "とみられているのだ"),
+)
+
+
+def host_sentence(sentence: str) -> str | None:
+    """One finished spoken sentence in the host's voice (ending in のだ / なのだ), or None."""
+    text = sentence.strip()
+    mark = "！" if text.endswith(("！", "!")) else "。"
+    core = text.rstrip(_TRAILING)
+    for pattern, ending in _ENDINGS:
+        if pattern.search(core):
+            return pattern.sub(ending, core) + mark
+    if re.search(r"(?<![のん])のだ$", core) and not re.search(r"(?:[たるいう]|な)のだ$", core):
+        return core[:-1] + "なのだ" + mark  # 〜ものだ: the noun もの before だ, not the host's のだ yet
+    return to_persona(core + mark)
+
+
 # --- extraction -----------------------------------------------------------------------------------------
 
 
@@ -180,11 +468,16 @@ def _keywords(title: str) -> set[str]:
     return {word for word in words if len(word) >= 2}
 
 
+def _not_the_article(sentence: str) -> bool:
+    """Bylines, datelines, the author's greeting or self-introduction: said by nobody on the show."""
+    return bool(_GREETING.match(sentence) or _SELF_INTRO.search(sentence) or _BYLINE.search(sentence.strip()))
+
+
 def _clean_sentences(text: str) -> list[str]:
     sentences = []
     for sentence in split_sentences(text, max_chars=400):
         sentence = sentence.strip()
-        if (15 <= len(sentence) <= 110 and not _GREETING.match(sentence) and _speakable(sentence)
+        if (15 <= len(sentence) <= 130 and not _not_the_article(sentence) and _speakable(sentence)
                 and sentence[-1] in "。！!"):
             sentences.append(sentence)
     return sentences
@@ -200,31 +493,38 @@ def _score(sentence: str, position: int, keywords: set[str]) -> float:
     return score
 
 
-def spoken_title_of(candidate: Candidate) -> str:
-    """The title without a trailing ' | site' or ' - site' (the host names the source separately)."""
-    title = re.sub(r"\s+", " ", candidate.title).strip()
-    for site in filter(None, (candidate.site_name, candidate.source)):
-        title = re.sub(rf"\s*[|｜\-–—:：]\s*{re.escape(site)}\s*$", "", title)
-    title = re.sub(r"\s*[|｜]\s*[^|｜]{1,30}$", "", title)
-    return title.replace("「", "『").replace("」", "』") or candidate.title
+_LEANS_ON_BEFORE = re.compile(
+    r"^(?:これ|この|それ|その|そこで|そのため|ただ|一方|しかし|でも|つまり|このため)"
+    r"|(?:ためだ|からだ|ためである|からである)[。！]$")
+
+
+SUMMARY_MAX_CHARS = 1250  # the article's sentences a segment can hold (segment_chars for three articles)
 
 
 def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
     keywords = _keywords(candidate.title)
     sentences = _clean_sentences(text)
     ranked = sorted(range(len(sentences)), key=lambda i: -_score(sentences[i], i, keywords))
-    chosen: list[int] = []
+    usable = {i for i, sentence in enumerate(sentences)
+              if to_persona(sentence) is not None and host_sentence(sentence) is not None}
+    chosen: set[int] = set()
     used = 0
     for index in ranked:
-        if to_persona(sentences[index]) is None:
+        if index not in usable or index in chosen:
             continue
-        if used + len(sentences[index]) > 1150 or len(chosen) >= 14:
-            break
-        chosen.append(index)
-        used += len(sentences[index])
-    chosen.sort()
-    picked = [sentences[i] for i in chosen]
-    why = next((s for s in reversed(picked) if any(word in s for word in _WHY_WORDS)), "")
+        # A sentence that leans on the one before it (「〜ためだ。」「これで…」) comes with it, or not at all.
+        group = [index]
+        if _LEANS_ON_BEFORE.search(sentences[index]) and index - 1 not in chosen:
+            if index - 1 not in usable:
+                continue
+            group = [index - 1, index]
+        cost = sum(len(sentences[i]) for i in group)
+        if used + cost > SUMMARY_MAX_CHARS or len(chosen) + len(group) > 16:
+            continue
+        chosen.update(group)
+        used += cost
+    picked = [sentences[i] for i in sorted(chosen)]
+    why = next((s for s in reversed(picked[1:]) if any(word in s for word in _WHY_WORDS)), "")
     rest = [s for s in picked if s != why]
     summary_part = rest[: max(3, len(rest) - 4)] if len(rest) > 4 else rest
     key_points = [s for s in rest if s not in summary_part]
@@ -239,7 +539,7 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
 
 _EN_STOPWORDS = "of|the|and|to|in|on|for|a|an|with|by|at|from|or|is|are|was|were|per|than"
 _EN_NUMBER_FACT = re.compile(
-    r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b|ms\b| ?GB\b| ?MB\b| ?TB\b)?"
+    r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
     rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)[a-z][a-z/]{{2,}})?"
 )
 _EN_UNITS = {"GB", "MB", "KB", "TB", "MS", "OK", "US", "UK", "AM", "PM", "II", "III"}
@@ -263,6 +563,12 @@ def _english_names(text: str) -> list[str]:
     return [name for name, count in sorted(counts.items(), key=lambda item: -item[1]) if count >= 2]
 
 
+_EN_FACT_LINES = ("記事には「{}」という数字が出てくるのだ。", "「{}」という数字も書いてあるのだ。",
+                  "それから、「{}」という数字もあるのだ。", "さらに「{}」という数字も登場するのだ。",
+                  "「{}」という数字も紹介されているのだ。", "「{}」という値も出てくるのだ。",
+                  "ほかに「{}」という数字もあるのだ。", "最後に、「{}」という数字もあるのだ。")
+
+
 def _summarize_english(candidate: Candidate, text: str) -> Summary:
     """No translation offline: Japanese sentences built around the article's own numbers and names."""
     title = spoken_title_of(candidate)
@@ -274,41 +580,17 @@ def _summarize_english(candidate: Candidate, text: str) -> Summary:
         if (not re.fullmatch(r"(19|20)\d\d", fact) and re.search(r"[^\d,.]", fact)
                 and fact not in facts):
             facts.append(fact)
-    summary = [f"これは{site}に載っていた英語の記事なのだ。",
-               "オフラインでは翻訳できないから、記事に出てくる名前と数字を紹介するのだ。"]
+    about = f"で、{'や'.join(names[:2])}が出てくるお話" if names else ""
+    summary = f"これは{site}に載っていた英語の記事{about}なのだ。"
     key_points = []
     if names:
         key_points.append(f"記事によく出てくる名前は、{'、'.join(names)}なのだ。")
-    templates = ("記事には「{}」という数字が出てくるのだ。", "「{}」という数字も書いてあるのだ。",
-                 "それから、「{}」という数字もあるのだ。")
-    for index, fact in enumerate(facts[:6]):
-        key_points.append(templates[min(index, len(templates) - 1)].format(fact))
-    why = "詳しい中身は、元の英語の記事を読んで確かめてほしいのだ。"
+    for index, fact in enumerate(facts[: len(_EN_FACT_LINES)]):
+        key_points.append(_EN_FACT_LINES[index].format(fact))
     return Summary(
         url=candidate.url, source=candidate.source, title=candidate.title, spoken_title=title,
-        summary="".join(summary), key_points=key_points, why_it_matters=why, language="en", writer=OFFLINE,
+        summary=summary, key_points=key_points, why_it_matters="", language="en", writer=OFFLINE,
     )
-
-
-# --- the host's segment -----------------------------------------------------------------------------------
-
-_INTROS = ("これは{source}の記事なのだ。", "今回は{source}からの記事なのだ。",
-           "{source}に載っていたお話なのだ。")
-_CONNECTORS = ("それから、", "さらに、", "ちなみに、", "あと、", "", "", "")
-_OWN_CONNECTORS = ("それから", "さらに", "ちなみに", "あと", "また", "たとえば", "例えば", "そこで",
-                   "ただ", "一方", "しかし", "でも", "なお", "まず", "次に", "最後に", "特に")
-_WHY_LEADS = ("新人エンジニアのみんなにとって大事なのは、ここなのだ。", "ここがポイントなのだ。",
-              "ぼくが大事だと思ったのは、ここなのだ。")
-_REACTIONS = ("ふむふむ、なるほどなのだ。", "これはすごいことなのだ！", "なかなか興味深いお話なのだ。",
-              "技術の進歩ってすごいのだ！")
-_ASIDES = ("ぼくもずんだ餅を効率よく作る技術がほしいのだ！",
-           "ずんだ餅を食べながら、じっくり読んでみたいのだ！",
-           "ぼくの「ずんだアロー」も、これくらい速くなったらいいのだ！",
-           "気になった人は、元の記事もぜひ読んでみてほしいのだ。ぼくはずんだ餅を食べて待ってるのだ！",
-           "ぼくもさっそく試してみたくなったのだ！ずんだ餅の力で頑張るのだ！")
-_FILLERS = ("新人エンジニアのみんなも、気になったら元の記事を読んでみてほしいのだ。",
-            "具体的な数字が出てくると、イメージしやすいのだ。",
-            "ぼくも、これからどうなるのか楽しみなのだ。")
 
 
 _AUTHOR_FIRST_PERSON = re.compile(r"^(?:私たち|わたしたち|我々|私|わたし|僕ら|僕)(?=[はがのもを])")
@@ -321,28 +603,276 @@ def _speakable(sentence: str) -> bool:
             and letters <= len(sentence) * 0.4)
 
 
-def _host_voice(sentence: str) -> str | None:
-    """The article's sentence as the host says it: its author in the third person, のだ at the end."""
-    sentence = sentence.strip()
-    if not _speakable(sentence):
-        return None
-    return to_persona(_AUTHOR_FIRST_PERSON.sub("筆者", sentence))
+# --- what the thing is, and why a new engineer should care ------------------------------------------------
 
 
-def _persona_lines(text: str) -> list[str]:
+@dataclass(frozen=True)
+class Concept:
+    """A term the host explains before the article's details: what it is, then an everyday picture."""
+
+    pattern: str
+    name: str
+    explanations: tuple[str, ...]  # one is picked by segment index, so two segments never say the same
+    picture: str
+    topic: str  # which "why it matters" pool fits
+
+
+CONCEPTS: tuple[Concept, ...] = (
+    Concept(r"投機的デコーディング|Speculative Decoding", "投機的デコーディング", (
+        "投機的デコーディングは、小さなモデルに先回りして続きを予想させて、大きなモデルはその答え合わせを"
+        "まとめてするだけにする高速化の工夫なのだ。",),
+            "下書き係が先に何行か書いて、先生がまとめて赤ペンを入れるようなイメージなのだ。", "speed"),
+    Concept(r"RAG|検索拡張生成", "RAG", (
+        "RAGは、AIが答える前に関係のある資料を探してきて、それを読みながら答えを作る仕組みなのだ。",
+        "RAGっていうのは、検索とAIの文章づくりを組み合わせて、手元の資料にもとづいた答えを出す方法なのだ。"),
+            "テストで教科書の持ち込みが許されていて、調べてから答えるようなものなのだ。", "ai"),
+    Concept(r"AIエージェント|エージェント", "AIエージェント", (
+        "AIエージェントは、質問に答えるだけじゃなくて、"
+            "道具を使いながら自分で手順を考えて仕事を進めるAIのことなのだ。",
+        "AIエージェントっていうのは、チャットで返事をするだけでなく、"
+            "ほかのシステムを操作して作業までこなすAIなのだ。"),
+            "指示を待つだけのアシスタントが、段取りまで考える頼れる先輩になったようなものなのだ。", "ai"),
+    Concept(r"TypeScript", "TypeScript", (
+        "TypeScriptは、JavaScriptに「型」の仕組みを足したプログラミング言語で、ウェブ開発の定番なのだ。",),
+            "変数に「ここには数字だけ」っていう名札を付けておくから、動かす前に間違いに気づける仕組みなのだ。",
+                "tools"),
+    Concept(r"型チェック|コンパイラ", "型チェック", (
+        "型チェックっていうのは、プログラムを動かす前に、"
+            "データの種類の食い違いがないかを機械が調べてくれる作業なのだ。",),
+            "提出前に、書類の書き漏れを係の人に確かめてもらうのと同じ発想なのだ。", "tools"),
+    Concept(r"npm|パッケージ", "npm", (
+        "npmは、JavaScriptの部品、つまりパッケージを公開したりインストールしたりするための仕組みなのだ。",),
+            "世界中の人が部品を持ち寄る、大きな共有の道具箱みたいなものなのだ。", "security"),
+    Concept(r"DNS", "DNS", (
+        "DNSは、サーバーの名前を、コンピューターどうしが使う住所の番号に置きかえる仕組みなのだ。",),
+            "電話帳が急に白紙になったら、だれにも電話をかけられなくなる、それくらい土台の部分なのだ。",
+                "ops"),
+    Concept(r"事後報告書|ポストモーテム|障害", "ポストモーテム", (
+        "ポストモーテムは、障害のあとで、何が起きて、なぜ防げなかったのかをまとめる振り返りの報告書なのだ。"
+            "",),
+            "だれかを責めるためじゃなくて、仕組みのどこに穴があったかを見つけるための反省会なのだ。", "ops"),
+    Concept(r"GPUインスタンス|GPUクラウド|B300|H100|H200", "GPUクラウド", (
+        "GPUクラウドは、AIの計算に欠かせないGPUを、自分で買わずに時間単位で借りられるサービスなのだ。",),
+            "高い工作機械を買う代わりに、使う時間だけレンタルするような感覚なのだ。", "infra"),
+    Concept(r"量子化|[Qq]uantiz", "量子化", (
+        "量子化は、モデルの中の数字の細かさを落として、サイズを小さく、計算を軽くする技術なのだ。",),
+            "写真の画質を少しだけ落として、ファイルをぐっと小さくするのと同じ考え方なのだ。", "ai"),
+    Concept(r"[Oo]n-device|オンデバイス", "オンデバイスAI", (
+        "オンデバイスAIは、データをクラウドに送らずに、スマホやパソコンの中だけでAIを動かすことなのだ。",),
+            "調べものをするのに、図書館まで行かずに手元の辞書で済ませるようなものなのだ。", "ai"),
+    Concept(r"LLM|大規模言語モデル|言語モデル|language model", "LLM", (
+        "LLM、つまり大規模言語モデルは、たくさんの文章から学んで、"
+            "次に来る言葉を予想しながら文章を作るAIなのだ。",
+        "大規模言語モデルは、チャットAIの頭脳にあたる部分で、"
+            "言葉を一つずつ選びながら答えを組み立てているのだ。"),
+            "ものすごく本を読んだ人が、話の続きを上手に考えてくれるようなものなのだ。", "ai"),
+    Concept(r"KVキャッシュ", "KVキャッシュ", (
+        "KVキャッシュは、AIがそれまでに読んだ言葉の計算結果を取っておいて、"
+            "同じ計算をくり返さないためのメモなのだ。",),
+            "一度解いた問題の答えをノートに書いておけば、次は見るだけで済むのと同じなのだ。", "speed"),
+    Concept(r"推論エンジン|推論", "推論エンジン", (
+        "推論エンジンは、学習ずみのAIモデルを動かして、みんなの質問に答えを返すためのソフトウェアなのだ。",),
+            "レシピがあっても厨房が回らないと料理は出てこない、その厨房にあたるのがこれなのだ。", "speed"),
+    Concept(r"クラウド|リージョン", "クラウド", (
+        "クラウドは、自分でサーバーを持たずに、"
+            "事業者のコンピューターを必要な分だけ借りて使うサービスなのだ。",),
+            "自分で発電所を持たずに、コンセントから電気を使うのに近い感覚なのだ。", "infra"),
+    Concept(r"セール|値下げ|オフ", "セール", (
+        "今回はガジェットの値引きのお話で、エンジニアの仕事道具えらびにも関係する話題なのだ。",),
+            "道具にこだわる職人さんみたいに、エンジニアも手元の機材で作業のしやすさが変わるのだ。", "gadget"),
+)
+
+_WHY_CARE: dict[str, tuple[str, ...]] = {
+    "ai": (
+        "新人エンジニアのみんなも、AIを組み込んだ機能を作る場面がこれから増えるから、"
+            "知っておいて損はない話なのだ。",
+        "仕組みを少し知っておくだけで、AIの得意なことと苦手なことが見分けやすくなるのだ。",
+        "AIを使う側から作る側に回ったとき、こういう知識がそのまま武器になるのだ。",
+        "AIの世界は動きが速いから、新しい言葉に出会ったら一度は中身を確かめておくといいのだ。",
+        "仕組みがわかると、AIの答えをうのみにしないで、自分で確かめる目も育つはずなのだ。",
+    ),
+    "speed": (
+        "処理が速くなると、同じサーバーでたくさんの人をさばけるから、お金の節約にもそのままつながるのだ。",
+        "どこが遅さの原因なのかを考えるくせは、どんなシステムを作るときにも役に立つのだ。",
+        "ユーザーを待たせない工夫は、新人エンジニアでも最初に向き合うテーマなのだ。",
+        "速さの秘密を知っておくと、自分のサービスの設定を見直すときのいいヒントなのだ。",
+        "ボトルネックを見つけて手を打つ考え方は、AIに限らずエンジニアの基本なのだ。",
+    ),
+    "tools": (
+        "毎日使う道具が速くなると、待ち時間が減って、考えることに時間を使えるようになるのだ。",
+        "新人エンジニアのみんなが最初に触る道具の話だから、変わるところは押さえておきたいのだ。",
+        "開発ツールのアップデートは、チーム全員の作業に関わるから見逃せないのだ。",
+        "道具の仕組みがわかると、エラーが出たときにも落ち着いて対処できるのだ。",
+        "ふだん何気なく使っているコマンドの裏側を知るのは、けっこう楽しいのだ。",
+    ),
+    "security": (
+        "自分のパソコンや会社のCIにも関わる話だから、新人のうちから他人事にしないでほしいのだ。",
+        "便利な部品をたくさん使うほど、その部品が安全かどうかを気にする必要があるのだ。",
+        "いつもの手順のなかに、思わぬ入り口がひそんでいることがあるのだ。",
+        "攻撃の手口を知っておくと、怪しいメールやサイトに気づきやすくなるのだ。",
+        "セキュリティは専門の人だけの仕事じゃなくて、コードを書く全員の仕事なのだ。",
+    ),
+    "ops": (
+        "障害はどんなに気をつけていても起きるものだから、そのあとにどう立て直すかを学ぶのが大事なのだ。",
+        "よその会社の失敗から学べるのは、とってもありがたいことなのだ。",
+        "サービスを止めない仕組みづくりは、新人エンジニアもいずれ関わる大切な仕事なのだ。",
+        "小さな設定ミスが大きな障害につながる流れは、どの現場でも起こりうる話なのだ。",
+        "振り返りの書き方を知っておくと、自分がミスをしたときにも役に立つのだ。",
+    ),
+    "infra": (
+        "どこでどんな計算資源を借りられるかを知っておくと、作れるものの幅が広がるのだ。",
+        "AIの開発には計算資源とお金の両方がかかるから、選び方はとっても大事なのだ。",
+        "データをどこに置くかは、会社のルールにも関わる大事なポイントなのだ。",
+        "インフラの値段や性能の話は、サービスの設計を考えるときの土台になるのだ。",
+        "新人エンジニアでも、見積もりの場面でこういう数字を聞くことがあるのだ。",
+    ),
+    "gadget": (
+        "毎日使う機材が変わると、作業のしやすさもけっこう変わるのだ。",
+        "値段だけで選ばずに、自分の使い方に合うかを考えるのが大事なのだ。",
+        "仕事道具を上手にそろえるのも、エンジニアの腕のうちなのだ。",
+        "セールの時期は、ふだんの値段と比べる目を持っておきたいのだ。",
+        "必要なものを見きわめる力は、技術選びにも通じるのだ。",
+    ),
+    "general": (
+        "新人エンジニアのみんなにとっても、身近な仕事につながっている話題なのだ。",
+        "こういうニュースを追っておくと、先輩との会話にもついていきやすくなるのだ。",
+        "技術の流れを知っておくと、次に何を勉強するか決めやすくなるのだ。",
+        "知らない言葉が出てきたら、こうして一つずつ確かめていけば大丈夫なのだ。",
+        "現場の工夫を知るのは、自分の仕事を見直すきっかけにもなるのだ。",
+    ),
+}
+
+# Stock lines by function. A segment takes at most one line of each pool, at its slot.
+_ASK = ("みんなは「{term}」って聞いたことあるのだ？", "「{term}」って、どんなものか説明できるのだ？",
+        "まずは「{term}」のおさらいから始めるのだ。", "このお話のカギは「{term}」なのだ。",
+        "本題の前に、「{term}」のことを少し整理しておくのだ。",
+            "ここで出てくる「{term}」について、先に話しておくのだ。")
+_TO_DETAILS = ("それじゃあ、記事の中身を詳しく見ていくのだ。",
+    "ここからは、記事に書かれていることを順番に紹介するのだ。",
+               "前置きはこれくらいにして、本題に入るのだ。",
+                   "では、具体的に何が書かれているのか見てみるのだ。",
+               "さて、記事の中身に入っていくのだ。", "ここから、記事の具体的な話なのだ。")
+_NUMBER_REACTIONS = ("数字で見ると、違いがはっきりわかるのだ！", "これはかなり大きな変化なのだ！",
+                     "ここ、びっくりするところなのだ！", "思っていたより、ずっと大きな差なのだ！",
+                     "この数字は覚えておきたいのだ！", "なかなかの伸び幅なのだ！")
+_ARTICLE_POINT = ("記事の中で、ぼくがいちばん大事だと思ったのはここなのだ。",
+    "そして、この記事のポイントはここなのだ。",
+                  "ここは、ぜひ覚えておいてほしいところなのだ。",
+                      "最後に、記事が伝えたいことをまとめるのだ。",
+                  "ぼくが特に心に残ったのは、この部分なのだ。",
+                      "いちばん伝えたいところを、もう一度言っておくのだ。")
+_CLOSERS = ("ぼくも、ずんだ餅の仕込みにこういう工夫を取り入れてみたいのだ！",
+            "知れば知るほど奥が深い話なのだ！",
+            "明日からの仕事に、ひとつヒントをもらえた気がするのだ！",
+            "みんなの現場だったら、どう活かせそうなのだ？",
+            "気になった人は、週末にでも元の記事をじっくり読んでみてほしいのだ。",
+            "これからどう広がっていくのか、ぼくも追いかけていくのだ！",
+            "裏側の仕組みを知ると、いつもの道具がちょっと違って見えるのだ。")
+_ENGLISH_NOTES = ("この記事は英語で書かれていて、今日はオフラインで翻訳できないから、"
+    "名前と数字を手がかりに紹介するのだ。",
+                  "英語の記事だから、ぼくが読み取れた名前と数字を中心にお伝えするのだ。",
+                  "元の記事は英語なので、詳しい中身は原文で確かめてほしいのだ。"
+                      "ここでは数字と名前を拾っていくのだ。",
+                  "今回は英語の記事なのだ。翻訳はできないけど、出てくる数字を追いかけてみるのだ。",
+                  "英語で書かれた記事だから、要点になりそうな数字と名前を紹介するのだ。")
+_ENGLISH_WHY = ("気になった人は、辞書を片手に原文を読んでみると、いい英語の勉強にもなるのだ。",
+                "英語の技術記事を読む習慣は、新人エンジニアの強い味方になるのだ。",
+                "海外の現場の話は、日本の記事より早く出ることも多いのだ。",
+                "数字だけでも、どれくらいの規模のお話かは伝わるのだ。",
+                "英語の記事にも、ぜひ少しずつ挑戦してみてほしいのだ。")
+_EMPHASIS = re.compile(r"\d(?:[\d,.]*)\s*(?:倍|%|％|分の1)|から[^、。]{0,12}\d[^、。"
+    r"]{0,8}に(?:短縮|向上|増え|減|下が|上が)")
+
+
+def _concepts_of(summary: Summary) -> list[Concept]:
+    """The concepts the article is about: those in its title first, then in its text."""
+    found: list[tuple[int, int, Concept]] = []
+    body = summary.summary + "".join(summary.key_points)
+    for order, concept in enumerate(CONCEPTS):
+        in_title = re.search(concept.pattern, summary.title)
+        in_body = re.search(concept.pattern, body)
+        if in_title:
+            found.append((0, in_title.start() * 0 + order, concept))
+        elif in_body:
+            found.append((1, order, concept))
+    return [concept for _, _, concept in sorted(found, key=lambda item: (item[0], item[1]))]
+
+
+def _spoken_groups(text: str) -> list[list[str]]:
+    """Each of the article's sentences as the host's spoken sentences (one, or a long one split)."""
+    return [group for group in map(_spoken_lines, split_sentences(text, max_chars=400)) if group]
+
+
+def _spoken_lines(text: str, written_by_host: bool = False) -> list[str]:
+    """An article's sentences as the host's spoken sentences (author in the third person, のだ at the end)."""
     lines = []
     for sentence in split_sentences(text, max_chars=400):
-        spoken = _host_voice(sentence)
-        if spoken:
-            lines.append(spoken)
+        sentence = sentence.strip()
+        if written_by_host and sentence_ends_in_persona(sentence):  # the English summary's own lines
+            lines.append(sentence)
+            continue
+        if not sentence or not _speakable(sentence) or _not_the_article(sentence):
+            continue
+        for piece in spoken_style(sentence):
+            spoken = host_sentence(piece)
+            if spoken:
+                lines.append(spoken)
     return lines
 
 
+def _defines(line: str, concept: Concept) -> bool:
+    """The article's own sentence saying what the concept is (「投機的デコーディングは、…手法なのだ。」)."""
+    return bool(re.match(rf"(?:{concept.pattern})(?:（[^）]*）)?(?:とは|は|っていうのは)", line)
+                and re.search(r"(?:手法|技術|仕組み|方式|方法|こと|サービス|ツール|言語|機能)なのだ[。！]$",
+                    line))
+
+
+def _emphasize(lines: list[str]) -> int | None:
+    """The fact with the article's most striking number gets the host's surprise (！); its position."""
+    best, best_at = 0, None
+    for position, line in enumerate(lines):
+        hits = len(_EMPHASIS.findall(line))
+        if hits > best:
+            best, best_at = hits, position
+    if best_at is not None and lines[best_at].endswith("のだ。"):
+        lines[best_at] = lines[best_at][:-1] + "！"
+    return best_at
+
+
+def _similar(one: str, other: str) -> bool:
+    from difflib import SequenceMatcher
+
+    return one == other or SequenceMatcher(None, one, other).ratio() >= 0.8
+
+
+def _without_repeats(lines: list[str]) -> list[str]:
+    kept: list[str] = []
+    for line in lines:
+        if not any(_similar(line, earlier) for earlier in kept):
+            kept.append(line)
+    return kept
+
+
+def _show_id(show: object | None) -> str:
+    inner = getattr(show, "show", show)
+    return str(getattr(inner, "id", "") or "")
+
+
 class OfflineWriter:
-    """Writes without a model: the default when no OpenAI-compatible endpoint is configured."""
+    """Writes without a model: the default when no OpenAI-compatible endpoint is configured.
+
+    `seed` picks the permutation of the stock lines; the script stage may pass the episode's date so
+    the lines change from day to day (all segments of an episode must share it).
+    """
 
     name = OFFLINE
     cache_key = OFFLINE
+    is_offline = True
+    needs_key = False
+
+    def __init__(self, seed: str = "") -> None:
+        self.seed = seed
+        self._said: list[str] = []  # this episode's lines so far (see _remember)
 
     def summarize(self, candidate: Candidate, show: object | None = None) -> Summary:
         text = candidate.text or candidate.feed_summary or candidate.title
@@ -352,35 +882,83 @@ class OfflineWriter:
 
     def write_segment(self, summary: Summary, index: int, total: int, show: object | None = None,
                       feedback: list[str] | None = None) -> tuple[list[str], Usage]:
-        rng = _rng(summary.url or summary.title)
-        low, high = segment_chars(total)
-        budget = high - 80  # room for the header the script adds
-        source = summary.source or "ネット"
-        opening = [rng.choice(_INTROS).format(source=source)]
-        facts = _persona_lines(summary.summary)
-        points = []
-        for point in summary.key_points:
-            spoken = _host_voice(point)
-            if spoken:
-                connector = "" if spoken.startswith(_OWN_CONNECTORS) else rng.choice(_CONNECTORS)
-                points.append(connector + spoken)
-        why = _persona_lines(summary.why_it_matters)
-        closing = [rng.choice(_REACTIONS), rng.choice(_ASIDES)]
-        if why:
-            why = [rng.choice(_WHY_LEADS), *why]
+        seed = f"{_show_id(show)}|{self.seed}"
+        rng = _rng(summary.url or summary.title)  # per article: which connector, nothing shared
+        high = segment_chars(total)[1]
+        budget = high - 30 - len(summary.spoken_title)  # room for the header the script adds
+        if summary.language.startswith("en"):
+            return self._english(summary, index, seed), Usage()
 
-        def length(lines: list[str]) -> int:
-            return sum(len(line) for line in lines)
+        # One group per article sentence (a long one is spoken as two or three): trimmed whole, never cut.
+        fact_groups = _spoken_groups(summary.summary)
+        point_groups = [group for point in summary.key_points for group in _spoken_groups(point)]
+        why = [line for group in _spoken_groups(summary.why_it_matters) for line in group]
+        lead = fact_groups.pop(0) if fact_groups else []
 
-        # Keep the lead facts; drop key points from the end, then facts, until the segment fits.
-        while points and length(opening + facts + points + why + closing) > budget:
-            points.pop()
-        while len(facts) > 2 and length(opening + facts + points + why + closing) > budget:
-            facts.pop()
-        sentences = opening + facts + points + why + closing
-        fillers = list(_FILLERS)
-        rng.shuffle(fillers)
-        # A short article: at most two honest remarks, never a new fact.
-        while length(sentences) + 60 < low and len(fillers) > 1:
-            sentences.insert(len(sentences) - 1, fillers.pop())
-        return sentences, Usage()
+        article_lines = [line for group in fact_groups + point_groups for line in group]
+        explain, topic, own = self._explain(summary, index, seed, article_lines)
+        fact_groups = [group for group in fact_groups if own not in group]
+        point_groups = [group for group in point_groups if own not in group]
+        explain.append(_slot(_WHY_CARE[topic], index, seed + topic))
+        details = [_slot(_TO_DETAILS, index, seed)]
+        connectors = ("それから、", "さらに、", "あと、", "", "", "", "")
+        point_groups = [[rng.choice(connectors) + group[0], *group[1:]]
+                        if not group[0].startswith(_OWN_CONNECTORS) else group for group in point_groups]
+        point_lead = [_slot(_ARTICLE_POINT, index, seed)] if why else []
+        closer = [_slot(_CLOSERS, index, seed)]
+
+        def length() -> int:
+            groups = [lead, explain, details, *fact_groups, *point_groups, point_lead, why, closer]
+            return sum(len(line) for group in groups for line in group)
+
+        # Over the budget: drop key points from the end, then facts (the lead stays).
+        while point_groups and length() > budget:
+            point_groups.pop()
+        while len(fact_groups) > 1 and length() > budget:
+            fact_groups.pop()
+        body = [line for group in fact_groups + point_groups for line in group]
+        at = _emphasize(body)
+        if at is not None:
+            body.insert(at + 1, _slot(_NUMBER_REACTIONS, index, seed))
+        lines = lead + explain + details + body + point_lead + why + closer
+        if not lead and not body:  # nothing from the article but its title
+            lines = explain + closer
+        return self._remember(index, _without_repeats(lines)), Usage()
+
+    def _remember(self, index: int, lines: list[str]) -> list[str]:
+        """A guard over the slots: nothing a former segment of this episode said is said again.
+
+        Segments are written in order by one writer; index 0 starts a new episode.
+        """
+        if index == 0:
+            self._said = []
+        lines = [line for line in lines if not any(_similar(line, said) for said in self._said)]
+        self._said.extend(lines)
+        return lines
+
+    def _explain(self, summary: Summary, index: int, seed: str,
+                 article_lines: list[str]) -> tuple[list[str], str, str | None]:
+        """What the thing is (ask, explanation, everyday picture): lines, topic, article line used."""
+        said = [] if index == 0 else self._said
+        for concept in _concepts_of(summary):
+            own = next((line for line in article_lines if _defines(line, concept)), None)
+            variants = [concept.explanations[(index + k) % len(concept.explanations)]
+                        for k in range(len(concept.explanations))]
+            explanation = own or next((v for v in variants if v not in said), None)
+            if explanation is None or concept.picture in said:
+                continue  # a former segment explained this concept: explain the next one instead
+            ask = _slot(_ASK, index, seed).format(term=concept.name)
+            return [ask, explanation, concept.picture], concept.topic, own
+        return [], "general", None
+
+    def _english(self, summary: Summary, index: int, seed: str) -> list[str]:
+        facts = _spoken_lines(summary.summary, written_by_host=True)
+        points = _spoken_lines("\n".join(summary.key_points), written_by_host=True)
+        explain, _topic, _own = self._explain(summary, index, seed, [])
+        return self._remember(index, _without_repeats([
+            *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
+            _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]))
+
+
+_OWN_CONNECTORS = ("それから", "さらに", "ちなみに", "あと", "また", "たとえば", "例えば", "そこで", "ただ",
+                   "一方", "しかし", "でも", "なお", "まず", "次に", "最後に", "特に", "それと", "ほかにも")
