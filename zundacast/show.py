@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zundacast.text import CleanStr
+
 SHOWS_DIR = Path(__file__).resolve().parent.parent / "shows"
 PACKAGED_SHOWS_DIR = Path(__file__).resolve().parent / "shows"  # where a wheel install puts them
 
@@ -39,11 +41,11 @@ class FeedConfig(_Strict):
 
 class ShowInfo(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    title: str
-    host: str = "ずんだもん"
-    author: str = "zundacast"
+    title: CleanStr
+    host: CleanStr = "ずんだもん"
+    author: CleanStr = "zundacast"
     owner_email: str = ""
-    description: str = ""
+    description: CleanStr = ""
     language: str = "ja"
     timezone: str = "Asia/Tokyo"
     category: str = "Technology"
