@@ -9,6 +9,10 @@ libavformat) drops a v2.4 CHAP whose title sub-frame is 128 bytes or more (about
 Japanese characters in UTF-8); it reads v2.3 chapters of any length, as do Apple
 Podcasts and mutagen. v2.3 has no UTF-8, so text is UTF-16 (with a BOM), and the date
 goes out as TYER/TDAT (mutagen converts TDRC on save).
+
+ffmpeg also ignores the CTOC and lists chapters in the order their CHAP frames sit in the
+file, while mutagen writes frames smallest first: `_TimeOrderedID3` writes the CHAP frames
+last, in time order, so ffprobe and the players that do not sort list them in order.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mutagen.id3 import (
     WXXX,
     CTOCFlags,
     Encoding,
+    ID3Tags,
 )
 
 from zundacast.models import Chapter, Script
@@ -39,6 +44,29 @@ BUNDLED_COVER = Path(__file__).resolve().parent.parent / "assets" / "cover.png"
 NO_OFFSET = 0xFFFFFFFF  # CHAP byte offsets unused: times only
 ID3_VERSION = 3  # see the module docstring
 UTF16 = Encoding.UTF16  # the only Unicode encoding ID3v2.3 has
+
+
+class _TimeOrderedID3(ID3):
+    """ID3 whose CHAP frames are written after the others, in start-time order.
+
+    mutagen orders frames by size in `_write` (its hook for the frame bytes: there is no public
+    way to order frames), so each CHAP is serialized on its own through the same hook.
+    tests/test_tags.py pins the result as ffmpeg reads it.
+    """
+
+    def _write(self, config):  # type: ignore[no-untyped-def]
+        chapters = sorted(self.getall("CHAP"), key=lambda frame: frame.start_time)
+        self.delall("CHAP")
+        try:
+            data = super()._write(config)
+            for chapter in chapters:
+                single = ID3Tags()
+                single.add(chapter)
+                data += single._write(config)
+        finally:
+            for chapter in chapters:
+                self.add(chapter)
+        return data
 
 
 def episode_title(script: Script, show: ShowInfo) -> str:
@@ -64,7 +92,7 @@ def sources_text(script: Script) -> str:
 
 def write_tags(path: Path, script: Script, show: ShowInfo, chapters: list[Chapter],
                cover: Path | None = None) -> None:
-    tags = ID3()
+    tags = _TimeOrderedID3()
     tags.add(TIT2(encoding=UTF16, text=episode_title(script, show)))
     tags.add(TALB(encoding=UTF16, text=show.title))
     tags.add(TPE1(encoding=UTF16, text=show.host or show.author))
