@@ -189,7 +189,7 @@ def test_vtt_cues_carry_the_speaker_and_stay_valid(tmp_path: Path) -> None:
     assert "1\n00:00:00.000 --> 00:00:01.500\n<v ずんだもん>最初の\n字幕 &amp; &lt;b&gt;\n" in vtt
     assert "2\n00:00:02.000 --> 00:00:03.000\n<v ずんだもん>次なのだ。\n" in vtt
     assert [(c.start_s, c.text) for c in parse_vtt(vtt)] == [(0.0, "最初の\n字幕 & <b>"), (2.0, "次なのだ。")]
-    assert vtt_voice("A&B > C\nD") == "<v A&amp;B &gt; C D>"  # the annotation cannot hold & > or a line end
+    assert vtt_voice("A&B > C\nD") == "<v A&amp;B &gt; C D>"  # the annotation holds no & > or line end
     # ffmpeg's WebVTT demuxer (what libavformat players use) reads every cue, the voice span understood
     path = tmp_path / "transcript.vtt"
     path.write_text(vtt, encoding="utf-8")

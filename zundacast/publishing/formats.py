@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape, unescape
 
 from zundacast.models import Chapter, Cue
 
@@ -27,14 +28,14 @@ def vtt_timestamp(seconds: float) -> str:
 
 def vtt_text(text: str) -> str:
     """Cue text as WebVTT wants it: escaped, no blank lines, no arrow."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = escape(text, quote=False)  # &amp; &lt; &gt;: WebVTT's character references are HTML's
     lines = [line.strip() for line in text.replace("\r", "\n").split("\n")]
     return "\n".join(line for line in lines if line) or " "
 
 
 def vtt_voice(speaker: str) -> str:
     """The opening voice tag for `speaker` ("" for none); the annotation holds no `&`, `>` or line end."""
-    name = " ".join(speaker.replace("&", "&amp;").replace(">", "&gt;").split())
+    name = " ".join(escape(speaker, quote=False).split())
     return f"<v {name}>" if name else ""
 
 
@@ -65,7 +66,7 @@ def parse_vtt(text: str) -> list[Cue]:
             if match:
                 h1, m1, s1, ms1, h2, m2, s2, ms2 = (int(part) for part in match.groups())
                 body = _VOICE.sub("", "\n".join(lines[index + 1 :]))
-                body = body.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+                body = unescape(body)
                 cues.append(
                     Cue(
                         start_s=h1 * 3600 + m1 * 60 + s1 + ms1 / 1000,
