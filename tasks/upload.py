@@ -36,7 +36,7 @@ from zundacast.publishing.catalog import (
     read_catalog,
     render_catalog,
 )
-from zundacast.publishing.feed import render_feed
+from zundacast.publishing.feed import episode_mp3_key, render_feed
 from zundacast.publishing.formats import render_chapters_json, render_vtt
 from zundacast.show import Show
 from zundacast.stage import stage_options
@@ -157,7 +157,7 @@ def plan_publication(
     if pages is None:
         # TODO(lead): zundacast/publishing/pages.py is not there yet; episode and show pages are skipped
         run_logger().warning("%s not found: publishing without HTML pages", PAGES_MODULE)
-    files = episode_keys(day)
+    files = {**episode_keys(day), "mp3": episode_mp3_key(show.show.id, day)}
     if pages is None:
         files.pop("page")
     published_at = previous.published_at if previous else first_published_at(show, day)
@@ -175,7 +175,7 @@ def plan_publication(
         PlannedWrite(
             key=files["mp3"], path=bundle.mp3_path, content_type=TYPES["mp3"], cache_control=IMMUTABLE_CACHE
         ),
-        text(files["vtt"], render_vtt(bundle.cues), TYPES["vtt"]),
+        text(files["vtt"], render_vtt(bundle.cues, speaker=show.show.host), TYPES["vtt"]),
         text(
             files["chapters"],
             render_chapters_json(bundle.chapters, record.title, show.show.title),

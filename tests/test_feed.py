@@ -1,14 +1,16 @@
-"""feed.xml, chapters.json and the WebVTT transcript, read back by feedparser and ElementTree."""
+"""feed.xml, chapters.json and the WebVTT transcript, read back by feedparser, ElementTree and ffmpeg."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import feedparser
+from imageio_ffmpeg import get_ffmpeg_exe
 
 from tests.test_upload import DAY1, DAY2, sample_inputs, sample_show
 from zundacast.models import Chapter, Cue, EpisodeRecord
@@ -19,8 +21,22 @@ from zundacast.publishing.catalog import (
     parse_catalog,
     render_catalog,
 )
-from zundacast.publishing.feed import ATOM, CONTENT, ITUNES, PODCAST, podcast_guid, render_feed
-from zundacast.publishing.formats import parse_vtt, render_chapters_json, render_vtt, vtt_timestamp
+from zundacast.publishing.feed import (
+    ATOM,
+    CONTENT,
+    ITUNES,
+    PODCAST,
+    episode_mp3_key,
+    podcast_guid,
+    render_feed,
+)
+from zundacast.publishing.formats import (
+    parse_vtt,
+    render_chapters_json,
+    render_vtt,
+    vtt_timestamp,
+    vtt_voice,
+)
 
 BASE = "https://podcast.example.com/zunda"
 FEED_URL = f"{BASE}/feed.xml"
@@ -164,3 +180,47 @@ def test_chapters_json_is_podcasting_2_0() -> None:
         {"startTime": 12.346, "title": "記事", "endTime": 80.0, "url": "https://example.com/a"},
     ]
     assert document["title"] == "回" and document["podcastName"] == "番組"
+
+
+def test_vtt_cues_carry_the_speaker_and_stay_valid(tmp_path: Path) -> None:
+    cues = [Cue(start_s=0.0, end_s=1.5, text="最初の\n字幕 & <b>"),
+            Cue(start_s=2.0, end_s=3.0, text="次なのだ。")]
+    vtt = render_vtt(cues, speaker="ずんだもん")
+    assert "1\n00:00:00.000 --> 00:00:01.500\n<v ずんだもん>最初の\n字幕 &amp; &lt;b&gt;\n" in vtt
+    assert "2\n00:00:02.000 --> 00:00:03.000\n<v ずんだもん>次なのだ。\n" in vtt
+    assert [(c.start_s, c.text) for c in parse_vtt(vtt)] == [(0.0, "最初の\n字幕 & <b>"), (2.0, "次なのだ。")]
+    assert vtt_voice("A&B > C\nD") == "<v A&amp;B &gt; C D>"  # the annotation holds no & > or line end
+    # ffmpeg's WebVTT demuxer (what libavformat players use) reads every cue, the voice span understood
+    path = tmp_path / "transcript.vtt"
+    path.write_text(vtt, encoding="utf-8")
+    command = [get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "srt", "-"]
+    srt = subprocess.run(command, capture_output=True, check=True).stdout.decode("utf-8")
+    assert srt.split("\n\n")[:2] == ["1\n00:00:00,000 --> 00:00:01,500\n最初の\n字幕 & <b>",
+                                     "2\n00:00:02,000 --> 00:00:03,000\n次なのだ。"]
+
+
+def test_voicevox_episodes_carry_the_credit_in_the_feed_and_notes(tmp_path: Path) -> None:
+    show = sample_show(host="ずんだもん")
+    voiced = record_for(DAY2, tmp_path).model_copy(update={"engine": "voicevox"})
+    offline = record_for(DAY1, tmp_path)
+    xml = render_feed(show.show, [voiced, offline], FEED_URL, url_for)
+    channel = ET.fromstring(xml.encode("utf-8")).find("channel")
+    assert channel is not None
+    assert "VOICEVOX:ずんだもん" in channel.findtext("description", "")
+    assert "VOICEVOX:ずんだもん" in channel.findtext(f"{{{ITUNES}}}summary", "")
+    voiced_item, offline_item = channel.findall("item")
+    for tag in ("description", f"{{{ITUNES}}}summary", f"{{{CONTENT}}}encoded"):
+        assert "VOICEVOX:ずんだもん" in voiced_item.findtext(tag, ""), tag
+        assert "VOICEVOX" not in offline_item.findtext(tag, ""), tag
+    # no VOICEVOX episode in the feed: no credit anywhere
+    assert "VOICEVOX" not in render_feed(show.show, [offline], FEED_URL, url_for)
+
+
+def test_the_mp3_has_a_file_name_of_its_own(tmp_path: Path) -> None:
+    key = episode_mp3_key("zundamon-ai", dt.date(2026, 11, 20))
+    assert key == "2026-11-20/zundamon-ai-2026-11-20.mp3"
+    record = record_for(DAY2, tmp_path)
+    files = {**record.files, "mp3": episode_mp3_key("zundamon-test", DAY2)}
+    record = record.model_copy(update={"files": files})
+    feed = feedparser.parse(render_feed(sample_show().show, [record], FEED_URL, url_for).encode("utf-8"))
+    assert feed.entries[0].enclosures[0].href.startswith(f"{BASE}/2025-07-24/zundamon-test-2025-07-24.mp3?v=")

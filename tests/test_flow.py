@@ -71,14 +71,15 @@ def test_refresh_synthesize_recomputes_synthesis_and_upload_only(runs: dict[str,
 
 def test_store_holds_the_episode_and_a_feed_with_its_real_size(runs: dict[str, Any]) -> None:
     day_dir = runs["store"] / runs["date"].isoformat()
-    for name in ("episode.mp3", "transcript.vtt", "episode.json", "chapters.json", "candidates.json",
+    mp3 = f"zundamon-ai-{runs['date'].isoformat()}.mp3"  # a file name of its own per show and date
+    for name in (mp3, "transcript.vtt", "episode.json", "chapters.json", "candidates.json",
                  "index.html"):
         assert (day_dir / name).is_file(), name
     feed = feedparser.parse((runs["store"] / "feed.xml").read_bytes())
     assert not feed.bozo, feed.get("bozo_exception")
     assert len(feed.entries) == 1
     enclosure = feed.entries[0].enclosures[0]
-    assert int(enclosure["length"]) == (day_dir / "episode.mp3").stat().st_size
+    assert int(enclosure["length"]) == (day_dir / mp3).stat().st_size
 
 
 def test_episode_json_describes_the_episode(runs: dict[str, Any]) -> None:

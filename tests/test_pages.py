@@ -300,3 +300,25 @@ def test_safe_href_keeps_only_absolute_http_urls(url: str, expected: str | None)
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_pages_play_the_mp3_under_its_own_file_name() -> None:
+    day = dt.date(2026, 11, 20)
+    files = {"mp3": "2026-11-20/zundamon-ai-2026-11-20.mp3", "page": "2026-11-20/index.html"}
+    named = episode(day, files=files)
+    doc = assert_well_formed(render_episode_page(show_info(), named, CUES))
+    assert doc.xpath("//audio")[0].get("src") == "zundamon-ai-2026-11-20.mp3"  # the page sits next to it
+    assert doc.xpath("//a[@download]")[0].get("href") == "zundamon-ai-2026-11-20.mp3"
+    show_doc = assert_well_formed(render_show_page(show_info(), [named]))
+    assert show_doc.xpath("//audio")[0].get("src") == "2026-11-20/zundamon-ai-2026-11-20.mp3"
+
+
+def test_voicevox_credit_is_on_the_pages_of_voicevox_episodes() -> None:
+    day = dt.date(2025, 7, 24)
+    voiced, offline = episode(day, engine="voicevox"), episode(day - dt.timedelta(days=1))
+    page = assert_well_formed(render_episode_page(show_info(), voiced, CUES))
+    assert "音声: VOICEVOX:ずんだもん" in page.xpath("//footer")[0].text_content()
+    assert "VOICEVOX" not in render_episode_page(show_info(), offline, CUES)
+    show_page = assert_well_formed(render_show_page(show_info(), [voiced, offline]))
+    assert "VOICEVOX:ずんだもん" in show_page.xpath("//footer")[0].text_content()
+    assert "VOICEVOX" not in render_show_page(show_info(), [offline])

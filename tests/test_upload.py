@@ -159,7 +159,7 @@ def test_layout_headers_and_write_order_on_s3(s3: FakeS3, tmp_path: Path) -> Non
     store = open_store(s3.url)
     result, bundle = publish(DAY2, tmp_path, store)
 
-    episode_files = ["episode.mp3", "transcript.vtt", "chapters.json", "episode.json"]
+    episode_files = ["zundamon-test-2025-07-24.mp3", "transcript.vtt", "chapters.json", "episode.json"]
     if HAS_PAGES:
         episode_files.append("index.html")
     expected_order = [f"2025-07-24/{name}" for name in episode_files]
@@ -170,7 +170,7 @@ def test_layout_headers_and_write_order_on_s3(s3: FakeS3, tmp_path: Path) -> Non
     assert s3.keys() == sorted(f"podcast/{key}" for key in expected_order)
 
     expected_types = {
-        "2025-07-24/episode.mp3": ("audio/mpeg", IMMUTABLE_CACHE),
+        "2025-07-24/zundamon-test-2025-07-24.mp3": ("audio/mpeg", IMMUTABLE_CACHE),
         "2025-07-24/transcript.vtt": ("text/vtt; charset=utf-8", SHORT_CACHE),
         "2025-07-24/chapters.json": ("application/json; charset=utf-8", SHORT_CACHE),
         "2025-07-24/episode.json": ("application/json; charset=utf-8", SHORT_CACHE),
@@ -184,9 +184,9 @@ def test_layout_headers_and_write_order_on_s3(s3: FakeS3, tmp_path: Path) -> Non
         head = s3.head(f"podcast/{key}")
         assert (head["ContentType"], head["CacheControl"]) == expected_types[key], key
 
-    assert store.get("2025-07-24/episode.mp3") == Path(bundle.mp3_path).read_bytes()
+    assert store.get("2025-07-24/zundamon-test-2025-07-24.mp3") == Path(bundle.mp3_path).read_bytes()
     assert result.feed_url == f"{s3.endpoint}/{s3.bucket}/podcast/feed.xml"
-    assert result.episode_url == f"{s3.endpoint}/{s3.bucket}/podcast/2025-07-24/episode.mp3"
+    assert result.episode_url == f"{s3.endpoint}/{s3.bucket}/podcast/2025-07-24/zundamon-test-2025-07-24.mp3"
     assert result.episode_key == f"s3://{s3.bucket}/podcast/2025-07-24/episode.json"
 
     episode = json.loads(store.get("2025-07-24/episode.json") or b"")
@@ -222,7 +222,8 @@ def test_failure_before_the_feed_keeps_the_old_feed_and_a_rerun_completes(s3: Fa
         publish(DAY2, tmp_path, FailingStore(store, "episodes.json"))
     assert store.get("feed.xml") == old_feed  # the old feed is intact ...
     assert store.get("episodes.json") == old_index
-    assert store.get("2025-07-24/episode.mp3") is not None  # ... while the new episode's files are up
+    # ... while the new episode's files are up
+    assert store.get("2025-07-24/zundamon-test-2025-07-24.mp3") is not None
 
     with pytest.raises(StoreError, match="injected"):
         publish(DAY2, tmp_path, FailingStore(store, "feed.xml"))
@@ -263,8 +264,8 @@ def test_two_dates_stay_in_date_order_and_a_rerun_never_deletes_the_other(s3: Fa
     assert [record.date for record in read_history(store, before=DAY2)] == [DAY1]
     assert read_history(store, before=DAY1) == []
     assert [record.date for record in read_history(store, limit=1)] == [DAY2]
-    assert store.get("2025-07-24/episode.mp3") is not None
-    assert store.get("2025-07-23/episode.mp3") == Path(rerendered.mp3_path).read_bytes()
+    assert store.get("2025-07-24/zundamon-test-2025-07-24.mp3") is not None
+    assert store.get("2025-07-23/zundamon-test-2025-07-23.mp3") == Path(rerendered.mp3_path).read_bytes()
     enclosure = items[1].find("enclosure")
     assert enclosure is not None and enclosure.get("url", "").endswith(f"?v={rerendered.sha256[:12]}")
     assert enclosure.get("length") == str(rerendered.size_bytes)
@@ -274,7 +275,8 @@ def test_publish_to_a_local_folder(tmp_path: Path) -> None:
     public = tmp_path / "public"
     store = open_store(str(public))
     result, bundle = publish(DAY2, tmp_path / "work", store)
-    assert (public / "2025-07-24" / "episode.mp3").read_bytes() == Path(bundle.mp3_path).read_bytes()
+    mp3 = public / "2025-07-24" / "zundamon-test-2025-07-24.mp3"
+    assert mp3.read_bytes() == Path(bundle.mp3_path).read_bytes()
     for name in ("feed.xml", "episodes.json", "2025-07-24/transcript.vtt", "2025-07-24/chapters.json",
                  "2025-07-24/episode.json"):
         assert (public / name).is_file(), name
@@ -290,7 +292,7 @@ def test_base_url_is_used_for_every_public_link(tmp_path: Path) -> None:
     result, _ = publish(DAY2, tmp_path / "work", store, show=show)
     assert result.feed_url == "https://podcast.example.com/zunda/feed.xml"
     feed = feedparser.parse(store.get("feed.xml"))
-    assert feed.entries[0].enclosures[0].href.startswith("https://podcast.example.com/zunda/2025-07-24/episode.mp3?v=")
+    assert feed.entries[0].enclosures[0].href.startswith("https://podcast.example.com/zunda/2025-07-24/zundamon-test-2025-07-24.mp3?v=")
     assert feed.feed.link == "https://podcast.example.com/zunda/index.html"
 
 
@@ -328,7 +330,7 @@ def test_secrets_never_reach_a_published_file(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(SecretLeakError) as caught:
         publish_episode(bundle, script, ranking, summaries, sample_show(), store)
     assert "OPENAI_API_KEY" in str(caught.value) and secret not in str(caught.value)
-    assert store.get("2025-07-23/episode.mp3") is None  # checked before the first write
+    assert store.get("2025-07-23/zundamon-test-2025-07-23.mp3") is None  # checked before the first write
 
 
 def test_upload_task_is_the_stage_and_its_result_survives_prefect(tmp_path: Path) -> None:

@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zundacast: interrupted; a rerun resumes from the caches", file=sys.stderr)
         return 130
+    if summary is None:  # preview: served until interrupted, nothing to summarize
+        return 0
     _print_summary(summary, as_json=args.json)
+    for note in getattr(args, "notes", []):  # at the very end, where a person reads them
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -97,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
                              help=f"recompute these stages and the ones after them ({', '.join(STAGES)})")
         command.add_argument("--json", action="store_true", help="end with the run summary as one JSON line")
         command.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
+        command.add_argument("--base-url", default="",
+                             help="public URL where the store is served, for the feed's links "
+                                  "(default: $ZUNDACAST_BASE_URL, else the show file's [show].base_url)")
 
     demo = commands.add_parser("demo", help="make the bundled sample day's episode, offline, no keys")
     common(demo)
@@ -107,7 +114,35 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--show", default="zundamon-ai", help="show name (shows/NAME.toml) or path to a .toml")
     common(run)
     run.set_defaults(handler=_run)
+
+    preview = commands.add_parser("preview", help="serve a folder store on loopback to listen and subscribe")
+    preview.add_argument("--store", default="",
+                         help="the folder to serve (default: $ZUNDACAST_STORE, else ./public)")
+    preview.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
+    preview.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    preview.set_defaults(handler=_preview)
     return parser
+
+
+def _use_base_url(args: argparse.Namespace) -> None:
+    """--base-url wins over ZUNDACAST_BASE_URL, which wins over the show file (applied where shows load)."""
+    if args.base_url:
+        os.environ["ZUNDACAST_BASE_URL"] = args.base_url
+
+
+def _run_notes(summary_feed: str, show_name: str) -> list[str]:
+    """What a person should know at the end of a run: a feed only this machine can read, a missing e-mail."""
+    from zundacast.preview import local_feed_note
+    from zundacast.show import load_show, show_warnings
+
+    note = local_feed_note(summary_feed)
+    return [*show_warnings(load_show(show_name)), *([note] if note else [])]
+
+
+def _preview(args: argparse.Namespace) -> None:
+    from zundacast.preview import serve
+
+    serve(args.store or os.environ.get("ZUNDACAST_STORE", "") or "./public", args.port)
 
 
 def _store(args: argparse.Namespace) -> str:
@@ -115,25 +150,31 @@ def _store(args: argparse.Namespace) -> str:
 
 
 def _demo(args: argparse.Namespace) -> RunSummary:
+    _use_base_url(args)
     with _prefect_api_starting():
         from flows.daily_episode import daily_episode
         from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
 
     with serve_sample_day() as base_url:
         print(f"sample day {SAMPLE_DATE.isoformat()} served at {base_url}", file=sys.stderr)
-        return daily_episode(episode_date=SAMPLE_DATE, show=sample_show(base_url),
-                             refresh=args.refresh, store=_store(args) or "./public")
+        summary = daily_episode(episode_date=SAMPLE_DATE, show=sample_show(base_url),
+                                refresh=args.refresh, store=_store(args) or "./public")
+    args.notes = _run_notes(summary.feed, "zundamon-ai")
+    return summary
 
 
 def _run(args: argparse.Namespace) -> RunSummary:
     from zundacast.dates import parse_episode_date
     from zundacast.show import load_show
 
+    _use_base_url(args)
     show = load_show(args.show)  # fails early, naming the field, before Prefect starts
     day = parse_episode_date(args.date or None, show.show.timezone)
     with _prefect_api_starting():
         from flows.daily_episode import daily_episode
-    return daily_episode(episode_date=day, show=args.show, refresh=args.refresh, store=_store(args))
+    summary = daily_episode(episode_date=day, show=args.show, refresh=args.refresh, store=_store(args))
+    args.notes = _run_notes(summary.feed, args.show)
+    return summary
 
 
 def _print_summary(summary: RunSummary, as_json: bool) -> None:

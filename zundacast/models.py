@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from zundacast.text import CleanStr
+
 STAGES: tuple[str, ...] = ("collect", "rank", "summarize", "script", "synthesize", "upload")
 """The pipeline's stages in order; `--refresh` names from this list."""
 
@@ -20,18 +22,18 @@ class Candidate(BaseModel):
     """One article seen in a feed, with its full text once extracted."""
 
     url: str  # canonical URL (tracking parameters dropped, redirects resolved)
-    title: str
+    title: CleanStr
     source: str  # the feed's name in the show file
     sources: list[str] = Field(default_factory=list)  # every feed that carried this story (dedup merges)
     feed_url: str = ""
     language: str = "ja"
     published: dt.datetime | None = None  # timezone-aware; None when the feed gave no date
     first_seen: dt.datetime | None = None  # when collection first saw it (undated items count from here)
-    feed_summary: str = ""  # the description the feed carried, plain text
+    feed_summary: CleanStr = ""  # the description the feed carried, plain text
     bookmarks: int | None = None  # hatena:bookmarkcount and the like
-    text: str = ""  # extracted main text ("" until extraction ran or when it failed)
-    author: str = ""
-    site_name: str = ""
+    text: CleanStr = ""  # extracted main text ("" until extraction ran or when it failed)
+    author: CleanStr = ""
+    site_name: CleanStr = ""
     extraction_error: str = ""  # why the full text is missing, when it is
 
 
@@ -92,11 +94,11 @@ class Summary(BaseModel):
 
     url: str
     source: str
-    title: str  # the article's own title, as published
-    spoken_title: str  # the title as the host says it (Japanese)
-    summary: str  # Japanese prose, a few sentences
-    key_points: list[str] = Field(default_factory=list)  # with the article's concrete numbers
-    why_it_matters: str = ""
+    title: CleanStr  # the article's own title, as published
+    spoken_title: CleanStr  # the title as the host says it (Japanese)
+    summary: CleanStr  # Japanese prose, a few sentences
+    key_points: list[CleanStr] = Field(default_factory=list)  # with the article's concrete numbers
+    why_it_matters: CleanStr = ""
     language: str = "ja"  # the article's language
     writer: str = "offline"  # "offline" or the model's name
     usage: Usage = Field(default_factory=Usage)
@@ -105,15 +107,15 @@ class Summary(BaseModel):
 class Sentence(BaseModel):
     """One spoken sentence: what the transcript shows and what the voice reads."""
 
-    text: str  # display text, original spelling
-    speech: str  # normalized for TTS (no ASCII letters)
+    text: CleanStr  # display text, original spelling
+    speech: CleanStr  # normalized for TTS (no ASCII letters)
 
 
 class Section(BaseModel):
     """A stretch of the episode that becomes one chapter."""
 
     kind: Literal["opening", "article", "closing"]
-    title: str  # chapter title
+    title: CleanStr  # chapter title
     url: str = ""  # the article, for article sections
     sentences: list[Sentence]
 
@@ -121,7 +123,7 @@ class Section(BaseModel):
 class Script(BaseModel):
     date: dt.date
     weekday: str  # Japanese weekday, e.g. 木曜日 (computed from the date)
-    show_title: str
+    show_title: CleanStr
     sections: list[Section]
     writer: str = "offline"
     usage: Usage = Field(default_factory=Usage)
@@ -138,11 +140,11 @@ class Cue(BaseModel):
 
     start_s: float
     end_s: float
-    text: str
+    text: CleanStr
 
 
 class Chapter(BaseModel):
-    title: str
+    title: CleanStr
     start_s: float
     end_s: float
     url: str = ""
@@ -168,11 +170,11 @@ class EpisodeRecord(BaseModel):
     """What `{date}/episode.json` holds, and one entry of `episodes.json`."""
 
     date: dt.date
-    title: str
+    title: CleanStr
     show: str
-    picks: list[dict[str, str]]  # title, url, source
+    picks: list[dict[str, CleanStr]]  # title, url, source
     summaries: list[Summary] = Field(default_factory=list)
-    transcript: str
+    transcript: CleanStr
     duration_s: float
     size_bytes: int
     sha256: str

@@ -12,10 +12,13 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zundacast.text import CleanStr
 
 SHOWS_DIR = Path(__file__).resolve().parent.parent / "shows"
 PACKAGED_SHOWS_DIR = Path(__file__).resolve().parent / "shows"  # where a wheel install puts them
@@ -39,20 +42,29 @@ class FeedConfig(_Strict):
 
 class ShowInfo(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    title: str
-    host: str = "ずんだもん"
-    author: str = "zundacast"
+    title: CleanStr
+    host: CleanStr = "ずんだもん"
+    author: CleanStr = "zundacast"
     owner_email: str = ""
-    description: str = ""
+    description: CleanStr = ""
     language: str = "ja"
     timezone: str = "Asia/Tokyo"
     category: str = "Technology"
     subcategory: str = ""
     explicit: bool = False
     base_url: str = ""  # public URL of the store prefix (CDN or custom domain); "" = the store's own
+    # (ZUNDACAST_BASE_URL and `--base-url` win over it: see parse_show)
     cover: str = ""  # path (relative to the show file) of the cover image; "" = bundled cover
     podcast_guid: str = ""  # Podcasting 2.0 guid; "" = derived from the feed URL as the spec says
     locked: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _web_base_url(cls, value: str) -> str:
+        problem = base_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -62,6 +74,23 @@ class ShowInfo(_Strict):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Asia/Tokyo)") from exc
         return value
+
+
+BASE_URL_ENV = "ZUNDACAST_BASE_URL"
+
+
+def base_url_problem(url: str) -> str:
+    """Why `url` cannot be the public base of the feed's links ("" when it can, or when it is empty)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not a web address: use http(s)://host/path, e.g. https://podcast.example.com/show"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"{url!r}: a base URL takes no query, fragment or credentials"
+    if ".." in parts.path.split("/"):
+        return f"{url!r}: a base URL takes no '..' in its path"
+    return ""
 
 
 class ScheduleConfig(_Strict):
@@ -226,7 +255,31 @@ def load_show(name_or_path: str) -> Show:
     return parse_show(raw, str(path))
 
 
+def with_env_base_url(raw: dict) -> dict:
+    """`raw` with ZUNDACAST_BASE_URL (set by `--base-url` too) in place of [show].base_url, when it is set."""
+    env_base = os.environ.get(BASE_URL_ENV, "").strip()
+    if not env_base or not isinstance(raw.get("show"), dict):
+        return raw
+    problem = base_url_problem(env_base)
+    if problem:
+        raise ShowFileError(f"{BASE_URL_ENV} (or --base-url): {problem}")
+    return {**raw, "show": {**raw["show"], "base_url": env_base}}
+
+
+def show_warnings(show: Show) -> list[str]:
+    """One line per setting the show should still have; [] when it lacks nothing."""
+    where = show.source_path or "the show file"
+    warnings = []
+    if not show.show.owner_email:
+        warnings.append(
+            f"warning: {where}: [show].owner_email is not set; podcast directories (Apple Podcasts, Spotify, "
+            f"Podcast Index) send the owner's verification there: add owner_email = \"you@example.com\""
+        )
+    return warnings
+
+
 def parse_show(raw: dict, source: str = "<show>") -> Show:
+    raw = with_env_base_url(raw)
     try:
         return Show.model_validate({**raw, "source_path": source})
     except ValidationError as exc:

@@ -167,7 +167,7 @@ def test_s3_refusing_a_write_fails_the_run_naming_bucket_and_key(s3_runs: dict[s
 def test_s3_failure_mid_upload_leaves_the_old_feed_untouched(s3_runs: dict[str, Any]) -> None:
     assert s3_runs["after_failure"] == s3_runs["before"]  # feed.xml, episodes.json, index.html: byte for byte
     keys = s3_runs["keys_after_failure"]
-    assert f"podcast/{NEXT_DAY}/episode.mp3" in keys  # the upload had started ...
+    assert f"podcast/{NEXT_DAY}/zundamon-ai-{NEXT_DAY}.mp3" in keys  # the upload had started ...
     assert f"podcast/{NEXT_DAY}/index.html" in keys  # ... the episode's own files went first
     feed = feedparser.parse(s3_runs["after_failure"]["feed.xml"])
     assert [f"/{SAMPLE_DATE}/" in entry.enclosures[0].href for entry in feed.entries] == [True]

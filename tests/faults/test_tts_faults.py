@@ -53,7 +53,7 @@ def test_engine_answering_500_is_retried_then_the_run_fails_naming_engine_and_se
 def test_engine_down_publishes_nothing(engine_down: dict[str, Any]) -> None:
     store: Path = engine_down["store"]
     assert not (store / "feed.xml").exists()
-    assert not (store / SAMPLE_DATE.isoformat() / "episode.mp3").exists()
+    assert not (store / SAMPLE_DATE.isoformat() / f"zundamon-ai-{SAMPLE_DATE}.mp3").exists()
     assert not list((engine_down["root"] / "home").rglob("*.mp3"))  # no half-made episode either
 
 

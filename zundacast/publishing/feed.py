@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from zundacast.dates import date_ja
 from zundacast.models import EpisodeRecord
 from zundacast.publishing.catalog import COVER_KEY, SHOW_PAGE_KEY
+from zundacast.publishing.credits import episode_credit, show_credit
 from zundacast.show import ShowInfo
 
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
@@ -44,6 +45,12 @@ def episode_guid(show_id: str, day: dt.date) -> str:
     return f"zundacast:{show_id}:{day.isoformat()}"
 
 
+def episode_mp3_key(show_id: str, day: dt.date) -> str:
+    """`2026-11-20/zundamon-ai-2026-11-20.mp3`: podcast apps save downloads under the URL's file name,
+    so every episode of every show gets its own (not one `episode.mp3` overwriting the last)."""
+    return f"{day.isoformat()}/{show_id}-{day.isoformat()}.mp3"
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
     element = ET.SubElement(parent, tag, attributes)
     if text is not None:
@@ -65,18 +72,20 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def show_notes_text(episode: EpisodeRecord) -> str:
-    """Plain-text show notes (description): the articles with their links."""
+def show_notes_text(episode: EpisodeRecord, credit: str = "") -> str:
+    """Plain-text show notes (description): the articles with their links, and the voice's credit."""
     lines = [f"{date_ja(episode.date)}に紹介したニュース:"]
     for number, pick in enumerate(episode.picks, start=1):
         source = f"（{pick['source']}）" if pick.get("source") else ""
         lines.append(f"{number}. {pick['title']}{source}")
         if pick.get("url"):
             lines.append(f"   {pick['url']}")
+    if credit:
+        lines += ["", f"音声: {credit}"]
     return "\n".join(lines)
 
 
-def show_notes_html(episode: EpisodeRecord) -> str:
+def show_notes_html(episode: EpisodeRecord, credit: str = "") -> str:
     """HTML show notes (content:encoded): the articles as links with a short summary, and the chapters."""
     root = ET.Element("div")
     _sub(root, "p", f"{date_ja(episode.date)}に紹介したニュースなのだ。")
@@ -103,6 +112,8 @@ def show_notes_html(episode: EpisodeRecord) -> str:
         chapters = _sub(root, "ul")
         for chapter in episode.chapters:
             _sub(chapters, "li", f"{_clock(chapter.start_s)} {chapter.title}")
+    if credit:
+        _sub(root, "p", f"音声: {credit}")
     inner = "".join(ET.tostring(child, encoding="unicode", method="html") for child in root)
     return inner
 
@@ -124,6 +135,9 @@ def render_feed(
     channel = _sub(rss, "channel")
     site = url_for(SHOW_PAGE_KEY)
     description = show.description or show.title
+    credit = show_credit(show, episodes)
+    if credit:
+        description += f"\n\n音声: {credit}"
     _sub(channel, "title", show.title)
     _sub(channel, "link", site)
     _sub(channel, "description", description)
@@ -177,20 +191,21 @@ def _add_item(
     _sub(item, _ns("itunes", "title"), episode.title)
     if files.get("page"):
         _sub(item, "link", url_for(files["page"]))
-    _sub(item, "description", show_notes_text(episode))
-    _sub(item, _ns("content", "encoded"), show_notes_html(episode))
+    credit = episode_credit(show, episode)
+    _sub(item, "description", show_notes_text(episode, credit))
+    _sub(item, _ns("content", "encoded"), show_notes_html(episode, credit))
     _sub(item, "guid", episode_guid(episode.show or show.id, episode.date), isPermaLink="false")
     _sub(item, "pubDate", format_datetime(episode.published_at.astimezone(dt.UTC)))
     # ?v= names the render: the MP3 key is fixed per date and cached as immutable, so a re-render of
     # a date must reach listeners under a new URL (S3 ignores the query)
-    enclosure = url_for(files.get("mp3", f"{episode.date.isoformat()}/episode.mp3"))
+    enclosure = url_for(files.get("mp3", f"{episode.date.isoformat()}/episode.mp3"))  # older records
     if episode.sha256:
         enclosure += ("&" if "?" in enclosure else "?") + f"v={episode.sha256[:12]}"
     _sub(item, "enclosure", url=enclosure, length=str(episode.size_bytes), type="audio/mpeg")
     _sub(item, _ns("itunes", "duration"), str(max(1, round(episode.duration_s))))
     _sub(item, _ns("itunes", "episodeType"), "full")
     _sub(item, _ns("itunes", "explicit"), "true" if show.explicit else "false")
-    _sub(item, _ns("itunes", "summary"), show_notes_text(episode))
+    _sub(item, _ns("itunes", "summary"), show_notes_text(episode, credit))
     if files.get("vtt"):
         _sub(
             item,

@@ -1,7 +1,8 @@
 """The episode's side files: the WebVTT transcript and Podcasting 2.0 JSON chapters.
 
 WebVTT: https://www.w3.org/TR/webvtt1/ (cue text escapes `&`, `<`, `>`; a blank line ends a cue,
-so cue text never holds one; `-->` is not allowed inside it).
+so cue text never holds one; `-->` is not allowed inside it). Each cue names its speaker with a
+voice span (`<v ずんだもん>…`), which players show and screen readers announce.
 Chapters: https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/examples/chapters/jsonChapters.md
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape, unescape
 
 from zundacast.models import Chapter, Cue
 
@@ -26,22 +28,31 @@ def vtt_timestamp(seconds: float) -> str:
 
 def vtt_text(text: str) -> str:
     """Cue text as WebVTT wants it: escaped, no blank lines, no arrow."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = escape(text, quote=False)  # &amp; &lt; &gt;: WebVTT's character references are HTML's
     lines = [line.strip() for line in text.replace("\r", "\n").split("\n")]
     return "\n".join(line for line in lines if line) or " "
 
 
-def render_vtt(cues: list[Cue]) -> str:
-    """A WebVTT file: one numbered cue per utterance, in time order; end never before start."""
+def vtt_voice(speaker: str) -> str:
+    """The opening voice tag for `speaker` ("" for none); the annotation holds no `&`, `>` or line end."""
+    name = " ".join(escape(speaker, quote=False).split())
+    return f"<v {name}>" if name else ""
+
+
+def render_vtt(cues: list[Cue], speaker: str = "") -> str:
+    """A WebVTT file: one numbered cue per utterance, in time order; end never before start; every cue
+    in `speaker`'s voice span when one is given."""
+    voice = vtt_voice(speaker)
     blocks = ["WEBVTT"]
     for number, cue in enumerate(sorted(cues, key=lambda c: c.start_s), start=1):
         end_s = max(cue.end_s, cue.start_s)
         blocks.append(
-            f"{number}\n{vtt_timestamp(cue.start_s)} --> {vtt_timestamp(end_s)}\n{vtt_text(cue.text)}"
+            f"{number}\n{vtt_timestamp(cue.start_s)} --> {vtt_timestamp(end_s)}\n{voice}{vtt_text(cue.text)}"
         )
     return "\n\n".join(blocks) + "\n"
 
 
+_VOICE = re.compile(r"^<v(?:\.[^ \t>]*)?[ \t][^>]*>|</v>$")
 _VTT_TIMING = re.compile(r"^(\d{2,}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2,}):(\d{2}):(\d{2})\.(\d{3})")
 
 
@@ -54,8 +65,8 @@ def parse_vtt(text: str) -> list[Cue]:
             match = _VTT_TIMING.match(line)
             if match:
                 h1, m1, s1, ms1, h2, m2, s2, ms2 = (int(part) for part in match.groups())
-                body = "\n".join(lines[index + 1 :])
-                body = body.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+                body = _VOICE.sub("", "\n".join(lines[index + 1 :]))
+                body = unescape(body)
                 cues.append(
                     Cue(
                         start_s=h1 * 3600 + m1 * 60 + s1 + ms1 / 1000,

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from zundacast.dates import date_ja, weekday_ja
 from zundacast.models import Chapter, Cue, EpisodeRecord, Summary
+from zundacast.publishing.credits import episode_credit, show_credit
 from zundacast.show import ShowInfo
 
 SHOW_PAGE_KEY = "index.html"
@@ -31,8 +32,13 @@ SHOW_PAGE_EPISODES = 30  # the latest episodes listed on the show's page
 
 
 def episode_page_key(day: dt.date) -> str:
-    """Where an episode's page lives, relative to the show's prefix (next to its episode.mp3)."""
+    """Where an episode's page lives, relative to the show's prefix (next to its MP3)."""
     return f"{day.isoformat()}/index.html"
+
+
+def mp3_key(episode: EpisodeRecord) -> str:
+    """The episode's MP3, relative to the show's prefix (`episode.mp3` in records older than the names)."""
+    return episode.files.get("mp3") or f"{episode.date.isoformat()}/episode.mp3"
 
 
 CSS = """
@@ -202,8 +208,10 @@ def _article_link(title: str, url: str, css_class: str = "") -> str:
     return f'<a{class_attr} href="{_e(href)}" rel="noopener">{label}</a>'
 
 
-def _page(*, title: str, description: str, show: ShowInfo, root: str, body: str) -> str:
+def _page(*, title: str, description: str, show: ShowInfo, root: str, body: str, credit: str = "") -> str:
     footer = f"{_e(show.title)} — {_e(show.author)}" if show.author else _e(show.title)
+    if credit:
+        footer += f'<br><span class="credit">音声: {_e(credit)}</span>'
     return PAGE.substitute(
         csp=CONTENT_SECURITY_POLICY,
         title=_e(title),
@@ -239,7 +247,7 @@ def render_show_page(show: ShowInfo, episodes: list[EpisodeRecord], limit: int =
             f'<p class="meta">{_time_tag(episode.date)} · '
             f'<span class="duration">{format_duration(episode.duration_s)}</span></p>\n'
             f'<h3><a href="{day}/index.html">{_e(episode.title)}</a></h3>\n'
-            f'<audio controls preload="none" src="{day}/episode.mp3"></audio>\n'
+            f'<audio controls preload="none" src="{_e(mp3_key(episode))}"></audio>\n'
             + (f'<ul class="topics">{topics}</ul>\n' if topics else "")
             + "</li>"
         )
@@ -261,7 +269,8 @@ def render_show_page(show: ShowInfo, episodes: list[EpisodeRecord], limit: int =
 <h2>最新のエピソード</h2>
 {listing}
 </main>"""
-    return _page(title=show.title, description=show.description or show.title, show=show, root="", body=body)
+    return _page(title=show.title, description=show.description or show.title, show=show, root="", body=body,
+                 credit=show_credit(show, episodes))
 
 
 def _chapter_list(chapters: list[Chapter]) -> str:
@@ -347,6 +356,8 @@ def render_episode_page(show: ShowInfo, episode: EpisodeRecord, cues: list[Cue])
     if episode.picks:
         sections.append(f"<section>\n<h2>ショーノート</h2>\n{_show_notes(episode)}\n</section>")
     transcript = _transcript(episode, cues)
+    mp3 = _e(mp3_key(episode).rsplit("/", 1)[-1])  # the page sits next to its MP3
+    credit = episode_credit(show, episode)
     sections.append(f'<section class="transcript">\n<h2>文字起こし</h2>\n{transcript}\n</section>')
     body = f"""<nav><a class="back" href="../index.html">← {_e(show.title)}</a></nav>
 <header class="head">
@@ -359,11 +370,11 @@ def render_episode_page(show: ShowInfo, episode: EpisodeRecord, cues: list[Cue])
 </div>
 </header>
 <main>
-<audio id="player" controls preload="metadata" src="episode.mp3">
+<audio id="player" controls preload="metadata" src="{mp3}">
 <track kind="captions" srclang="ja" label="日本語" src="transcript.vtt">
-<a href="episode.mp3">MP3</a>
+<a href="{mp3}">MP3</a>
 </audio>
-<p class="files"><a href="episode.mp3" download>MP3 をダウンロード</a>
+<p class="files"><a href="{mp3}" download>MP3 をダウンロード</a>
  · <a href="transcript.vtt">字幕 (WebVTT)</a> · <a href="chapters.json">チャプター (JSON)</a>
  · <a href="../feed.xml">RSS で購読する</a></p>
 {chr(10).join(sections)}
@@ -374,4 +385,5 @@ def render_episode_page(show: ShowInfo, episode: EpisodeRecord, cues: list[Cue])
         show=show,
         root="../",
         body=body,
+        credit=credit,
     )
