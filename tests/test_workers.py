@@ -24,6 +24,7 @@ import pytest
 
 from tests.fakes.s3 import FakeS3, running_s3
 from tests.faults.support import short_show
+from tests.system import require_system_tool
 from tests.test_deployment import _free_port, _stop, _wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,17 +92,36 @@ def prefect_server_api(tmp_path: Path) -> Iterator[str]:
         _stop(process)
 
 
+def prefect_only_python(root: Path, env: dict[str, str]) -> Path:
+    """A virtual environment with Prefect (the locked version) and nothing of ours, as on a fresh worker:
+    a run can only succeed if the flow runs from the clone's own environment."""
+    constraints, venv = root / "constraints.txt", root / "worker-venv"
+    for command in (["uv", "export", "--frozen", "--no-hashes", "--no-dev", "--no-emit-project",
+                     "--quiet", "-o", str(constraints)],
+                    ["uv", "venv", "--quiet", "--python", sys.executable, str(venv)],
+                    ["uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                     "-c", str(constraints), "prefect"]):
+        done = _run(command, env, ROOT)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
+    python = venv / "bin" / "python"
+    assert _run([str(python), "-c", "import pyopenjtalk"], env, root).returncode != 0
+    return python
+
+
 class Worker:
     """`prefect worker start --pool zundacast` with its own PREFECT_HOME and ZUNDACAST_HOME."""
 
-    def __init__(self, name: str, root: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, root: Path, env: dict[str, str], python: Path) -> None:
         self.name = name
         self.home = root / name / "zundacast-home"
         self.log = root / f"{name}.log"
-        env = {**env, "PREFECT_HOME": str(root / name / "prefect-home"), "ZUNDACAST_HOME": str(self.home)}
+        (root / name / "prefect-home").mkdir(parents=True)
+        path = [entry for entry in env["PATH"].split(os.pathsep) if entry != str(Path(sys.executable).parent)]
+        env = {**env, "PREFECT_HOME": str(root / name / "prefect-home"), "ZUNDACAST_HOME": str(self.home),
+               "PATH": os.pathsep.join([str(python.parent), *path]), "VIRTUAL_ENV": str(python.parent.parent)}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", name],
+                [str(python), "-m", "prefect", "worker", "start", "--pool", POOL, "--name", name],
                 env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
 
     def tail(self) -> str:
@@ -122,6 +142,14 @@ def run_on(worker: Worker, api: str, parameters: dict[str, Any]) -> tuple[Any, f
     seconds = time.perf_counter() - started
     assert flow_run.state is not None and flow_run.state.is_completed(), (flow_run.state, worker.tail())
     return flow_run, seconds
+
+
+def read_deployment(api: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(DEPLOYMENT)
 
 
 def stage_states(api: str, flow_run_id: Any) -> dict[str, str]:
@@ -168,6 +196,76 @@ def test_deploy_with_a_value_missing_fails_at_deploy_with_a_named_error(tmp_path
     assert "ZUNDACAST_GIT_BRANCH='release': no such branch" in no_branch.stderr
 
 
+def test_upload_uses_the_local_mp3_first_then_fetches_the_work_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.synthesize import keep_in_work_area
+    from tasks.upload import BundleMismatch, publish_episode
+    from tests.test_upload import DAY2, sample_inputs, sample_show
+    from zundacast.storage import open_store
+
+    store = open_store(str(tmp_path / "public"))
+    bundle, script, ranking, summaries = sample_inputs(DAY2, tmp_path / "machine-1")
+    bundle = keep_in_work_area(bundle, store)
+    assert bundle.work_key == f".work/{bundle.sha256}.mp3"
+    work_copy = tmp_path / "public" / bundle.work_key
+    assert work_copy.read_bytes() == Path(bundle.mp3_path).read_bytes()
+
+    # the local file is there: it is what gets published, nothing is fetched
+    monkeypatch.setenv("ZUNDACAST_HOME", str(tmp_path / "machine-2"))
+    publish_episode(bundle, script, ranking, summaries, sample_show(), store)
+    assert not (tmp_path / "machine-2").exists()
+
+    # another machine: no local file, the work copy is fetched, checked and published
+    shutil.rmtree(tmp_path / "machine-1")
+    publish_episode(bundle, script, ranking, summaries, sample_show(), store)
+    fetched = tmp_path / "machine-2" / "work" / "fetched" / f"episode-{bundle.sha256[:12]}.mp3"
+    assert fetched.read_bytes() == work_copy.read_bytes()
+    published = (tmp_path / "public" / DAY2.isoformat() / "episode.mp3").read_bytes()
+    assert published == work_copy.read_bytes()
+    records = json.loads((tmp_path / "public" / "episodes.json").read_text())
+    assert [record["sha256"] for record in records] == [bundle.sha256]
+    assert ".work" not in (tmp_path / "public" / "feed.xml").read_text()
+
+    # a work copy that is not what its name says is never published
+    fetched.unlink()
+    work_copy.write_bytes(b"something else")
+    with pytest.raises(BundleMismatch, match="--refresh synthesize"):
+        publish_episode(bundle, script, ranking, summaries, sample_show(), store)
+    work_copy.unlink()
+    with pytest.raises(BundleMismatch, match=r"neither at .* nor in the store's work area"):
+        publish_episode(bundle, script, ranking, summaries, sample_show(), store)
+    assert (tmp_path / "public" / DAY2.isoformat() / "episode.mp3").read_bytes() == published
+
+
+def test_a_run_on_a_worker_never_publishes_into_its_temporary_clone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.daily_episode import daily_episode
+    from zundacast.sample_day import SAMPLE_DATE, sample_show
+    from zundacast.storage import TemporaryStoreError, check_store_outlives_run
+
+    clone = tmp_path / "tmpab12prefect" / "zundacast-main"
+    clone.mkdir(parents=True)
+    monkeypatch.chdir(clone)
+    shared = tmp_path / "shared-store"
+    # outside a worker (zundacast run, deployments.serve) a relative store is the user's own folder
+    monkeypatch.delenv("PREFECT__WORKER_NAME", raising=False)
+    check_store_outlives_run("./public", str(clone / "public"))
+
+    monkeypatch.setenv("PREFECT__WORKER_NAME", "worker-1")
+    for configured, resolved in (("./public", clone / "public"), (str(clone / "out"), clone / "out"),
+                                 (clone.as_uri(), clone), ("public", clone / "public")):
+        with pytest.raises(TemporaryStoreError, match=r"ZUNDACAST_STORE: .*temporary working folder"):
+            check_store_outlives_run(configured, str(resolved))
+    check_store_outlives_run(str(shared), str(shared))
+    check_store_outlives_run("s3://bucket/zundamon-ai", "s3://bucket/zundamon-ai")
+
+    # the flow checks before any stage runs: nothing is collected, nothing is written
+    show = sample_show("http://127.0.0.1:9")
+    with pytest.raises(TemporaryStoreError, match=r"deployments\.deploy --store"):
+        daily_episode.fn(episode_date=SAMPLE_DATE, show=show, store="./public")
+    assert list(clone.iterdir()) == []
+
+
 @pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
@@ -175,6 +273,8 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server_api: str) -> None:
     from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
 
+    require_system_tool("git")  # the pull steps need git and uv on the worker's PATH, nothing else
+    require_system_tool("uv")
     api = prefect_server_api
     with running_s3(monkeypatch, prefix="zundamon-ai") as s3, serve_sample_day(port=0) as base_url:
         s3.client().create_bucket(Bucket=RESULTS_BUCKET)
@@ -204,10 +304,21 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
         deployed = _run([sys.executable, "-m", "deployments.deploy", "--store", s3.url,
                          "--results-block", results_block], deploying, checkout)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        deployment = read_deployment(api)
+        # fixed at deploy time, in the deployment itself: nothing left for a worker's shell to fill in
+        assert deployment.pull_steps[0]["prefect.deployments.steps.git_clone"] == {
+            "id": "clone-step", "repository": origin.as_uri(), "branch": "main"}
+        assert deployment.pull_steps[1]["prefect.deployments.steps.run_shell_script"]["directory"] \
+            == "{{ clone-step.directory }}"
+        job_env = deployment.job_variables["env"]
+        assert (job_env["ZUNDACAST_STORE"], job_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]) \
+            == (s3.url, results_block)
+        assert not any(name.startswith("AWS_") for name in job_env)  # credentials stay on the workers
 
         show = short_show(base_url, picks=1).model_dump(mode="json")
         parameters = {"episode_date": SAMPLE_DATE.isoformat(), "show": show}
-        worker_1 = Worker("worker-1", tmp_path, env)
+        worker_python = prefect_only_python(tmp_path, env)
+        worker_1 = Worker("worker-1", tmp_path, env, worker_python)
         try:
             first, first_s = run_on(worker_1, api, parameters)
         finally:
@@ -216,7 +327,7 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
             Bucket=s3.bucket, Key=f"zundamon-ai/{SAMPLE_DATE}/episode.json")["Body"].read())
         shutil.rmtree(worker_1.home)  # worker 2 stands for another machine: nothing of worker 1's is left
 
-        worker_2 = Worker("worker-2", tmp_path, env)
+        worker_2 = Worker("worker-2", tmp_path, env, worker_python)
         try:
             second, second_s = run_on(worker_2, api, {**parameters, "refresh": ["upload"]})
         finally:
@@ -250,5 +361,3 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
     assert [(entry["date"], entry["sha256"]) for entry in entries] == [(SAMPLE_DATE.isoformat(), sha)]
     assert mp3_head["Metadata"]["sha256"] == sha
     assert len(re.findall(r"<item[ >]", feed)) == 1 and ".work" not in feed
-    # each run ran in its own temporary clone of the repository, which is gone
-    assert not any(".prefect" in key or "/public/" in key for key in keys)
