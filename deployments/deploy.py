@@ -189,6 +189,9 @@ def resolve_value(name: str, env: Mapping[str, str]) -> str:
 
 def deploy(settings: DeploySettings, prefect_file: Path = ROOT / "prefect.yaml") -> int:
     """`prefect deploy --all` from prefect.yaml, with the checked values in its environment."""
+    if not prefect_file.is_file():
+        raise DeployError(f"{prefect_file} does not exist: deploy from a checkout of the repository "
+                          "(git clone …; uv run python -m deployments.deploy …)")
     env = {**os.environ, **settings.environment()}
     command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all",
                "--prefect-file", str(prefect_file)]
@@ -218,16 +221,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         settings = resolve_settings(env)
         check_block_exists(settings.results_block)
+        return 0 if args.check else deploy(settings)
     except DeployError as exc:
         if args.verbose:
             raise
         for line in str(exc).splitlines():
             print(f"zundacast: error: {line}", file=sys.stderr)
         return 2
-    if args.check:
-        return 0
-    return deploy(settings)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.s3 import FakeS3, running_s3
+from tests.fakes.s3 import FAKE_SECRET_KEY, FakeS3, running_s3
 from tests.faults.support import short_show
 from tests.system import require_system_tool
 from tests.test_deployment import _free_port, _stop, _wait_healthy
@@ -339,6 +339,10 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
             Bucket=s3.bucket, Key="zundamon-ai/episodes.json")["Body"].read())
         feed = s3.client().get_object(Bucket=s3.bucket, Key="zundamon-ai/feed.xml")["Body"].read().decode()
         mp3_head = s3.head(f"zundamon-ai/{SAMPLE_DATE}/episode.mp3")
+        results = s3.client()
+        result_objects = [results.get_object(Bucket=RESULTS_BUCKET, Key=item["Key"])["Body"].read()
+                          for page in results.get_paginator("list_objects_v2").paginate(Bucket=RESULTS_BUCKET)
+                          for item in page.get("Contents", [])]
 
     report = {"worker-1": {"wall_s": round(first_s, 1), "flow_run_s": first.total_run_time.total_seconds(),
                            "stages": first_stages},
@@ -361,3 +365,9 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
     assert [(entry["date"], entry["sha256"]) for entry in entries] == [(SAMPLE_DATE.isoformat(), sha)]
     assert mp3_head["Metadata"]["sha256"] == sha
     assert len(re.findall(r"<item[ >]", feed)) == 1 and ".work" not in feed
+    # the workers' S3 secret is in neither Prefect's database (deployment, block) nor the shared results
+    assert result_objects
+    server_files = [path for path in (tmp_path / "server-home").rglob("*") if path.is_file()]
+    assert server_files
+    for blob in [*result_objects, *(path.read_bytes() for path in server_files)]:
+        assert FAKE_SECRET_KEY.encode() not in blob
