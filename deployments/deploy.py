@@ -229,5 +229,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"zundacast: error: {line}", file=sys.stderr)
         return 2
 
+
 if __name__ == "__main__":
     sys.exit(main())
