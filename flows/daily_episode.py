@@ -34,7 +34,7 @@ from zundacast.llm import get_writer
 from zundacast.models import STAGES, EpisodeRecord, Pick, Ranking, RunSummary, StageReport
 from zundacast.notify import notify_failure
 from zundacast.show import Environment, Show, load_show
-from zundacast.storage import Store, open_store, resolve_store_url
+from zundacast.storage import Store, check_store_outlives_run, open_store, resolve_store_url
 
 Stage = Literal["collect", "rank", "summarize", "script", "synthesize", "upload"]
 
@@ -68,7 +68,9 @@ def daily_episode(
     env = Environment()
     show_cfg = show if isinstance(show, Show) else load_show(show)
     day = parse_episode_date(episode_date, show_cfg.show.timezone)
-    store_url = resolve_store_url(store or env.zundacast_store or show_cfg.storage.url)
+    configured_store = store or env.zundacast_store or show_cfg.storage.url
+    store_url = resolve_store_url(configured_store)
+    check_store_outlives_run(configured_store, store_url)  # on a worker: never into its temporary clone
     run = StageRunner(refresh or [])
     try:
         with one_run_per_show_and_date(show_cfg.show.id, day):
@@ -96,7 +98,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
                            llm=show.llm, writer_key=summary_writer.cache_key)
     script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
                  script_writer.cache_key)
-    bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show)
+    bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show, store_url)
     published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
 
     create_markdown_artifact(

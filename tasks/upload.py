@@ -38,9 +38,10 @@ from zundacast.publishing.catalog import (
 )
 from zundacast.publishing.feed import episode_mp3_key, render_feed
 from zundacast.publishing.formats import render_chapters_json, render_vtt
-from zundacast.show import Show
+from zundacast.show import Environment, Show
 from zundacast.stage import stage_options
-from zundacast.storage import Store, open_store
+from zundacast.storage import Store, StoreError, open_store
+from zundacast.storage.work import fetch_work_file
 
 SHORT_CACHE = "public, max-age=300"  # feed, index, pages: listeners see a new episode within minutes
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"  # the MP3: one render per date, versioned in the feed
@@ -84,6 +85,29 @@ def check_bundle(bundle: AudioBundle) -> None:
         raise BundleMismatch(
             f"the episode MP3 {path} changed since it was synthesized (SHA-256 or size differs): {fix}"
         )
+
+
+def local_bundle(bundle: AudioBundle, store: Store) -> AudioBundle:
+    """The bundle with its MP3 on this machine: the local file when intact (a local run, as fast as
+    ever), else the copy synthesis left in the store's work area, fetched and checked (a rerun of
+    upload on another worker)."""
+    try:
+        check_bundle(bundle)
+        return bundle
+    except BundleMismatch:
+        if not bundle.work_key:
+            raise
+    fetched = Environment().home / "work" / "fetched" / f"episode-{bundle.sha256[:12]}.mp3"
+    try:
+        path = fetch_work_file(store, bundle.work_key, bundle.sha256, bundle.size_bytes, fetched)
+    except StoreError as exc:
+        raise BundleMismatch(f"{exc}: rerun with `--refresh synthesize` to render it again") from exc
+    if path is None:
+        raise BundleMismatch(
+            f"the episode MP3 is neither at {bundle.mp3_path} on this machine nor in the store's work area "
+            f"({store.describe(bundle.work_key)}): rerun with `--refresh synthesize` to render it again")
+    run_logger().info("episode MP3 fetched from %s (not on this machine)", store.describe(bundle.work_key))
+    return bundle.model_copy(update={"mp3_path": str(path)})
 
 
 def read_history(
@@ -149,7 +173,7 @@ def plan_publication(
     bundle: AudioBundle, script: Script, ranking: Ranking, summaries: list[Summary], show: Show, store: Store
 ) -> tuple[list[PlannedWrite], PublishResult]:
     """Everything to write, in write order, rendered before the first write (so nothing half-renders)."""
-    check_bundle(bundle)
+    bundle = local_bundle(bundle, store)
     day = script.date
     history = read_catalog(store)  # a broken index stops us here, before anything is written
     previous = next((record for record in history if record.date == day), None)

@@ -153,7 +153,7 @@ class Chapter(BaseModel):
 class AudioBundle(BaseModel):
     """The synthesized episode, ready to publish."""
 
-    mp3_path: str  # a file in the work folder, content-addressed so it is immutable
+    mp3_path: str  # a file in this machine's work folder, content-addressed so it is immutable
     sha256: str
     size_bytes: int
     duration_s: float
@@ -164,6 +164,9 @@ class AudioBundle(BaseModel):
     cues: list[Cue]
     utterances: int = 0
     synthesized: int = 0  # utterances synthesized this run (the rest came from the utterance cache)
+    # The same MP3 in the store's private work area (`.work/<sha256>.mp3`): where a machine without
+    # `mp3_path` (another worker rerunning upload) fetches it. Empty when synthesized without a store.
+    work_key: str = ""
 
 
 class EpisodeRecord(BaseModel):

@@ -66,3 +66,29 @@ def open_store(url: str) -> Store:
     from zundacast.storage.local import LocalStore
 
     return LocalStore(url)
+
+
+class TemporaryStoreError(PermanentStoreError):
+    """A worker's run would publish into its own temporary folder (lost when the run ends)."""
+
+
+def check_store_outlives_run(configured: str, resolved: str) -> None:
+    """A run started by a Prefect worker publishes where the next run finds it, never into its own
+    working folder: that is the worker's temporary clone of the repository, deleted after the run."""
+    import os
+    from pathlib import Path
+
+    if resolved.startswith("s3://") or not os.environ.get("PREFECT__WORKER_NAME"):
+        return
+    from zundacast.storage.local import folder_of
+
+    folder = folder_of(resolved).resolve()
+    cwd = Path.cwd().resolve()
+    relative = not configured.startswith("file://") and not Path(configured).expanduser().is_absolute()
+    if relative or folder == cwd or cwd in folder.parents:
+        raise TemporaryStoreError(
+            f"ZUNDACAST_STORE: the store {configured!r} resolves to {folder}, inside this run's temporary "
+            f"working folder {cwd} (the worker's clone, deleted after the run): nothing was published; "
+            "deploy with ZUNDACAST_STORE set to s3://bucket/prefix or an absolute path every worker shares "
+            "(python -m deployments.deploy --store ...)"
+        )
