@@ -5,6 +5,10 @@ The endpoint, credentials and region come from boto3's own sources (the standard
 `AWS_REGION` / `AWS_DEFAULT_REGION`, default us-east-1): nothing secret is read,
 held or logged here. Every object is sent with a SHA-256 checksum the server
 checks on receipt, and checked again with `head_object` after the upload.
+
+Conditional writes use S3's own compare-and-swap: `PutObject` with `If-Match: <ETag>` replaces only
+the version that was read, `If-None-Match: *` creates only; a failed condition is HTTP 412
+(PreconditionFailed) or 409 (ConditionalRequestConflict, a concurrent conditional write).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from zundacast.storage import PermanentStoreError, StoreError, check_key
+from zundacast.storage import PermanentStoreError, StoreError, VersionConflict, check_key
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # a daily episode (about 10 MB at 96 kbps) goes in one request
 MULTIPART_CHUNK = 16 * 1024 * 1024
@@ -40,6 +44,8 @@ _PERMANENT_CODES = {
     "403",
     "400",
 }
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -186,6 +192,69 @@ class S3Store:
         except (BotoCoreError, OSError) as exc:
             raise self._error("read", key, exc) from exc
 
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+            return answer["Body"].read(), answer["ETag"]
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None, None
+            raise self._error("read", key, exc) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._error("read", key, exc) from exc
+
+    def put_if(
+        self, key: str, data: bytes, content_type: str, expected: str | None, cache_control: str = ""
+    ) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self.object_key(key),
+            "Body": data,
+            "ContentType": content_type,
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": _b64(digest),  # S3 refuses the write if the body arrives different
+            "Metadata": {SHA256_METADATA: digest},
+        }
+        if cache_control:
+            args["CacheControl"] = cache_control
+        if expected is None:
+            args["IfNoneMatch"] = "*"
+        else:
+            args["IfMatch"] = expected
+        try:
+            # no head_object afterwards: another run may already have replaced it, legitimately
+            return str(self.client.put_object(**args)["ETag"])
+        except ClientError as exc:
+            if _code(exc) in _CONFLICT_CODES or (expected is not None and _code(exc) in _MISSING_CODES):
+                raise self._conflict(key, exc) from exc
+            raise self._error("write", key, exc) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._error("write", key, exc) from exc
+
+    def delete_if(self, key: str, expected: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key), IfMatch=expected)
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                return
+            if _code(exc) in _CONFLICT_CODES:
+                raise self._conflict(key, exc) from exc
+            raise self._error("delete", key, exc) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._error("delete", key, exc) from exc
+
+    def sha256(self, key: str) -> str | None:
+        """From the x-amz-meta-sha256 every put writes (a HEAD, not a download)."""
+        head = self.head(key)
+        if head is None:
+            return None
+        stored = (head.get("Metadata") or {}).get(SHA256_METADATA)
+        if stored:
+            return str(stored)
+        data = self.get(key)  # written by something else: hash what is there
+        return hashlib.sha256(data).hexdigest() if data is not None else None
+
     def list_keys(self, under: str = "") -> list[str]:
         """Every key (relative to the prefix) under `under`, sorted."""
         start = (
@@ -222,6 +291,9 @@ class S3Store:
             raise self._error(action, key, exc) from exc
         except Exception as exc:  # s3transfer wraps failures in its own types
             raise self._error(action, key, exc) from exc
+
+    def _conflict(self, key: str, exc: BaseException) -> VersionConflict:
+        return VersionConflict(f"{self.describe(key)} changed since it was read ({_code(exc)})")
 
     def _error(self, action: str, key: str, exc: BaseException) -> StoreError:
         # botocore messages name the operation and the error code, never the credentials
