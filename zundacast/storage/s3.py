@@ -4,7 +4,8 @@ The endpoint, credentials and region come from boto3's own sources (the standard
 `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` variables, the credentials chain,
 `AWS_REGION` / `AWS_DEFAULT_REGION`, default us-east-1): nothing secret is read,
 held or logged here. Every object is sent with a SHA-256 checksum the server
-checks on receipt, and checked again with `head_object` after the upload.
+checks on receipt (its answer carries the checksum of what it stored), and large files are checked
+again with `head_object` after the upload.
 
 Conditional writes use S3's own compare-and-swap: `PutObject` with `If-Match: <ETag>` replaces only
 the version that was read, `If-None-Match: *` creates only; a failed condition is HTTP 412
@@ -118,8 +119,15 @@ class S3Store:
         }
         if cache_control:
             args["CacheControl"] = cache_control
-        self._call("write", key, self.client.put_object, **args)
-        self.verify(key, len(data), digest)
+        answer = self._call("write", key, self.client.put_object, **args)
+        # S3 refuses a body whose SHA-256 differs from ChecksumSHA256 and answers with the checksum of what
+        # it stored. That answer, not a later HEAD, is the check: several runs write feed.xml and the
+        # pages, and a HEAD may already see another run's version.
+        stored = answer.get("ChecksumSHA256") if isinstance(answer, dict) else None
+        if stored is not None and stored != _b64(digest):
+            raise StoreError(f"{self.describe(key)}: S3 stored a body with another SHA-256; retry the upload")
+        if stored is None:  # an S3-compatible store that does not answer with checksums: look
+            self.verify(key, len(data), digest)
 
     def put_file(self, key: str, path: str, content_type: str, cache_control: str = "") -> None:
         try:
