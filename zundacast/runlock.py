@@ -184,12 +184,13 @@ def run_lock(
     say: Callable[[str], None] = print,
     run_name: str = "",
     lease_s: float = LEASE_S,
+    poll_s: float = POLL_S,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[RunLock]:
     """Hold the show's and date's lock in `store` for the block (renewed meanwhile, deleted after)."""
     lock = RunLock(store, lock_key(show_id, day), owner_name(run_name), say=say, lease_s=lease_s,
-                   clock=clock, sleep=sleep)
+                   poll_s=poll_s, clock=clock, sleep=sleep)
     lock.acquire()
     lock.start_heartbeat()
     try:

@@ -1,0 +1,216 @@
+"""The run lock kept in the store: holders never overlap, a dead holder's lease lapses, waiters say why.
+
+Both stores: a folder and moto's S3 over HTTP. Contention is forced with events (the waiting run's
+own "waiting" line releases the holder), and lease expiry runs on an injected clock, so no test
+sleeps to synchronize or asserts a time of day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.s3 import running_s3
+from zundacast.runlock import Lease, LockLost, RunLock, lock_key, run_lock
+from zundacast.runner import StageRunner
+from zundacast.storage import Store, open_store
+
+DAY = dt.date(2025, 7, 24)
+SHOW = "zundamon-test"
+KEY = lock_key(SHOW, DAY)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["folder", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    if request.param == "folder":
+        yield open_store(str(tmp_path / "public"))
+        return
+    with running_s3(monkeypatch) as fake:
+        yield open_store(fake.url)
+
+
+class FakeClock:
+    """Wall-clock seconds that move only when a waiting run 'sleeps' (or the test says so)."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+        self.naps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        self.now += max(seconds, 0.001)
+
+
+def test_a_second_run_waits_for_the_holder_and_says_for_whom(store: Store) -> None:
+    events: list[str] = []
+    holder_in, other_waiting = threading.Event(), threading.Event()
+    waiting_lines: list[str] = []
+
+    def holder() -> None:
+        with run_lock(store, SHOW, DAY, say=events.append, run_name="cli-run", poll_s=0.01):
+            events.append("enter cli-run")
+            holder_in.set()
+            assert other_waiting.wait(timeout=60)  # leave only once the other run is seen waiting
+            events.append("exit cli-run")
+
+    def other() -> None:
+        assert holder_in.wait(timeout=60)
+
+        def say(line: str) -> None:
+            waiting_lines.append(line)
+            other_waiting.set()
+
+        with run_lock(store, SHOW, DAY, say=say, run_name="served-run", poll_s=0.01):
+            events.append("enter served-run")
+            events.append("exit served-run")
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [e for e in events if e.startswith(("enter", "exit"))] == [
+        "enter cli-run", "exit cli-run", "enter served-run", "exit served-run"]
+    assert len(waiting_lines) == 1  # said once per holder, not once per poll
+    line = waiting_lines[0]
+    assert line.startswith(f"⏳ waiting for the run lock {store.describe(KEY)}: held by cli-run (")
+    assert " since " in line and ", lease until " in line and line.count(" UTC") == 2
+    assert store.get(KEY) is None  # released: nothing is left in the store
+
+
+def test_many_runs_of_one_date_never_overlap(store: Store) -> None:
+    """Four threads, three turns each, all contending: at most one is ever inside."""
+    inside, most_inside, turns = [0], [0], []
+    count_lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def run(name: str) -> None:
+        start.wait()
+        for turn in range(3):
+            own_client = open_store(store.url)  # each run has its own connection to the store
+            with run_lock(own_client, SHOW, DAY, say=lambda line: None, run_name=name, poll_s=0.005):
+                with count_lock:
+                    inside[0] += 1
+                    most_inside[0] = max(most_inside[0], inside[0])
+                    turns.append(("enter", name, turn))
+                store.get("episodes.json")  # some store traffic while holding the lock
+                with count_lock:
+                    inside[0] -= 1
+                    turns.append(("exit", name, turn))
+
+    threads = [threading.Thread(target=run, args=(f"run-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert most_inside[0] == 1
+    assert len(turns) == 24
+    for enter, leave in zip(turns[::2], turns[1::2], strict=True):  # strictly enter/exit of the same turn
+        assert enter[0] == "enter" and leave == ("exit", *enter[1:])
+    assert store.get(KEY) is None
+
+
+def test_a_dead_holders_lease_lapses_and_the_next_run_takes_over(store: Store) -> None:
+    clock = FakeClock()
+    dead = RunLock(store, KEY, "crashed run (host-a pid 1)", say=lambda line: None, lease_s=60, clock=clock)
+    dead.acquire()  # ... and then the process died: no heartbeat, no release
+    said: list[str] = []
+    died_at = clock.now
+    nextrun = RunLock(store, KEY, "next run (host-b pid 2)", say=said.append, lease_s=60, poll_s=5,
+                      clock=clock, sleep=clock.sleep)
+    nextrun.acquire()
+    assert clock.now >= died_at + 60  # not before the lease ran out
+    assert said[0].startswith("⏳ waiting for the run lock")
+    assert "held by crashed run (host-a pid 1)" in said[0]
+    assert said[-1].startswith("took over the run lock")
+    assert "crashed run (host-a pid 1)'s lease expired" in said[-1]
+    holder = Lease.model_validate_json(store.get(KEY) or b"")
+    assert holder.owner == "next run (host-b pid 2)" and holder.expires_at == clock.now + 60
+
+    # the "dead" run was only paused: it finds out, stops, and leaves the new holder's lock alone
+    assert dead.renew() is False
+    with pytest.raises(LockLost, match="another run took the run lock"):
+        dead.check()
+    dead.release()
+    assert Lease.model_validate_json(store.get(KEY) or b"").owner == "next run (host-b pid 2)"
+    nextrun.release()
+    assert store.get(KEY) is None
+
+
+def test_a_renewed_lease_is_not_taken_over(store: Store) -> None:
+    clock = FakeClock()
+    alive = RunLock(store, KEY, "alive run", say=lambda line: None, lease_s=60, clock=clock)
+    alive.acquire()
+    renewals = []
+
+    def heartbeat_while_waiting(seconds: float) -> None:
+        clock.sleep(seconds)
+        if clock.now < 1_000_000.0 + 300 and clock.now - (renewals[-1] if renewals else 1_000_000.0) >= 20:
+            assert alive.renew()  # what the heartbeat thread does every lease/3
+            renewals.append(clock.now)
+
+    waiting = RunLock(store, KEY, "waiting run", say=lambda line: None, lease_s=60, poll_s=5, clock=clock,
+                      sleep=heartbeat_while_waiting)
+    waiting.acquire()
+    assert renewals and clock.now >= renewals[-1] + 60  # only once the renewals stopped and a lease ran out
+    assert alive.renew() is False
+
+
+def test_the_stage_runner_stops_a_run_that_lost_its_lock(store: Store) -> None:
+    clock = FakeClock()
+    lock = RunLock(store, KEY, "slow run", say=lambda line: None, lease_s=60, clock=clock)
+    lock.acquire()
+    clock.now += 61
+    RunLock(store, KEY, "next run", say=lambda line: None, lease_s=60, clock=clock).acquire()
+    runner = StageRunner([])
+    runner.guard = lock.check
+    assert lock.renew() is False
+    with pytest.raises(LockLost, match="rerun the date"):
+        runner("upload", object())  # refused before the stage starts
+
+
+HOLD_IN_A_PROCESS = """
+import datetime as dt, os, sys
+from zundacast.runlock import run_lock
+from zundacast.storage import open_store
+store, log, name = open_store(sys.argv[1]), sys.argv[2], sys.argv[3]
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+sys.stdin.readline()  # every process starts contending at once
+for turn in range(3):
+    with run_lock(store, "zundamon-test", dt.date(2025, 7, 24), say=lambda line: None, run_name=name,
+                  poll_s=0.005):
+        with open(log, "a") as out:
+            out.write(f"enter {name} {turn}\\n")
+        store.get("episodes.json")
+        with open(log, "a") as out:
+            out.write(f"exit {name} {turn}\\n")
+"""
+
+
+def test_runs_in_separate_processes_never_overlap(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    processes = [subprocess.Popen([sys.executable, "-c", HOLD_IN_A_PROCESS, store.url, str(log), f"p{i}"],
+                                  cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for i in range(3)]
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    for process in processes:
+        assert process.wait(timeout=180) == 0
+    lines = log.read_text().splitlines()
+    assert len(lines) == 18
+    for enter, leave in zip(lines[::2], lines[1::2], strict=True):
+        assert enter.startswith("enter ") and leave == "exit " + enter.removeprefix("enter ")
