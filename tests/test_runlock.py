@@ -67,8 +67,9 @@ def test_a_second_run_waits_for_the_holder_and_says_for_whom(store: Store) -> No
         assert holder_in.wait(timeout=60)
 
         def say(line: str) -> None:
-            waiting_lines.append(line)
-            other_waiting.set()
+            if line.startswith("⏳"):
+                waiting_lines.append(line)
+                other_waiting.set()
 
         with run_lock(store, SHOW, DAY, say=say, run_name="served-run", poll_s=0.01):
             events.append("enter served-run")
@@ -81,6 +82,8 @@ def test_a_second_run_waits_for_the_holder_and_says_for_whom(store: Store) -> No
         thread.join(timeout=120)
     assert [e for e in events if e.startswith(("enter", "exit"))] == [
         "enter cli-run", "exit cli-run", "enter served-run", "exit served-run"]
+    assert events[0].startswith(f"🔒 holding the run lock {store.describe(KEY)}")
+    assert any(e == f"🔓 released the run lock {store.describe(KEY)}" for e in events)
     assert len(waiting_lines) == 1  # said once per holder, not once per poll
     line = waiting_lines[0]
     assert line.startswith(f"⏳ waiting for the run lock {store.describe(KEY)}: held by cli-run (")

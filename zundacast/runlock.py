@@ -193,8 +193,10 @@ def run_lock(
                    poll_s=poll_s, clock=clock, sleep=sleep)
     lock.acquire()
     lock.start_heartbeat()
+    say(f"🔒 holding the run lock {lock.where} (lease {lease_s:.0f} s, renewed every {lease_s / 3:.0f} s)")
     try:
         yield lock
     finally:
         lock.release()
+        say(f"🔓 released the run lock {lock.where}")
     lock.check()
