@@ -217,3 +217,37 @@ def test_runs_in_separate_processes_never_overlap(store: Store, tmp_path: Path) 
     assert len(lines) == 18
     for enter, leave in zip(lines[::2], lines[1::2], strict=True):
         assert enter.startswith("enter ") and leave == "exit " + enter.removeprefix("enter ")
+
+
+DIE_HOLDING = """
+import datetime as dt, os, sys
+from zundacast.runlock import RunLock, lock_key
+from zundacast.storage import open_store
+RunLock(open_store(sys.argv[1]), lock_key("zundamon-test", dt.date(2025, 7, 24)), "killed run",
+        say=lambda line: None).acquire()
+os._exit(0)  # gone without releasing, as after SIGKILL
+"""
+
+
+def test_a_rerun_on_the_same_machine_after_a_crash_does_not_wait_out_the_lease(store: Store) -> None:
+    subprocess.run([sys.executable, "-c", DIE_HOLDING, store.url], cwd=REPO, check=True, timeout=120)
+    left = Lease.model_validate_json(store.get(KEY) or b"")
+    assert left.owner == "killed run" and left.node  # it is still there, with a lease not yet expired
+    clock = FakeClock(now=left.acquired_at + 1)
+    said: list[str] = []
+    rerun = RunLock(store, KEY, "rerun", say=said.append, clock=clock, sleep=clock.sleep)
+    rerun.acquire()
+    assert clock.naps == []  # no waiting at all
+    assert said == [f"took over the run lock {store.describe(KEY)}: killed run is no longer running"]
+    rerun.release()
+
+
+def test_a_holder_on_another_machine_is_waited_for_even_if_its_pid_is_free_here(store: Store) -> None:
+    clock = FakeClock()
+    elsewhere = Lease(token="t", owner="run on host-b", node="another-boot/pid:[1]", pid=2**22 + 7,
+                      acquired_at=clock.now, expires_at=clock.now + 60)
+    store.put_if(KEY, elsewhere.model_dump_json().encode(), "application/json", expected=None)
+    said: list[str] = []
+    RunLock(store, KEY, "here", say=said.append, poll_s=5, clock=clock, sleep=clock.sleep).acquire()
+    assert sum(clock.naps) >= 60  # the lease, not the PID, decides for a holder elsewhere
+    assert said[0].startswith("⏳ waiting") and "run on host-b's lease expired at" in said[-1]

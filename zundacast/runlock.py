@@ -8,7 +8,9 @@ compare-and-swap (`Store.put_if`):
 - take: create the object only if it does not exist (S3 `If-None-Match: *`; a folder: flock + rename);
 - hold: a heartbeat thread renews the lease (`If-Match` on the version it last wrote);
 - a holder that died stops renewing; once its lease has expired the next run replaces the object
-  (`If-Match` on the expired lease's version), so only one waiting run takes it over;
+  (`If-Match` on the expired lease's version), so only one waiting run takes it over. A holder that
+  ran in this very PID namespace of this boot and whose process is gone is known dead at once (a
+  rerun right after a crash does not wait out the lease);
 - release: delete the object (`If-Match`), so a lease taken over meanwhile is left alone.
 
 Lease times are wall-clock seconds (`clock`), so machines sharing a bucket need roughly synchronized
@@ -25,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -45,12 +48,34 @@ class Lease(BaseModel):
 
     token: str  # this holder, across renewals
     owner: str  # host, pid and run name, for the people waiting
+    node: str = ""  # boot id + PID namespace: where `pid` means this process ("" = unknown)
+    pid: int = 0
     acquired_at: float
     expires_at: float
 
 
 def lock_key(show_id: str, day: dt.date) -> str:
     return f".locks/{show_id}-{day.isoformat()}.json"
+
+
+def this_node() -> str:
+    """This boot's id and this PID namespace: two processes with equal nodes see the same PIDs."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""  # not Linux: no fast path, the lease decides
+    return f"{boot}/{namespace}"
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def when(seconds: float) -> str:
@@ -76,6 +101,7 @@ class RunLock:
         self.where = store.describe(key)
         self.token = uuid.uuid4().hex
         self.owner = owner
+        self.node = this_node()
         self.version: str | None = None
         self.lease: Lease | None = None
         self.lost = ""  # why the lease was lost, once it is
@@ -84,8 +110,16 @@ class RunLock:
         self._beat: threading.Thread | None = None
 
     def _new_lease(self, now: float, since: float | None = None) -> Lease:
-        return Lease(token=self.token, owner=self.owner, acquired_at=now if since is None else since,
-                     expires_at=now + self.lease_s)
+        return Lease(token=self.token, owner=self.owner, node=self.node, pid=os.getpid(),
+                     acquired_at=now if since is None else since, expires_at=now + self.lease_s)
+
+    def _dead(self, holder: Lease, now: float) -> str:
+        """Why `holder` no longer holds the lock ("" while it may)."""
+        if holder.expires_at <= now:
+            return f"{holder.owner}'s lease expired at {when(holder.expires_at)}"
+        if self.node and holder.node == self.node and holder.pid and process_gone(holder.pid):
+            return f"{holder.owner} is no longer running"
+        return ""
 
     def _holder(self, data: bytes) -> Lease | None:
         try:
@@ -110,13 +144,12 @@ class RunLock:
                 if holder is not None and holder.token == self.token:  # our own create, retried by the client
                     self.version, self.lease = version, holder
                     return
-                if holder is None or holder.expires_at <= now:
+                dead = self._dead(holder, now) if holder is not None else "it held no readable lease"
+                if dead:
                     self.version = self.store.put_if(self.key, lease.model_dump_json().encode(), LOCK_TYPE,
                                                      expected=version)
                     self.lease = lease
-                    previous = f"{holder.owner}'s lease expired at {when(holder.expires_at)}" if holder else (
-                        "it held no readable lease")
-                    self.say(f"took over the run lock {self.where}: {previous}")
+                    self.say(f"took over the run lock {self.where}: {dead}")
                     return
             except VersionConflict:
                 continue  # another run moved first: look again
