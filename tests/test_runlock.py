@@ -251,3 +251,19 @@ def test_a_holder_on_another_machine_is_waited_for_even_if_its_pid_is_free_here(
     RunLock(store, KEY, "here", say=said.append, poll_s=5, clock=clock, sleep=clock.sleep).acquire()
     assert sum(clock.naps) >= 60  # the lease, not the PID, decides for a holder elsewhere
     assert said[0].startswith("⏳ waiting") and "run on host-b's lease expired at" in said[-1]
+
+
+def test_a_renewal_the_client_sent_twice_does_not_count_as_a_lost_lock(store: Store) -> None:
+    """botocore resends a request whose answer was lost; the resent If-Match then fails with 412."""
+    clock = FakeClock()
+    lock = RunLock(store, KEY, "holder", say=lambda line: None, clock=clock)
+    lock.acquire()
+    seen_version = lock.version
+    clock.now += 20
+    assert lock.renew()
+    lock.version = seen_version  # as if the first answer never arrived: we still hold the old version
+    clock.now += 20
+    assert lock.renew()  # 412 on the old version, but the lock holds our own lease: still ours
+    assert lock.lost == "" and Lease.model_validate_json(store.get(KEY) or b"").expires_at == clock.now + 60
+    lock.release()
+    assert store.get(KEY) is None

@@ -166,16 +166,29 @@ class RunLock:
             if self.lost or self.lease is None:
                 return False
             lease = self._new_lease(self.clock(), since=self.lease.acquired_at)
-            try:
-                self.version = self.store.put_if(self.key, lease.model_dump_json().encode(), LOCK_TYPE,
-                                                 expected=self.version)
-                self.lease = lease
-            except VersionConflict:
-                self.lost = f"another run took the run lock {self.where} after this run's lease lapsed"
-            except StoreError as exc:  # the store is unreachable for now: try again at the next beat
-                if self.clock() >= self.lease.expires_at:
-                    self.lost = f"this run's lease on {self.where} lapsed: it could not be renewed ({exc})"
+            for _ in range(2):
+                try:
+                    self.version = self.store.put_if(self.key, lease.model_dump_json().encode(), LOCK_TYPE,
+                                                     expected=self.version)
+                    self.lease = lease
+                    break
+                except VersionConflict:
+                    # the client may have resent a renewal whose first answer was lost: then the lock
+                    # holds our own lease, under a version not seen yet; adopt it and renew again
+                    data, version = self.store.get_versioned(self.key)
+                    holder = self._holder(data) if data is not None else None
+                    if holder is None or holder.token != self.token:
+                        self.lost = self._taken_over()
+                        break
+                    self.version, self.lease = version, holder
+                except StoreError as exc:  # the store is unreachable for now: try again at the next beat
+                    if self.clock() >= self.lease.expires_at:
+                        self.lost = f"this run's lease on {self.where} lapsed: renewing it failed ({exc})"
+                    break
             return not self.lost
+
+    def _taken_over(self) -> str:
+        return f"another run took the run lock {self.where} after this run's lease lapsed"
 
     def check(self) -> None:
         """Raise LockLost when another run may be publishing this date now."""
@@ -200,7 +213,7 @@ class RunLock:
             try:
                 self.store.delete_if(self.key, self.version)
             except VersionConflict:
-                self.lost = f"another run took the run lock {self.where} after this run's lease lapsed"
+                self.lost = self._taken_over()
             self.version = None
 
 
