@@ -267,3 +267,28 @@ def test_a_renewal_the_client_sent_twice_does_not_count_as_a_lost_lock(store: St
     assert lock.lost == "" and Lease.model_validate_json(store.get(KEY) or b"").expires_at == clock.now + 60
     lock.release()
     assert store.get(KEY) is None
+
+
+def test_the_heartbeat_thread_renews_the_lease_every_third_of_it(store: Store) -> None:
+    import queue
+
+    clock = FakeClock()
+    paused: queue.Queue[float] = queue.Queue()  # the heartbeat reports each pause it starts ...
+    steps: queue.Queue[bool] = queue.Queue()  # ... and the test ends it: False = beat, True = stop
+
+    def beat_wait(seconds: float) -> bool:
+        paused.put(seconds)
+        return steps.get(timeout=60)
+
+    lock = RunLock(store, KEY, "holder", say=lambda line: None, lease_s=60, clock=clock, beat_wait=beat_wait)
+    lock.acquire()
+    lock.start_heartbeat()
+    assert paused.get(timeout=60) == 20
+    for _ in range(3):
+        clock.now += 20
+        steps.put(False)
+        assert paused.get(timeout=60) == 20  # the renewal is done when the next pause starts
+        assert Lease.model_validate_json(store.get(KEY) or b"").expires_at == clock.now + 60
+    steps.put(True)
+    lock.release()
+    assert store.get(KEY) is None

@@ -95,6 +95,7 @@ class RunLock:
         poll_s: float = POLL_S,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        beat_wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.store, self.key, self.say = store, key, say
         self.lease_s, self.poll_s, self.clock, self.sleep = lease_s, poll_s, clock, sleep
@@ -107,6 +108,8 @@ class RunLock:
         self.lost = ""  # why the lease was lost, once it is
         self._guard = threading.Lock()  # the heartbeat thread and release() both move self.version
         self._stop = threading.Event()
+        # the heartbeat's pause between renewals; True = stop (tests pass their own to step it)
+        self.beat_wait = beat_wait or self._stop.wait
         self._beat: threading.Thread | None = None
 
     def _new_lease(self, now: float, since: float | None = None) -> Lease:
@@ -197,7 +200,7 @@ class RunLock:
 
     def start_heartbeat(self) -> None:
         def beat() -> None:
-            while not self._stop.wait(self.lease_s / 3) and self.renew():
+            while not self.beat_wait(self.lease_s / 3) and self.renew():
                 pass
 
         self._beat = threading.Thread(target=beat, name=f"lease {self.key}", daemon=True)
