@@ -235,3 +235,33 @@ def test_delete_if_deletes_only_the_version_read(any_store: object) -> None:
     store.delete_if(".locks/a.json", new)
     assert store.get(".locks/a.json") is None
     store.delete_if(".locks/a.json", new)  # already gone: fine
+
+
+def test_of_racing_conditional_writes_on_one_version_exactly_one_wins(any_store: object) -> None:
+    """What compare-and-swap needs from the store (and what the moto fake's AtomicWrites provides)."""
+    import threading
+
+    from zundacast.storage import Store, VersionConflict
+
+    store: Store = any_store  # type: ignore[assignment]
+    base = store.put_if("episodes.json", b"base", "application/json", expected=None)
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def write(number: int) -> None:
+        own = open_store(store.url)
+        start.wait()
+        try:
+            own.put_if("episodes.json", f"writer {number}".encode(), "application/json", expected=base)
+            outcomes.append(f"won {number}")
+        except VersionConflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [outcome for outcome in outcomes if outcome.startswith("won")]
+    assert len(outcomes) == 8 and len(winners) == 1
+    assert store.get("episodes.json") == f"writer {winners[0].split()[1]}".encode()
