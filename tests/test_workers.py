@@ -202,6 +202,7 @@ def test_upload_uses_the_local_mp3_first_then_fetches_the_work_copy(
     from tasks.upload import BundleMismatch, publish_episode
     from tests.test_upload import DAY2, sample_inputs, sample_show
     from zundacast.storage import open_store
+    from zundacast.publishing.feed import episode_mp3_key
 
     store = open_store(str(tmp_path / "public"))
     bundle, script, ranking, summaries = sample_inputs(DAY2, tmp_path / "machine-1")
@@ -220,9 +221,9 @@ def test_upload_uses_the_local_mp3_first_then_fetches_the_work_copy(
     publish_episode(bundle, script, ranking, summaries, sample_show(), store)
     fetched = tmp_path / "machine-2" / "work" / "fetched" / f"episode-{bundle.sha256[:12]}.mp3"
     assert fetched.read_bytes() == work_copy.read_bytes()
-    published = (tmp_path / "public" / DAY2.isoformat() / "episode.mp3").read_bytes()
+    published = (tmp_path / "public" / episode_mp3_key("zundamon-test", DAY2)).read_bytes()
     assert published == work_copy.read_bytes()
-    records = json.loads((tmp_path / "public" / "episodes.json").read_text())
+    records = json.loads((tmp_path / "public" / "episodes.json").read_text())["episodes"]
     assert [record["sha256"] for record in records] == [bundle.sha256]
     assert ".work" not in (tmp_path / "public" / "feed.xml").read_text()
 
@@ -234,7 +235,7 @@ def test_upload_uses_the_local_mp3_first_then_fetches_the_work_copy(
     work_copy.unlink()
     with pytest.raises(BundleMismatch, match=r"neither at .* nor in the store's work area"):
         publish_episode(bundle, script, ranking, summaries, sample_show(), store)
-    assert (tmp_path / "public" / DAY2.isoformat() / "episode.mp3").read_bytes() == published
+    assert (tmp_path / "public" / episode_mp3_key("zundamon-test", DAY2)).read_bytes() == published
 
 
 def test_a_run_on_a_worker_never_publishes_into_its_temporary_clone(

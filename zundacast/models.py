@@ -189,6 +189,9 @@ class EpisodeRecord(BaseModel):
     writer: str
     published_at: dt.datetime
     files: dict[str, str] = Field(default_factory=dict)  # role (mp3, vtt, chapters, page) -> key in the store
+    # role -> SHA-256 of the published bytes (every file but episode.json, which is this record):
+    # the upload stage republishes a date whose files went missing or changed
+    file_sha256: dict[str, str] = Field(default_factory=dict)
 
 
 class PublishResult(BaseModel):
