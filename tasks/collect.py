@@ -9,7 +9,7 @@
    `LATE_GRACE` after the cutoff still keeps undated items it sees for the first time. A feed's
    `topics`, when given, keep only items mentioning one of them.
 3. URLs are made canonical (`zundacast.web.canonical_url`) and the same story carried by several
-   feeds (same URL, or a near-identical title: `tasks.rank.same_story`) becomes one candidate whose
+   feeds (same URL, or a near-identical title: `zundacast.stories`) becomes one candidate whose
    `sources` name every feed and whose `bookmarks` is the highest count seen.
 4. The most promising candidates (the rank score without history, best `collect.max_pages`) get
    their page fetched (`collect.concurrency` at a time, HTML only) and their main text, author, site
@@ -46,14 +46,15 @@ from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ValidationError
 
-from tasks.rank import TitleIndex, score_parts, topic_pattern
 from zundacast.dates import window
 from zundacast.errors import NotEnoughCandidates, PermanentError
 from zundacast.models import Candidate, CandidateSnapshot
+from zundacast.scoring import score_parts, topic_pattern
 from zundacast.show import CollectConfig, Environment, FeedConfig, Show
 from zundacast.stage import retry_unless_permanent, stage_options
 from zundacast.storage import Store, open_store
-from zundacast.web import HTML_TYPES, FetchError, canonical_url, fetch
+from zundacast.stories import canonical_url, merge_same_stories
+from zundacast.web import HTML_TYPES, FetchError, fetch
 
 LATE_GRACE = dt.timedelta(hours=6)  # undated items first seen this long after the cutoff still count
 SEEN_KEEP = dt.timedelta(days=30)  # first-seen memory is pruned after this
@@ -240,45 +241,6 @@ def _on_topic(item: Candidate, feed: FeedConfig) -> bool:
         return True
     text = f"{item.title}\n{item.feed_summary}"
     return any(topic_pattern(topic).search(text) for topic in feed.topics)
-
-
-def merge_same_stories(candidates: list[Candidate], show: Show, by_title: bool = True) -> list[Candidate]:
-    """One candidate per story: same canonical URL or near-identical title; order of first appearance."""
-    weights = {feed.name: feed.weight for feed in show.feeds}
-    stories: list[Candidate] = []
-    by_url: dict[str, int] = {}
-    titles = TitleIndex()
-    for candidate in candidates:
-        position = by_url.get(candidate.url)
-        if position is None and by_title:
-            position = titles.find(candidate.title)
-        if position is None:
-            by_url[candidate.url] = len(stories)
-            if by_title:
-                titles.add(candidate.title, len(stories))
-            stories.append(candidate)
-            continue
-        stories[position] = merge_pair(stories[position], candidate, weights)
-        by_url[candidate.url] = position
-    return stories
-
-
-def merge_pair(first: Candidate, second: Candidate, weights: dict[str, float]) -> Candidate:
-    """The same story twice: the better-weighted feed's entry (or the one with text) leads; counts merge."""
-    def rank_key(c: Candidate) -> tuple[bool, float]:
-        return (bool(c.text and not c.extraction_error), weights.get(c.source, 1.0))
-
-    lead, other = (second, first) if rank_key(second) > rank_key(first) else (first, second)
-    counts = [c.bookmarks for c in (first, second) if c.bookmarks is not None]
-    dates = [c.published for c in (first, second) if c.published is not None]
-    seen = [c.first_seen for c in (first, second) if c.first_seen is not None]
-    return lead.model_copy(update={
-        "sources": list(dict.fromkeys([*lead.sources, *other.sources])),
-        "bookmarks": max(counts) if counts else None,
-        "published": min(dates) if dates else None,
-        "first_seen": min(seen) if seen else None,
-        "feed_summary": max((lead.feed_summary, other.feed_summary), key=len),
-    })
 
 
 # ---- pages -------------------------------------------------------------------------------------------

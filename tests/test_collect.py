@@ -277,7 +277,7 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from tasks.collect import collect
-    from tasks.rank import artifact_key, rank
+    from tasks.rank import artifact_key, publish_picks_table, rank
 
     items = [Item(f"AI記事{i}", site.url(f"/a/{i}"), IN_WINDOW, bookmarks=10 * i) for i in range(1, 5)]
     for i in range(1, 5):
@@ -306,6 +306,7 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
         snapshot = collect(show, DAY, store_url)
         again = collect(show, DAY, store_url, return_state=True)
         ranking = rank(snapshot, show, DAY, [])
+        publish_picks_table(ranking, show, DAY)  # as the flow does, from the (possibly cached) ranking
         return snapshot, again.name, ranking
 
     snapshot, second_state, ranking = two_runs()

@@ -7,18 +7,12 @@ from typing import Any
 
 import pytest
 
-from tasks.rank import (
-    artifact_key,
-    promote_spares,
-    rank_candidates,
-    same_story,
-    score_parts,
-    table_rows,
-    topic_pattern,
-)
+from tasks.rank import artifact_key, promote_spares, rank_candidates, table_rows
 from zundacast.errors import NotEnoughCandidates
 from zundacast.models import Candidate, CandidateSnapshot, EpisodeRecord, Usage
+from zundacast.scoring import score_parts, topic_pattern
 from zundacast.show import Show, parse_show
+from zundacast.stories import same_story
 
 DAY = dt.date(2025, 7, 24)
 JST = dt.timezone(dt.timedelta(hours=9))
