@@ -211,3 +211,26 @@ def test_spares_take_over_failed_picks_in_order() -> None:
     assert [p.rank for p in after.picks] == [1, 2, 3]
     assert after.spares == []
     assert len(after.table) == 6  # the explanation is untouched
+
+
+def test_title_index_finds_what_comparing_every_pair_finds() -> None:
+    """The LSH-backed index against the exhaustive definition, on 600 news titles with re-carried stories
+    and version bumps: the same story for every title."""
+    from benchmarks.bench_dedup import news_titles
+    from zundacast.stories import TitleIndex, normalize_title, similar_normalized, title_numbers
+
+    titles = news_titles(600, seed=3)
+    forms = [(normalize_title(title), title_numbers(title)) for title in titles]
+    index, firsts, expected, found = TitleIndex(), [], [], []
+    for position, title in enumerate(titles):
+        expected.append(next((first for first in firsts
+                              if similar_normalized(forms[first][0], forms[position][0], forms[first][1],
+                                                    forms[position][1])), position))
+        key = index.find(title)
+        found.append(position if key is None else key)
+        if key is None:
+            index.add(title, position)
+        if expected[-1] == position:
+            firsts.append(position)
+    assert sum(1 for position, story in enumerate(expected) if story != position) > 60  # duplicates exist
+    assert found == expected
