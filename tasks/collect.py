@@ -13,9 +13,12 @@
    `sources` name every feed and whose `bookmarks` is the highest count seen.
 4. The most promising candidates (the rank score without history, best `collect.max_pages`) get
    their page fetched (`collect.concurrency` at a time, HTML only) and their main text, author, site
-   name and language extracted by trafilatura. The page's final URL (after redirects) becomes the
-   candidate's URL. A page that fails or whose text is shorter than `collect.min_text_chars` keeps
-   the candidate, with `extraction_error` saying why.
+   name and language extracted (`zundacast.extraction`: trafilatura, then bylines, datelines, credits,
+   share and related lines dropped). The page's final URL (after redirects) becomes the candidate's
+   URL. A page that fails (refused, 404, not HTML) or whose text is not readable prose
+   (`zundacast.readability`: length floor `collect.min_text_chars`, distinct characters, word share,
+   repetition, sentences) keeps the candidate, with `extraction_error` saying why; ranking never picks
+   it while a readable candidate remains.
 5. Fewer than `collect.min_candidates` candidates fail the run (`NotEnoughCandidates`, naming the
    feeds that failed and why).
 
@@ -39,13 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
-import trafilatura
 from lxml import html as lxml_html
 from prefect import task
 from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ValidationError
 
+from zundacast import extraction, readability
 from zundacast.dates import window
 from zundacast.errors import NotEnoughCandidates, PermanentError
 from zundacast.models import Candidate, CandidateSnapshot
@@ -60,6 +63,7 @@ LATE_GRACE = dt.timedelta(hours=6)  # undated items first seen this long after t
 SEEN_KEEP = dt.timedelta(days=30)  # first-seen memory is pruned after this
 FEED_MAX_BYTES = 5_000_000  # a feed larger than this is cut (and most likely malformed at the cut)
 SUMMARY_CHARS = 1000
+UNREADABLE_SAMPLE_CHARS = 2000  # of an unreadable page's text, kept in the snapshot for the record
 
 log = logging.getLogger(__name__)
 
@@ -262,31 +266,25 @@ def extract_article(candidate: Candidate, config: CollectConfig) -> Candidate:
         return candidate.model_copy(update={"extraction_error": f"page not fetched: {exc}"})
     update: dict[str, Any] = {"url": canonical_url(page.final_url)}
     try:
-        document = trafilatura.bare_extraction(
-            page.text if page.charset else page.content, url=page.final_url, with_metadata=True,
-            include_comments=False, include_tables=True, include_links=False,
-            date_extraction_params={"extensive_search": False, "original_date": True},
-        )
+        article = extraction.extract_article(page.text if page.charset else page.content, page.final_url,
+                                             candidate.title)
     except Exception as exc:  # trafilatura on hostile HTML: a page problem, not a run problem
         return candidate.model_copy(update={**update, "extraction_error": f"extraction failed: {exc!r}"})
-    if document is None:
+    if article is None:
         return candidate.model_copy(update={**update, "extraction_error": "no main text found on the page"})
-    fields = ("text", "title", "author", "sitename", "language", "date")
-    meta = document if isinstance(document, dict) else {name: getattr(document, name, None)
-                                                          for name in fields}
-    text = (meta.get("text") or "").strip()
+    measured = readability.assess(article.text, config.min_text_chars)
     update.update({
-        "text": text,
-        "title": candidate.title or (meta.get("title") or ""),
-        "author": meta.get("author") or candidate.author,
-        "site_name": meta.get("sitename") or candidate.site_name,
-        "language": meta.get("language") or candidate.language,
+        # an unreadable text is kept only as a sample, for the record (it may be megabytes of one character)
+        "text": article.text if measured.readable else article.text[:UNREADABLE_SAMPLE_CHARS],
+        "title": candidate.title or article.title,
+        "author": article.author or candidate.author,
+        "site_name": article.sitename or candidate.site_name,
+        "language": article.language or candidate.language,
     })
-    if candidate.published is None and meta.get("date"):
-        update["published"] = _page_date(str(meta["date"]), candidate.first_seen)
-    if len(text) < config.min_text_chars:
-        update["extraction_error"] = (f"main text too short ({len(text)} characters, "
-                                      f"collect.min_text_chars is {config.min_text_chars})")
+    if candidate.published is None and article.date:
+        update["published"] = _page_date(article.date, candidate.first_seen)
+    if not measured.readable:
+        update["extraction_error"] = f"not readable prose: {measured.reason}"
     if page.truncated:
         log.info("%s: page larger than %d bytes, extracted from the first part", page.final_url,
                  config.max_bytes)

@@ -146,7 +146,8 @@ def test_feeds_of_every_kind_become_deduplicated_candidates_with_text(
     assert found["短縮URLの記事"].url == u("/a/final")
     assert found["短縮URLの記事"].text
     # kept, with the reason the text is missing
-    assert "too short" in found["短い記事"].extraction_error
+    assert "not readable prose" in found["短い記事"].extraction_error
+    assert "collect.min_text_chars" in found["短い記事"].extraction_error
     assert "404" in found["消えた記事"].extraction_error and found["消えた記事"].text == ""
     assert "application/pdf" in found["論文PDF"].extraction_error
     assert "refused" in found["内部への記事"].extraction_error
