@@ -19,6 +19,7 @@ import unicodedata
 
 import trafilatura
 from pydantic import BaseModel
+from trafilatura.settings import use_config
 
 from zundacast.stories import normalize_title, same_story
 
@@ -31,6 +32,10 @@ _TIME = r"(?:\s*\d{1,2}\s*(?:時\s*\d{1,2}\s*分|:\d{2}(?::\d{2})?)(?:\s*(?:AM|P
 _DATE_EN = rf"{_MONTHS}\s+\d{{1,2}},?\s+\d{{4}}"
 _NAME = r"[^\s。、．，,.!?！？]{1,20}(?:\s[^\s。、．，,.!?！？]{1,20}){0,2}"
 
+_EN_NAME = r"[A-Z][\w.'’-]*(?:\s[A-Z][\w.'’-]*){0,3}"
+_SHARE = (r"(?:(?:この記事を|記事を)?(?:シェア|共有|ツイート|ポスト)(?:する)?|Xでポスト|ツイート|Tweet|"
+          r"はてなブックマーク|あとで読む|Facebookでシェア|LINEで送る|URLをコピー|この記事のタイトルとURLをコピーする|"
+          r"Share(?: this (?:article|story|post))?|Share on \w+|Copy link|いいね\s*\d*)")
 # the header of a related-article list: it and the headline-like lines under it go
 _RELATED_HEADER = re.compile(
     r"^[・≫>»▼■◆\s]*(?:関連記事|関連リンク|関連コンテンツ|関連情報|あわせて読みたい|おすすめ記事|人気記事|"
@@ -48,7 +53,7 @@ _PATTERNS = [
     re.compile(r"^[\[［]\s*[^\]］]{1,40}[，,、]\s*[^\]］]{1,30}[\]］]$"),
     re.compile(r"^(?:文|記事|執筆|執筆者|著者|筆者|記者|取材|文・写真|写真・文|取材・文|編集|寄稿|"
                r"Author|Written by)\s*[:：/／・]\s*.{1,40}$", re.IGNORECASE),
-    re.compile(r"^By\s+(?:[A-Z][\w.'’-]*\s?){1,4}(?:,|\s+and\s+|\s*\||$)", re.UNICODE),
+    re.compile(rf"^By\s+{_EN_NAME}(?:\s*(?:,|and)\s*{_EN_NAME})*(?:\s*,\s*(?:a|an|the)\s.*|\s*[|｜].*)?$"),
     re.compile(r"^(?:in\s.{1,60},\s*)?Posted by\s+\S{1,40}$", re.IGNORECASE),
     re.compile(r"^(?:編集部|[^\s]{1,12}編集部)$"),
     # photo and image credits
@@ -58,17 +63,20 @@ _PATTERNS = [
     re.compile(r"(?:/|／)\s*(?:Getty Images|Unsplash|Shutterstock|AP|Reuters|AFP|The Verge|iStock)\s*\)?$"),
     re.compile(r"(?:Photo|Image|Illustration)s?\s*:\s*[^.。]{1,60}$"),
     re.compile(r"[（(](?:同社|筆者|編集部|公式)?(?:提供|撮影)[)）]$"),
-    # share buttons and prompts
-    re.compile(r"^(?:(?:この記事を|記事を)?(?:シェア|共有|ツイート|ポスト)(?:する)?|Xでポスト|ツイート|Tweet|"
-               r"はてなブックマーク|あとで読む|Facebookでシェア|LINEで送る|URLをコピー|"
-               r"この記事のタイトルとURLをコピーする|Share(?: this (?:article|story|post))?|"
-               r"Share on \w+|Copy link|Save|Comments?|いいね\s*\d*)(?:[\s|｜・/]+.*)?$", re.IGNORECASE),
+    # share buttons and prompts: a line made only of them
+    re.compile(rf"^{_SHARE}(?:[\s|｜・/]+{_SHARE})*$", re.IGNORECASE),
     # copyright and comment prompts, machine-translation notes
     re.compile(r"^(?:Copyright|©|\(c\))", re.IGNORECASE),
     re.compile(r"All Rights Reserved\.?$", re.IGNORECASE),
     re.compile(r"^(?:Discussion|ログインするとコメントできます|コメントする|バッジを贈って著者を応援しよう)$"),
     re.compile(r"^You can read the machine translated English article", re.IGNORECASE),
 ]
+# trafilatura falls back to its "baseline" below 250 extracted characters, and the baseline glues the whole
+# page into one paragraph (headline, dateline and body in one sentence): a short brief is an article too
+_CONFIG = use_config()
+_CONFIG.set("DEFAULT", "MIN_EXTRACTED_SIZE", "60")
+_DATELINE_HEAD = re.compile(rf"^(?:{_DATE_JA}|{_DATE_EN}){_TIME}\s*(?:に?(?:公開|更新|掲載|配信))?\s*"
+                            r"(?:[^\s。、．，,.!?！？「」]{1,12}\s+)?", re.IGNORECASE)
 _SENTENCE_END = "。．.！？!?」』）)\"'”’:：;；…"
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 
@@ -88,7 +96,7 @@ def extract_article(html: str | bytes, url: str, title: str = "") -> ExtractedAr
     Raises what trafilatura raises on hostile HTML (the caller records it as the page's problem)."""
     document = trafilatura.bare_extraction(
         html, url=url, with_metadata=True, include_comments=False, include_tables=True, include_links=False,
-        date_extraction_params={"extensive_search": False, "original_date": True},
+        date_extraction_params={"extensive_search": False, "original_date": True}, config=_CONFIG,
     )
     if document is None:
         return None
@@ -107,6 +115,8 @@ def clean_text(text: str, titles: list[str] | None = None, author: str = "") -> 
     titles = titles or []
     lines = [" ".join(line.split()) for line in text.splitlines()]
     lines = [line for line in lines if line]
+    if lines:
+        lines[0] = _unglued_head(lines[0], titles)
     kept: list[str] = []
     in_related = False
     for index, line in enumerate(lines):
@@ -124,6 +134,17 @@ def clean_text(text: str, titles: list[str] | None = None, author: str = "") -> 
             continue  # a category label above the repeated headline
         kept.append(line)
     return "\n".join(_finished(line) for line in kept)
+
+
+def _unglued_head(line: str, titles: list[str]) -> str:
+    """The first line without a headline and a dateline glued in front of the first paragraph."""
+    for title in sorted(titles, key=len, reverse=True):
+        head = " ".join(unicodedata.normalize("NFKC", title).split())
+        if head and unicodedata.normalize("NFKC", line).startswith(head) and len(line) > len(head) + 1:
+            line = line[len(head):].lstrip(" :：|｜-")
+            break
+    rest = _DATELINE_HEAD.sub("", line, count=1)
+    return rest if rest and rest != line and len(rest) >= LABEL_LINE else line
 
 
 def _is_boilerplate(line: str, titles: list[str], author: str) -> bool:
