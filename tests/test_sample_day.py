@@ -142,7 +142,7 @@ def test_feeds_parse_cleanly_with_dates_bookmarks_and_odd_items(base_url: str) -
     assert (technews.version, hatena.version) == ("rss20", "rss10")
     assert 6 <= len(technews.entries) <= 8 and 6 <= len(hatena.entries) <= 8
 
-    _, end = window(SAMPLE_DATE, "Asia/Tokyo", dt.time(6, 0), 24)
+    start, end = window(SAMPLE_DATE, "Asia/Tokyo", dt.time(6, 0), 24)
     outside = [e.link for e in technews.entries if not start <= _published(e) < end]
     assert outside == [f"{base_url}/pages/domestic-llm.html"]
     assert all(start <= _published(e) < end for e in hatena.entries)
