@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import random
 import statistics
 import sys
@@ -157,37 +158,47 @@ def _trigrams(text: str) -> set[str]:
 
 
 def timed(items: list[Candidate], show: Show,
-          index: Callable[[], Any] | None = None) -> tuple[float, list[str]]:
-    """Seconds for one `merge_same_stories` over `items`, and the stories' URLs (in order)."""
+          index: Callable[[], Any] | None = None) -> tuple[float, float, list[str]]:
+    """Wall and CPU seconds for one `merge_same_stories` over `items`, and the stories' URLs (in order).
+
+    CPU time is reported beside wall time because this machine is shared: under load the wall clock
+    measures the neighbours too."""
     with mock.patch.object(stories, "TitleIndex", index) if index else contextlib.nullcontext():
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         merged = stories.merge_same_stories(items, show)
-        elapsed = time.perf_counter() - started
-    return elapsed, [c.url for c in merged]
+        elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu
+    return elapsed, cpu_elapsed, [c.url for c in merged]
 
 
 def run(repeats: int = REPEATS, sizes: tuple[int, ...] = SIZES, baseline_repeats: int = 3) -> dict[str, Any]:
     show = bench_show()
-    report: dict[str, Any] = {"repeats": repeats, "unit": "seconds, median"}
+    report: dict[str, Any] = {"repeats": repeats, "unit": "seconds, median (wall; cpu)",
+                              "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
     for kind, make in (("news", news_titles), ("word-soup", word_soup_titles)):
         section: dict[str, Any] = {}
         for size in sizes:
             items = candidates(make(size))
-            times, stories_found = [], []
+            times, cpu_times, stories_found = [], [], []
             for _ in range(repeats):
-                elapsed, urls = timed(items, show)
+                elapsed, cpu, urls = timed(items, show)
                 times.append(elapsed)
+                cpu_times.append(cpu)
                 stories_found = urls
             section[f"{size}_items_s"] = round(statistics.median(times), 3)
+            section[f"{size}_items_cpu_s"] = round(statistics.median(cpu_times), 3)
             section[f"{size}_stories"] = len(stories_found)
             if size == BASELINE_SIZE:
-                old_times, old_urls = [], []
+                old_times, old_cpu, old_urls = [], [], []
                 for _ in range(baseline_repeats):
-                    elapsed, old_urls = timed(items, show, TrigramTitleIndex)
+                    elapsed, cpu, old_urls = timed(items, show, TrigramTitleIndex)
                     old_times.append(elapsed)
+                    old_cpu.append(cpu)
                 old = statistics.median(old_times)
                 section[f"{size}_items_old_s"] = round(old, 3)
+                section[f"{size}_items_old_cpu_s"] = round(statistics.median(old_cpu), 3)
                 section[f"{size}_old_over_new"] = round(old / statistics.median(times), 1)
+                section[f"{size}_old_over_new_cpu"] = round(statistics.median(old_cpu)
+                                                            / statistics.median(cpu_times), 1)
                 section[f"{size}_stories_old"] = len(old_urls)
                 section[f"{size}_same_stories_as_old"] = stories_found == old_urls
         report[kind] = section

@@ -38,6 +38,7 @@ SAME_STORY_RATIO = 0.85
 LSH_PERMUTATIONS, LSH_BANDS, LSH_SEED = 64, 16, 20250724  # 16 bands of 4 rows: candidates from Jaccard ~0.5
 _SITE_SUFFIX = re.compile(r"\s*(?:\||｜|\s[-–—]\s)\s*[^|｜]{1,30}$")
 _NUMBERS = re.compile(r"\d+(?:[.,]\d+)*")
+_NOT_LETTER_OR_NUMBER = re.compile(r"[\W_]+")  # exactly the characters outside Unicode's L* and N* categories
 
 
 # ---- URLs --------------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def normalize_title(title: str) -> str:
     stripped = _SITE_SUFFIX.sub("", text)
     if len(stripped) >= 10:
         text = stripped
-    return "".join(ch for ch in text.lower() if unicodedata.category(ch)[0] in "LN")
+    return _NOT_LETTER_OR_NUMBER.sub("", text.lower())
 
 
 def title_numbers(title: str) -> frozenset[str]:
@@ -102,20 +103,21 @@ class TitleIndex:
         self._entries: list[tuple[str, frozenset[str], int]] = []  # normalized, numbers, key
         self._exact: dict[str, int] = {}  # normalized title -> first position
         self._lsh = RMinHashLSH(threshold=0.5, num_perm=LSH_PERMUTATIONS, num_bands=LSH_BANDS)
-        self._last: tuple[str, RMinHash] | None = None  # find's signature, reused by the add that follows
+        self._last: tuple[str, str, RMinHash | None] = ("", "", None)  # title, normalized, signature: find's,
+        # reused by the add that follows
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def find(self, title: str) -> int | None:
         """The key of an indexed title naming the same story, or None (the most similar one wins)."""
-        normalized = normalize_title(title)
+        normalized = self._normalized(title)
         if not normalized:
             return None
         position = self._exact.get(normalized)
         if position is not None:
             return self._entries[position][2]
-        signature = self._signature(normalized)
+        signature = self._signature(title, normalized)
         proposed = sorted(self._lsh.query(signature))
         if not proposed:
             return None
@@ -129,7 +131,7 @@ class TitleIndex:
         return None
 
     def add(self, title: str, key: int) -> None:
-        normalized = normalize_title(title)
+        normalized = self._normalized(title)
         if not normalized:
             return
         position = len(self._entries)
@@ -137,12 +139,19 @@ class TitleIndex:
         if normalized in self._exact:
             return  # an equal title is indexed already and is found first
         self._exact[normalized] = position
-        self._lsh.insert(position, self._signature(normalized))
+        self._lsh.insert(position, self._signature(title, normalized))
 
-    def _signature(self, normalized: str) -> RMinHash:
-        if self._last is None or self._last[0] != normalized:
-            self._last = (normalized, _signature(normalized))
+    def _normalized(self, title: str) -> str:
+        if self._last[0] != title:
+            self._last = (title, normalize_title(title), None)
         return self._last[1]
+
+    def _signature(self, title: str, normalized: str) -> RMinHash:
+        signature = self._last[2] if self._last[0] == title else None
+        if signature is None:
+            signature = _signature(normalized)
+            self._last = (title, normalized, signature)
+        return signature
 
 
 # ---- candidates --------------------------------------------------------------------------------------
