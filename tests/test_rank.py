@@ -234,3 +234,33 @@ def test_title_index_finds_what_comparing_every_pair_finds() -> None:
             firsts.append(position)
     assert sum(1 for position, story in enumerate(expected) if story != position) > 60  # duplicates exist
     assert found == expected
+
+
+def test_unreadable_candidates_rank_after_every_readable_one_and_are_never_chosen() -> None:
+    show = make_show(picks=3, spares=2, max_per_source=5)
+    ranking = rank_candidates(snapshot(
+        candidate("refused", "AIの記事1", bookmarks=400, text="",
+                  extraction_error="page not fetched: http://169.254.169.254/: refused"),
+        candidate("gone", "AIの記事2", bookmarks=300, text="", extraction_error="page not fetched: HTTP 404"),
+        candidate("blob", "AIの記事3", bookmarks=200,
+                  extraction_error="not readable prose: only 1 distinct characters"),
+        candidate("unfetched", "AIの記事4", bookmarks=100, text=""),  # beyond collect.max_pages
+        candidate("brief", "GPUの短信", bookmarks=1),
+        candidate("plain", "今日の天気", bookmarks=0),
+    ), show, DAY, [])
+    assert urls(ranking.picks) == ["https://a.example/brief", "https://a.example/plain"]
+    assert ranking.spares == []  # an unreadable candidate is no fallback either
+    assert [item.candidate.url.rsplit("/", 1)[-1] for item in ranking.table] == [
+        "brief", "plain", "refused", "gone", "blob", "unfetched"]
+    skipped = ranking.table[2:]
+    assert all(item.verdict == "skip" and item.reason.startswith("unreadable: ") for item in skipped)
+    assert "404" in skipped[1].reason and "distinct characters" in skipped[2].reason
+    assert "not fetched" in skipped[3].reason
+    assert min(item.score for item in skipped) > ranking.picks[0].score  # only readability kept them out
+
+
+def test_nothing_readable_to_pick_says_so() -> None:
+    show = make_show()
+    with pytest.raises(NotEnoughCandidates, match="all unreadable"):
+        rank_candidates(snapshot(candidate("x", "AI", text="", extraction_error="page not fetched: 404")),
+                        show, DAY, [])
