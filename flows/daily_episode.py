@@ -33,6 +33,7 @@ from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
 from zundacast.models import STAGES, EpisodeRecord, Pick, Ranking, RunSummary, StageReport
 from zundacast.notify import notify_failure
+from zundacast.scoring import unreadable_reason
 from zundacast.show import Environment, Show, load_show
 from zundacast.storage import Store, open_store, resolve_store_url
 
@@ -118,8 +119,8 @@ def with_readable_picks(ranking: Ranking) -> Ranking:
     """Readable spares take the places of picks whose page could not be fetched or held too little
     text, as many as there are; a pick no spare can replace stays, told from its feed's summary."""
 
-    def unreadable(pick: Pick) -> bool:
-        return bool(pick.candidate.extraction_error) or not pick.candidate.text.strip()
+    def unreadable(pick: Pick) -> bool:  # the rank stage's rule (it never picks these when it can help it)
+        return bool(unreadable_reason(pick.candidate))
 
     readable_spares = sum(not unreadable(spare) for spare in ranking.spares)
     failed = [pick.candidate.url for pick in ranking.picks if unreadable(pick)][:readable_spares]
