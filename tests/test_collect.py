@@ -15,6 +15,7 @@ from tasks.rank import rank_candidates
 from tests.fakes.web import FakeSite, Item, article_page, atom, rdf_hatena, rss2
 from zundacast import readability
 from zundacast.errors import NotEnoughCandidates
+from zundacast.extraction import clean_text
 from zundacast.models import Candidate, CandidateSnapshot
 from zundacast.show import Show, parse_show
 from zundacast.storage import open_store
@@ -485,3 +486,25 @@ def test_unreadable_pages_are_never_picked_while_a_readable_spare_exists(site: F
     stale_pick = ranking.picks[0].model_copy(update={"candidate": unreadable})
     stale = ranking.model_copy(update={"picks": [stale_pick]})
     assert [p.candidate.url for p in with_readable_picks(stale).picks] == [site.url("/theverge")]
+
+
+def test_clean_text_drops_boilerplate_lines_and_keeps_prose_that_looks_like_them() -> None:
+    title = "新型GPUクラウドが東京で提供開始"
+    dropped = ["【AI】", title, "2025年7月24日 編集部", "2026/11/19に公開",
+               "2026年11月20日 12時30分 公開", "[山田太郎，ITmedia]", "文：佐藤 美咲",
+               "By Jane Doe, a senior reporter covering AI.", "By Jane Doe and John Roe",
+               "Updated Nov 20, 2026, 5:00 PM UTC", "写真：新しいサーバー（同社提供）",
+               "Photo by Kenta Mori / Unsplash", "Image: Getty Images", "この記事をシェア",
+               "Xでポスト この記事をシェア", "Share this article", "Tweet | あとで読む",
+               "Copyright © 2026 Example Inc. All Rights Reserved."]
+    prose = ["アオバクラウドは24日、新型GPUのクラウドを東京で提供し始めた。",
+             "By Tuesday, Apple will ship the update to everyone.",
+             "Share prices fell 5% on Tuesday after the announcement.",
+             "写真の共有機能も強化され、家族とアルバムを分け合えるようになった。",
+             "料金は1時間あたり1,280円からだ。"]
+    related = ["関連記事", "GPU不足はいつ解消するのか", "国産LLMの学習基盤を見る"]
+    text = clean_text("\n".join([*dropped[:3], prose[0], *dropped[3:], *prose[1:], *related]), titles=[title])
+    assert text.splitlines() == prose
+    # a heading is kept as its own finished sentence, never glued to the paragraph after it
+    assert clean_text("料金と提供地域\n料金は1時間あたり1,280円からだ。").splitlines() == [
+        "料金と提供地域。", "料金は1時間あたり1,280円からだ。"]
