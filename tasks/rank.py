@@ -94,8 +94,9 @@ def rank_candidates(snapshot: CandidateSnapshot, show: Show, day: dt.date,
         unreadable = sum(1 for item in scored if item.reason.startswith("unreadable: "))
         raise NotEnoughCandidates(
             f"no article left to pick for {day.isoformat()}: {len(snapshot.candidates)} candidate(s), "
-            f"all unreadable ({unreadable} of them), covered in the last {show.rank.history_episodes} "
-            "episodes or duplicates; add feeds to the show file or lower rank.history_episodes")
+            f"{unreadable} unreadable (page refused, missing, not HTML, or not prose), the rest covered in "
+            f"the last {show.rank.history_episodes} episodes or duplicates; add feeds to the show file or "
+            "lower rank.history_episodes")
     for number, pick in enumerate([*picks, *spares], start=1):  # spares number on after the picks
         pick.rank = number
     return Ranking(picks=picks, spares=spares, table=scored)

@@ -261,6 +261,6 @@ def test_unreadable_candidates_rank_after_every_readable_one_and_are_never_chose
 
 def test_nothing_readable_to_pick_says_so() -> None:
     show = make_show()
-    with pytest.raises(NotEnoughCandidates, match="all unreadable"):
+    with pytest.raises(NotEnoughCandidates, match="1 unreadable"):
         rank_candidates(snapshot(candidate("x", "AI", text="", extraction_error="page not fetched: 404")),
                         show, DAY, [])
