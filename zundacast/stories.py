@@ -102,6 +102,7 @@ class TitleIndex:
 
     def __init__(self) -> None:
         self._entries: list[tuple[str, frozenset[str], int]] = []  # normalized, numbers, key
+        self._texts: list[str] = []  # the normalized titles alone, by position
         self._exact: dict[str, int] = {}  # normalized title -> first position
         self._lsh = RMinHashLSH(threshold=0.5, num_perm=LSH_PERMUTATIONS, num_bands=LSH_BANDS)
         self._last: tuple[str, str, RMinHash | None] = ("", "", None)  # title, normalized, signature: find's,
@@ -119,13 +120,14 @@ class TitleIndex:
         if position is not None:
             return self._entries[position][2]
         signature = self._signature(title, normalized)
-        proposed = sorted(self._lsh.query(signature))
+        proposed = self._lsh.query(signature)
         if not proposed:
             return None
-        scores = process.cdist([normalized], [self._entries[p][0] for p in proposed],
-                               scorer=Indel.normalized_similarity, score_cutoff=SAME_STORY_RATIO - 1e-9)[0]
+        texts = {position: self._texts[position] for position in proposed}
+        close = process.extract(normalized, texts, scorer=Indel.normalized_similarity, limit=None,
+                                score_cutoff=SAME_STORY_RATIO - 1e-9)
         numbers = title_numbers(title)
-        for _, position in sorted((-score, p) for score, p in zip(scores, proposed, strict=True) if score):
+        for _, position in sorted((-score, position) for _, score, position in close):
             other, other_numbers, key = self._entries[position]
             if similar_normalized(normalized, other, numbers, other_numbers):
                 return key
@@ -137,6 +139,7 @@ class TitleIndex:
             return
         position = len(self._entries)
         self._entries.append((normalized, title_numbers(title), key))
+        self._texts.append(normalized)
         if normalized in self._exact:
             return  # an equal title is indexed already and is found first
         self._exact[normalized] = position
