@@ -15,7 +15,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.collect import collect
-from tasks.rank import promote_spares, rank
+from tasks.rank import promote_spares, publish_picks_table, rank
 from tasks.script import write_script
 from tasks.summarize import summarize
 from tasks.synthesize import synthesize
@@ -26,6 +26,7 @@ from zundacast.models import EpisodeRecord, Pick, Ranking, RunSummary
 from zundacast.notify import notify_failure
 from zundacast.runlock import run_lock
 from zundacast.runner import StageRunner
+from zundacast.scoring import unreadable_reason
 from zundacast.show import Environment, Show, load_show
 from zundacast.storage import Store, check_store_outlives_run, open_store, resolve_store_url
 
@@ -88,6 +89,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
 
     snapshot = run("collect", collect, show, day, store_url, refresh="collect" in run.refreshed)
     ranking = run("rank", rank, snapshot, show, day, recent_history(store, show, day))
+    publish_picks_table(ranking, show, day)  # from the result, so a cached rerun shows it too
     ranking = with_readable_picks(ranking)
     summaries = run.mapped("summarize", summarize, [pick.candidate for pick in ranking.picks],
                            llm=show.llm, writer_key=summary_writer.cache_key)
@@ -115,8 +117,8 @@ def with_readable_picks(ranking: Ranking) -> Ranking:
     """Readable spares take the places of picks whose page could not be fetched or held too little
     text, as many as there are; a pick no spare can replace stays, told from its feed's summary."""
 
-    def unreadable(pick: Pick) -> bool:
-        return bool(pick.candidate.extraction_error) or not pick.candidate.text.strip()
+    def unreadable(pick: Pick) -> bool:  # the rank stage's rule (it never picks these when it can help it)
+        return bool(unreadable_reason(pick.candidate))
 
     readable_spares = sum(not unreadable(spare) for spare in ranking.spares)
     failed = [pick.candidate.url for pick in ranking.picks if unreadable(pick)][:readable_spares]
