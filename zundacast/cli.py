@@ -98,7 +98,8 @@ def _places() -> dict[str, str]:
     from zundacast.preflight import prefect_home
     from zundacast.show import Environment
 
-    places = {"ZUNDACAST_HOME": str(Environment().home.resolve()), "PREFECT_HOME": str(prefect_home().resolve())}
+    places = {"ZUNDACAST_HOME": str(Environment().home.resolve()),
+              "PREFECT_HOME": str(prefect_home().resolve())}
     store = os.environ.get("ZUNDACAST_STORE", "")
     if store and "://" not in store:
         places["ZUNDACAST_STORE"] = str(Path(store).expanduser().resolve())
@@ -171,8 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--voice", choices=("openjtalk", "voicevox", "openai"), default="",
                       help="the voice engine (default: the show's; the sample show's is openjtalk, offline)")
     demo.add_argument("--show", default="",
-                      help="take voice, audio and persona settings from this show (shows/NAME.toml or a path); "
-                           "the feeds stay the sample day's")
+                      help="take voice, audio and persona settings from this show (shows/NAME.toml or a "
+                           "path); the feeds stay the sample day's")
     common(demo)
     demo.set_defaults(handler=_demo)
 

@@ -32,8 +32,8 @@ def parse_episode_date(value: str | dt.date | None, timezone: str) -> dt.date:
         except ValueError:
             raise InvalidDate(f"invalid date {value!r}: use YYYY-MM-DD, e.g. 2025-07-24") from None
     if value < EARLIEST_DATE:
-        raise InvalidDate(f"date {value.isoformat()} is before {EARLIEST_DATE.isoformat()}: no news feed reaches "
-                          f"back that far; use a recent date in YYYY-MM-DD")
+        raise InvalidDate(f"date {value.isoformat()} is before {EARLIEST_DATE.isoformat()}: no news feed "
+                          "reaches back that far; use a recent date in YYYY-MM-DD")
     if value > today:
         raise InvalidDate(f"date {value.isoformat()} is in the future (today is {today.isoformat()} "
                           f"in {timezone}): news for it does not exist yet")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from zundacast.show import SECRET_URL_PARTS, url_secret_parts, secret_env_values
+from zundacast.show import SECRET_URL_PARTS, secret_env_values, url_secret_parts
 
 logger = logging.getLogger(__name__)
 

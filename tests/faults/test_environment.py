@@ -143,8 +143,8 @@ def _read_only_prefect_home(tmp: Path, env: dict[str, str], mounts: ExitStack) -
 
 
 def _unreachable_s3(tmp: Path, env: dict[str, str], mounts: ExitStack) -> list[str]:
-    env.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{free_port()}", AWS_ACCESS_KEY_ID="AKIAFAKEFORTESTS0001",
-               AWS_SECRET_ACCESS_KEY="fake-secret-for-tests-0000")
+    env.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{free_port()}",
+               AWS_ACCESS_KEY_ID="AKIAFAKEFORTESTS0001", AWS_SECRET_ACCESS_KEY="fake-secret-for-tests-0000")
     return ["run", "--store", "s3://zundacast-test/show"]
 
 
@@ -176,7 +176,8 @@ ROWS: dict[str, Row] = {
     "full ZUNDACAST_HOME": Row(_full_home, ["ZUNDACAST_HOME", "full-home"]),
     "read-only ZUNDACAST_HOME": Row(_read_only_home, ["ZUNDACAST_HOME", "read-only"]),
     "read-only PREFECT_HOME": Row(_read_only_prefect_home, ["PREFECT_HOME", "read-only"]),
-    "unreachable S3 endpoint": Row(_unreachable_s3, ["AWS_ENDPOINT_URL_S3", "not reachable", "zundacast-test"]),
+    "unreachable S3 endpoint": Row(_unreachable_s3,
+                                   ["AWS_ENDPOINT_URL_S3", "not reachable", "zundacast-test"]),
     "date 0001-01-01": Row(_args("run", "--date", "0001-01-01", "--store", "{tmp}/public"),
                            ["0001-01-01", "YYYY-MM-DD"]),
     "sample_rate = 0": Row(_number(AUDIO, AUDIO + "sample_rate = 0\n"), ["audio.sample_rate", "44100"]),
