@@ -126,7 +126,8 @@ def test_voicevox_explicit_style_id_skips_the_lookup() -> None:
 
 
 @pytest.mark.parametrize(("config", "named", "listed"), [
-    (VoicevoxConfig(speaker_name="ずんだもん", style="ハイテンション"), "voice.voicevox.style", "なみだめ (76)"),
+    (VoicevoxConfig(speaker_name="ずんだもん", style="ハイテンション"), "voice.voicevox.style",
+     "なみだめ (76)"),
     (VoicevoxConfig(speaker_name="ずんだもんX"), "voice.voicevox.speaker_name", "四国めたん, ずんだもん"),
 ])
 def test_voicevox_unknown_speaker_or_style_names_the_field_and_what_is_offered(
@@ -204,7 +205,8 @@ def test_a_client_that_mangles_the_query_gets_audio_of_the_wrong_length(mangle: 
     import httpx
 
     with fake_voicevox() as fake, httpx.Client(base_url=fake.url) as http:
-        query = http.post("/audio_query", params={"text": "ずんだもちは、おいしいのだ。", "speaker": 3}).json()
+        asked = {"text": "ずんだもちは、おいしいのだ。", "speaker": 3}
+        query = http.post("/audio_query", params=asked).json()
         right = decode_wav(http.post("/synthesis", params={"speaker": 3}, json=query).content)
         phrases = query["accent_phrases"]
         if mangle == "drop a phrase":
