@@ -363,3 +363,20 @@ def test_openai_tts_errors_are_classified(speech_api: tuple[_SpeechAPI, str],
 def test_openai_tts_without_a_key_says_what_to_set() -> None:
     with pytest.raises(PermanentVoiceError, match="OPENAI_API_KEY"):
         OpenAIVoice(env=Environment()).synthesize("ずんだもんなのだ")
+
+
+def test_openjtalk_says_nothing_about_onnx_runtime() -> None:
+    """pyopenjtalk-plus prints advice to install onnxruntime when it is absent; our users need none."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from zundacast.voices.openjtalk import OpenJTalkVoice\n"
+            "import importlib.util\n"
+            "print('onnxruntime', importlib.util.find_spec('onnxruntime') is not None)\n"
+            "print('samples', len(OpenJTalkVoice().synthesize('何なのだ').samples) > 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["onnxruntime False", "samples True"]  # nothing else on stdout
+    assert "ONNX" not in done.stderr
