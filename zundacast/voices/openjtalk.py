@@ -34,7 +34,7 @@ _import_lock = threading.Lock()
 
 
 def load_pyopenjtalk():
-    """The pyopenjtalk module, imported without its onnxruntime notice (use this, not `import pyopenjtalk`)."""
+    """The pyopenjtalk module, imported without its onnxruntime notice (use it, not `import pyopenjtalk`)."""
     if "pyopenjtalk" not in sys.modules:
         with _import_lock:
             if "pyopenjtalk" not in sys.modules:
