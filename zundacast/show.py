@@ -268,6 +268,18 @@ def url_secret_parts(url: str, parts: tuple[str, ...]) -> list[str]:
     return [piece for piece in pieces if piece]
 
 
+def public_url(url: str) -> str:
+    """`url` fit for messages, logs and cache keys: without user:password@, query or fragment."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return "(an unparsable URL)"
+    host = split.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((split.scheme, host, split.path, "", ""))
+
+
 def secret_env_values() -> dict[str, str]:
     """Name -> value of the secrets set in the environment (names matched case-insensitively, as
     pydantic-settings reads `openai_api_key` too), and of the secret parts of URL-valued variables
