@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -380,3 +381,32 @@ def test_openjtalk_says_nothing_about_onnx_runtime() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["onnxruntime False", "samples True"]  # nothing else on stdout
     assert "ONNX" not in done.stderr
+
+
+@pytest.mark.slow
+def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path) -> None:
+    """`zundacast demo --voice voicevox` in a subprocess, against the fake engine: every sentence goes
+    through /audio_query and /synthesis with ずんだもん ノーマル found in /speakers, and the episode is
+    published with the engine's name in its record."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    with fake_voicevox() as fake:
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith(("AWS_", "OPENAI_", "ZUNDACAST_", "VOICEVOX_"))}
+        env.update(PYTHONPATH=str(repo), ZUNDACAST_HOME=str(tmp_path / "home"), VOICEVOX_URL=fake.url,
+                   PREFECT_HOME=str(tmp_path / "prefect"))
+        done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--voice", "voicevox",
+                               "--store", str(tmp_path / "public"), "--json"],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["stages"]["synthesize"]["status"] == "computed"
+    assert fake.count("/speakers") >= 1
+    spoken = fake.count("/synthesis")
+    assert spoken >= 20 and fake.count("/audio_query") == spoken
+    assert {r["params"]["speaker"] for r in fake.requests if r["method"] == "POST"} == {"3"}
+    record = json.loads((tmp_path / "public" / summary["date"] / "episode.json").read_text("utf-8"))
+    assert "voicevox" in json.dumps(record, ensure_ascii=False)

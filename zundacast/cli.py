@@ -208,7 +208,7 @@ def _check_environment(store: str, setting: str, bitrate_kbps: int) -> None:
 def _demo_show(args: argparse.Namespace, base_url: str):  # -> Show
     """The sample show, with the voice (and, from --show, the voice, audio and persona) asked for."""
     from zundacast.sample_day import sample_show
-    from zundacast.show import load_show, parse_show
+    from zundacast.show import load_show, parse_show, show_path
 
     show = sample_show(base_url)
     if not args.show and not args.voice:
@@ -222,7 +222,7 @@ def _demo_show(args: argparse.Namespace, base_url: str):  # -> Show
         raw["show"] = {**chosen["show"], "base_url": raw["show"]["base_url"]}
     if args.voice:
         raw["voice"] = {**raw["voice"], "engine": args.voice}
-    return parse_show(raw, args.show or "the sample show")
+    return parse_show(raw, str(show_path(args.show)) if args.show else "the sample show")
 
 
 def _demo(args: argparse.Namespace) -> RunSummary:
