@@ -267,3 +267,52 @@ def test_a_failure_inside_a_prefect_task_is_one_line_without_prefect_tracebacks(
     assert "nowhere" in line and "min_candidates" in line, line  # the feed and the setting
     assert "▶ collect" in outcome.stderr  # it did start: the failure came from inside the task
     assert not (tmp_path / "public" / "feed.xml").exists()
+
+
+# --- how the CLI reports what escapes a run (in-process: the mapping itself) --------------------------------
+
+def _reported(exc: BaseException, capsys: pytest.CaptureFixture[str],
+              verbose: bool = False) -> tuple[int, str]:
+    from zundacast.cli import _report
+
+    try:
+        raise exc
+    except BaseException as raised:  # a real traceback, as a failed run has
+        status = _report(raised, verbose=verbose)
+    return status, capsys.readouterr().err
+
+
+def test_a_disk_error_wrapped_by_a_library_names_the_setting_that_put_the_path_there(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZUNDACAST_HOME", str(tmp_path / "home"))
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "home" / "tts" / "ab.npz"))
+    wrapped = RuntimeError("task failed")
+    wrapped.__cause__ = full
+    status, err = _reported(wrapped, capsys)
+    (line,) = err.splitlines()
+    assert status == 2 and line.startswith(ERROR_LINE)
+    assert "no space left" in line and "ZUNDACAST_HOME" in line and "ab.npz" in line
+
+
+def test_an_unexpected_error_is_one_line_asking_for_a_report_with_exit_1(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = _reported(TypeError("unsupported operand"), capsys)
+    assert status == 1
+    assert err.splitlines() == [f"{ERROR_LINE}unexpected TypeError: unsupported operand (a bug: rerun with "
+                                "--verbose for the traceback and report it)"]
+
+
+def test_a_multi_line_message_becomes_one_line_and_secrets_are_redacted(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from zundacast.errors import ZundacastError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-cli-secret-1234567")
+    status, err = _reported(ZundacastError("first\nsecond with sk-test-cli-secret-1234567"), capsys)
+    assert status == 2 and err.splitlines() == [f"{ERROR_LINE}first second with [REDACTED]"]
+
+
+def test_verbose_puts_the_traceback_before_the_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from zundacast.errors import ZundacastError
+
+    status, err = _reported(ZundacastError("store refused"), capsys, verbose=True)
+    assert status == 2 and "Traceback" in err and err.splitlines()[-1] == f"{ERROR_LINE}store refused"
