@@ -316,3 +316,21 @@ def test_verbose_puts_the_traceback_before_the_line(capsys: pytest.CaptureFixtur
 
     status, err = _reported(ZundacastError("store refused"), capsys, verbose=True)
     assert status == 2 and "Traceback" in err and err.splitlines()[-1] == f"{ERROR_LINE}store refused"
+
+
+def test_the_readme_sets_what_an_offline_prefect_server_needs() -> None:
+    """The README's server commands turn telemetry off (offline it logs an error every 10 minutes), as
+    the CLI does for the temporary API it starts."""
+    import re
+
+    from zundacast.cli import _PREFECT_DEFAULTS
+
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme.split("## Running it as a service (Prefect)", 1)[1].split("\n## ", 1)[0]
+    commands = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert commands, "the section starts with its commands"
+    block = commands.group(1)
+    for name in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK"):
+        assert f"{name}={_PREFECT_DEFAULTS[name]}" in block, name
+        # set before the server starts
+        assert block.index(f"{name}=") < block.index("prefect server start")
