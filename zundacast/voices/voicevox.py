@@ -66,6 +66,16 @@ def _engine_says(response: httpx.Response) -> str:
     return response.text[:300]
 
 
+def _is_engine_message(response: httpx.Response) -> bool:
+    """The engine's own refusal (`{"message": …}`: an unknown style, a missing core), not FastAPI's
+    request validation (`{"detail": …}`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "message" in body
+
+
 class VoicevoxVoice:
     name = "voicevox"
     max_chars = 300  # the engine takes more, but long queries are slow and fail as a whole
@@ -80,6 +90,7 @@ class VoicevoxVoice:
         self._client_lock = threading.Lock()
         self._style_id: int | None = self.config.speaker
         self._style_lock = threading.Lock()
+        self._style_refused: PermanentVoiceError | None = None
 
     def cache_key(self) -> str:
         c = self.config
@@ -108,8 +119,14 @@ class VoicevoxVoice:
     def style_id(self) -> int:
         """The style id to speak with: the show's `speaker`, else looked up once by name in /speakers."""
         with self._style_lock:
+            if self._style_refused is not None:  # the engine's answer will not change: ask it once
+                raise self._style_refused
             if self._style_id is None:
-                self._style_id = self._look_up_style()
+                try:
+                    self._style_id = self._look_up_style()
+                except PermanentVoiceError as exc:
+                    self._style_refused = exc
+                    raise
             return self._style_id
 
     def _look_up_style(self) -> int:
@@ -154,11 +171,16 @@ class VoicevoxVoice:
         if response.status_code >= 400:
             message = (f"voicevox at {self.url}: {path} answered HTTP {response.status_code} "
                        f"for 「{text}」: {_engine_says(response)}")
-            if response.status_code == 422 and "message" in response.text:
+            style_refused = response.status_code == 422 and _is_engine_message(response)
+            if style_refused:
                 message += (f" (style id {self.style_id()}: check voice.voicevox.speaker, speaker_name and "
                             "style in the show file against the engine's /speakers)")
             if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                raise PermanentVoiceError(message)
+                refusal = PermanentVoiceError(message)
+                if style_refused:  # every later sentence would be refused the same way: ask no more
+                    with self._style_lock:
+                        self._style_refused = refusal
+                raise refusal
             raise VoiceError(message)
         return response
 
