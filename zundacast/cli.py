@@ -195,7 +195,11 @@ def _store_and_setting(args: argparse.Namespace, show_store: str, show_source: s
         return args.store, "--store"
     if os.environ.get("ZUNDACAST_STORE"):
         return os.environ["ZUNDACAST_STORE"], "ZUNDACAST_STORE"
-    return show_store, f"[storage] url in {show_source}" if show_source else "the default store ./public"
+    from zundacast.show import StorageConfig
+
+    if show_store == StorageConfig().url or not show_source:
+        return show_store, "the default store ./public (set --store, ZUNDACAST_STORE or [storage] url)"
+    return show_store, f"[storage] url in {show_source}"
 
 
 def _check_environment(store: str, setting: str, bitrate_kbps: int) -> None:
