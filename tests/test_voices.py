@@ -410,3 +410,21 @@ def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path) 
     assert {r["params"]["speaker"] for r in fake.requests if r["method"] == "POST"} == {"3"}
     record = json.loads((tmp_path / "public" / summary["date"] / "episode.json").read_text("utf-8"))
     assert "voicevox" in json.dumps(record, ensure_ascii=False)
+
+
+def test_voicevox_error_bodies_are_read_as_the_engine_writes_them() -> None:
+    import httpx
+
+    from zundacast.voices.voicevox import _engine_says
+
+    own = httpx.Response(422, json={"message": STYLE_NOT_FOUND})
+    validation = httpx.Response(422, json={"detail": [
+        {"type": "missing", "loc": ["body", "speedScale"], "msg": "Field required",
+         "input": {"accent_phrases": ["a very long query echoed back"]}},
+        {"type": "int_parsing", "loc": ["query", "speaker"], "msg": "Input should be a valid integer",
+         "input": "three"}]})
+    assert _engine_says(own) == STYLE_NOT_FOUND
+    said = _engine_says(validation)
+    assert said == "body.speedScale: Field required; query.speaker: Input should be a valid integer"
+    assert _engine_says(httpx.Response(404, json={"detail": "Not Found"})) == "Not Found"
+    assert _engine_says(httpx.Response(500, text="Internal Server Error")) == "Internal Server Error"

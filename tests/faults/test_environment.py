@@ -334,3 +334,29 @@ def test_the_readme_sets_what_an_offline_prefect_server_needs() -> None:
         assert f"{name}={_PREFECT_DEFAULTS[name]}" in block, name
         # set before the server starts
         assert block.index(f"{name}=") < block.index("prefect server start")
+
+
+def test_an_s3_store_whose_bucket_is_missing_or_without_credentials_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against moto's S3 over HTTP: a bucket that does not exist, then no credentials at all; and a
+    bucket that exists passes the check (so the check asks the right question)."""
+    from tests.fakes.s3 import running_s3
+
+    with running_s3(monkeypatch) as s3:
+        env = base_env(tmp_path)
+        env.update({name: value for name, value in os.environ.items() if name.startswith("AWS_")})
+        missing = zundacast("run", "--store", "s3://no-such-bucket-zc/show", env=env)
+        assert missing.status == 2 and len(missing.error_lines) == 1, missing.stderr
+        assert "'no-such-bucket-zc' does not exist" in missing.error_lines[0]
+        assert s3.endpoint in missing.error_lines[0] and "--store" in missing.error_lines[0]
+
+        anonymous = {name: value for name, value in env.items()
+                     if name not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        anonymous["AWS_EC2_METADATA_DISABLED"] = "true"  # no instance-metadata lookup for credentials
+        unsigned = zundacast("run", "--store", s3.url, env=anonymous)
+        assert unsigned.status == 2 and len(unsigned.error_lines) == 1, unsigned.stderr
+        assert "AWS_ACCESS_KEY_ID" in unsigned.error_lines[0]
+
+        from zundacast.preflight import check_s3_store
+
+        check_s3_store(s3.url, "--store")  # the bucket exists: no complaint
