@@ -402,6 +402,7 @@ def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path) 
                                "--store", str(tmp_path / "public"), "--json"],
                               cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    assert "ONNX" not in done.stdout + done.stderr  # quiet by default (the offline writer uses OpenJTalk too)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["stages"]["synthesize"]["status"] == "computed"
     assert fake.count("/speakers") >= 1
