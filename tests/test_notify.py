@@ -241,3 +241,9 @@ def test_redact_leaves_ordinary_text_alone(monkeypatch: pytest.MonkeyPatch) -> N
     assert redact("call sk-abcdefgh12 now") == f"call {REDACTED} now"
     assert redact("Authorization: Basic dXNlcjpwYXNz end") == f"Authorization: {REDACTED} end"
     assert redact("my value", extra_secrets=["my value"]) == REDACTED
+
+
+def test_a_webhook_path_of_common_words_does_not_shred_the_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZUNDACAST_WEBHOOK_URL", "https://chat.example/webhook?token=t0k3n-abcdef")
+    cleaned = redact("failure webhook answered 404 for token t0k3n-abcdef")
+    assert cleaned == f"failure webhook answered 404 for token {REDACTED}"

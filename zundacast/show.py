@@ -258,11 +258,12 @@ def url_secret_parts(url: str, parts: tuple[str, ...]) -> list[str]:
     if "userinfo" in parts and "@" in split.netloc:
         userinfo = split.netloc.rsplit("@", 1)[0]
         pieces += [userinfo, *userinfo.split(":", 1)]
-    if "path" in parts and split.path.strip("/"):
+    if "path" in parts:
         path = split.path
-        pieces += [path, path.strip("/"), unquote(path).strip("/")]
-        pieces += [segment for segment in path.split("/")
-                   if len(segment) >= 6 and segment.lower() not in _PUBLIC_PATH_WORDS]
+        keys = [segment for segment in path.split("/")
+                if len(segment) >= 6 and segment.lower() not in _PUBLIC_PATH_WORDS]
+        if keys:  # a path of only common words (e.g. /webhook) holds no secret: keep such words readable
+            pieces += [path, path.strip("/"), unquote(path).strip("/"), *keys]
     if "query" in parts and split.query:
         pieces += [split.query, *(pair.split("=", 1)[-1] for pair in split.query.split("&"))]
     return [piece for piece in pieces if piece]
