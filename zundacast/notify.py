@@ -149,9 +149,26 @@ def notify_failure(
     """
     if not webhook_url:
         return False
-    # the webhook's URL and its parts (its path is its key), even when it was not given by the environment
-    secrets = (webhook_url, *url_secret_parts(webhook_url, SECRET_URL_PARTS["ZUNDACAST_WEBHOOK_URL"]))
-    message = failure_message(show_id, day, stage, cause, outcome=outcome, extra_secrets=secrets)
+    message = failure_message(show_id, day, stage, cause, outcome=outcome,
+                              extra_secrets=webhook_secrets(webhook_url))
+    return notify_text(webhook_url, message, timeout_s=timeout_s)
+
+
+def webhook_secrets(webhook_url: str) -> tuple[str, ...]:
+    """The webhook's URL and its parts (its path is its key), even when not given by the environment."""
+    return (webhook_url, *url_secret_parts(webhook_url, SECRET_URL_PARTS["ZUNDACAST_WEBHOOK_URL"]))
+
+
+def notify_text(webhook_url: str, message: str, *, timeout_s: float = 5) -> bool:
+    """POST `message` (redacted again, cut to MAX_MESSAGE_CHARS) to a Slack/Discord webhook.
+
+    True when the webhook answered 2xx; a webhook that fails logs a warning (without its URL) and
+    returns False, never raises.
+    """
+    if not webhook_url:
+        return False
+    secrets = webhook_secrets(webhook_url)
+    message = _truncate(redact(message, secrets))
     payload = {"text": _slack_text(message), "content": _discord_content(message)}
     try:
         host = urlsplit(webhook_url).hostname or "?"

@@ -206,6 +206,12 @@ class AudioConfig(_Strict):
         return self
 
 
+class AlertsConfig(_Strict):
+    # the day's episode should be in episodes.json by this time (the show's timezone) on the schedule's
+    # days; the silence check (flows/silence_check.py) posts to ZUNDACAST_WEBHOOK_URL once when it is not
+    deadline: dt.time = dt.time(7, 0)
+
+
 class StorageConfig(_Strict):
     # a folder (relative to the show file's folder), file:// URL or s3://bucket/prefix;
     # ZUNDACAST_STORE and --store win; unset, ./public in the working folder
@@ -233,6 +239,7 @@ class Show(_Strict):
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     pronunciation: dict[str, str] = Field(default_factory=dict)  # word -> katakana; user entries win
     feeds: list[FeedConfig] = Field(min_length=1)
     source_path: str = ""  # where it was read from (set by load_show)
