@@ -162,7 +162,8 @@ def test_schedule_days_follow_the_cron() -> None:
 
 
 def test_the_flow_checks_the_store_it_is_given(
-        tmp_path: Path, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> None:
+        tmp_path: Path, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch,
+        prefect_harness: None) -> None:
     from flows.silence_check import silence_check
 
     monkeypatch.setenv("ZUNDACAST_WEBHOOK_URL", webhook.url)
