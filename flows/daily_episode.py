@@ -24,6 +24,7 @@ from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
 from zundacast.models import EpisodeRecord, Pick, Ranking, RunSummary
 from zundacast.notify import install_log_redaction, notify_failure
+from zundacast.review import maybe_review
 from zundacast.runlock import run_lock
 from zundacast.runner import StageRunner
 from zundacast.scoring import unreadable_reason
@@ -96,6 +97,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
                            llm=show.llm, writer_key=summary_writer.cache_key)
     script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
                  script_writer.cache_key)
+    script = maybe_review(show, day, ranking, summaries, script)  # [review]: an editor decides first
     bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show, store_url)
     published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
 

@@ -120,6 +120,16 @@ class Section(BaseModel):
     sentences: list[Sentence]
 
 
+class ReviewRecord(BaseModel):
+    """An editor's decision on the script before synthesis (zundacast.review)."""
+
+    decision: Literal["approved", "edited", "rejected", "timed out"]
+    author: CleanStr  # who decided: the name the editor gave, or "(nobody: timeout)"
+    decided_at: dt.datetime
+    edits: list[CleanStr] = Field(default_factory=list)  # "article 2, sentence 3: old → new"
+    reason: CleanStr = ""
+
+
 class Script(BaseModel):
     date: dt.date
     weekday: str  # Japanese weekday, e.g. 木曜日 (computed from the date)
@@ -128,6 +138,7 @@ class Script(BaseModel):
     writer: str = "offline"
     usage: Usage = Field(default_factory=Usage)
     fallbacks: list[str] = Field(default_factory=list)  # segments the offline writer had to take over
+    review: ReviewRecord | None = None  # the editor's decision, when the show asks for review
 
     def transcript(self) -> str:
         """The whole script as displayed: a paragraph per section, `----` between articles."""
@@ -192,6 +203,7 @@ class EpisodeRecord(BaseModel):
     # role -> SHA-256 of the published bytes (every file but episode.json, which is this record):
     # the upload stage republishes a date whose files went missing or changed
     file_sha256: dict[str, str] = Field(default_factory=dict)
+    review: ReviewRecord | None = None  # the editor's decision ([review] in the show file)
 
 
 class PublishResult(BaseModel):

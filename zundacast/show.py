@@ -212,6 +212,14 @@ class AlertsConfig(_Strict):
     deadline: dt.time = dt.time(7, 0)
 
 
+class ReviewConfig(_Strict):
+    # "synthesize": the run pauses after the script for an editor's decision (zundacast.review)
+    before: Literal["synthesize", "none"] = "none"
+    timeout_s: int = Field(7200, ge=1, le=7 * 24 * 3600)
+    # what a run does when nobody decides in time; "fail" publishes nothing unreviewed (see review.py)
+    on_timeout: Literal["fail", "publish"] = "fail"
+
+
 class StorageConfig(_Strict):
     # a folder (relative to the show file's folder), file:// URL or s3://bucket/prefix;
     # ZUNDACAST_STORE and --store win; unset, ./public in the working folder
@@ -240,6 +248,7 @@ class Show(_Strict):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     pronunciation: dict[str, str] = Field(default_factory=dict)  # word -> katakana; user entries win
     feeds: list[FeedConfig] = Field(min_length=1)
     source_path: str = ""  # where it was read from (set by load_show)

@@ -116,4 +116,5 @@ def build_record(
         writer=script.writer,
         published_at=published_at or first_published_at(show, script.date),
         files=files,
+        review=script.review,
     )

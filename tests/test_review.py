@@ -1,0 +1,192 @@
+"""An editor in the loop, on a real `prefect server start`: the run pauses after the script, and the
+test answers through the API (`resume_flow_run` with run input) as the UI's Resume form does.
+
+The flow runs in its own process (the sample day on loopback, one pick, OpenJTalk); the test waits
+for its "Pausing flow" log line (no sleeps), finds the paused run through the API and resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.support import short_show
+from tests.test_deployment import _free_port, _stop, _wait_healthy
+from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
+from zundacast.show import Show
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+PAUSED = "Pausing flow, execution will continue"
+
+
+@pytest.fixture(scope="module")
+def api_url() -> Iterator[str]:
+    """One real Prefect server for the module's runs."""
+    home = Path(tempfile.mkdtemp(prefix="zundacast-review-server-"))
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                "--port", str(port), "--no-ui"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_healthy(url, process, 120)
+        yield url
+    finally:
+        _stop(process)
+
+
+class FlowProcess:
+    """daily_episode in a child process; its output lines are collected as they come."""
+
+    def __init__(self, show: Show, store: Path, api_url: str, home: Path) -> None:
+        env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "prefect"),
+               "ZUNDACAST_HOME": str(home / "zundacast"), "TEST_SHOW_JSON": show.model_dump_json(),
+               "PYTHONUNBUFFERED": "1"}
+        script = ("import os; from flows.daily_episode import daily_episode; "
+                  "from zundacast.show import Show; "
+                  f"daily_episode(episode_date={SAMPLE_DATE.isoformat()!r}, "
+                  f"show=Show.model_validate_json(os.environ['TEST_SHOW_JSON']), store={str(store)!r})")
+        self.process = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.lines.append("")  # end of output
+            self.changed.notify_all()
+
+    def wait_for_pause(self, count: int, timeout: float = 600) -> None:
+        """Until the flow has logged its `count`-th pause (fails if the process ends first)."""
+        def seen() -> bool:
+            return sum(PAUSED in line for line in self.lines) >= count or "" in self.lines
+
+        with self.changed:
+            assert self.changed.wait_for(seen, timeout=timeout), "the run never paused"
+            assert sum(PAUSED in line for line in self.lines) >= count, self.output[-4000:]
+
+    def finish(self, timeout: float = 600) -> int:
+        code = self.process.wait(timeout=timeout)
+        self.reader.join(timeout=30)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@contextmanager
+def paused_run(tmp_path: Path, api_url: str, **review: Any) -> Iterator[tuple[FlowProcess, Path]]:
+    store = tmp_path / "public"
+    with serve_sample_day(port=0) as base_url:
+        show = short_show(base_url, picks=1, review={"before": "synthesize", **review})
+        run = FlowProcess(show, store, api_url, tmp_path)
+        try:
+            yield run, store
+        finally:
+            if run.process.poll() is None:
+                run.process.kill()
+                run.finish(timeout=60)
+
+
+def paused_flow_run_id(api_url: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+    assert len(runs) == 1, runs
+    return runs[0].id
+
+
+def resume(api_url: str, run_input: dict[str, Any]) -> Any:
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    flow_run_id = paused_flow_run_id(api_url)
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        resume_flow_run(flow_run_id, run_input=run_input)
+    return flow_run_id
+
+
+def artifact_markdown(api_url: str, key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert found, f"no artifact {key}"
+    return str(found[0].data)
+
+
+def test_an_edit_from_the_api_is_checked_then_synthesized_and_recorded(tmp_path: Path, api_url: str) -> None:
+    new_title = "ずんだ餅でもわかる新しい言語モデルのお話"
+    new_sentence = "この記事は、ずんだ餅みたいに噛めば噛むほど味が出るお話なのだ。"
+    with paused_run(tmp_path, api_url, timeout_s=900) as (run, store):
+        run.wait_for_pause(1)
+        # a sentence with a URL breaks a script rule: the form comes back and nothing is synthesized
+        with_url = {"article": 1, "sentence": 3, "text": "詳しくは https://example.com なのだ。"}
+        resume(api_url, {"editor": "Aoi", "action": "edit", "edits": [with_url]})
+        run.wait_for_pause(2)
+        assert "edits by Aoi not applied" in run.output and "URL" in run.output
+        resume(api_url, {"editor": "Aoi", "action": "edit",
+                         "edits": [{"article": 1, "text": new_title},
+                                   {"article": 1, "sentence": 3, "text": new_sentence}]})
+        assert run.finish() == 0, run.output[-4000:]
+    record = json.loads((store / SAMPLE_DATE.isoformat() / "episode.json").read_text(encoding="utf-8"))
+    review = record["review"]
+    assert (review["decision"], review["author"]) == ("edited", "Aoi")
+    assert len(review["edits"]) == 2 and new_title in review["edits"][0]
+    assert f"タイトルは「{new_title}」なのだ。" in record["transcript"]
+    assert new_sentence in record["transcript"]
+    assert f"「{new_title}」のお話だったのだ" in record["transcript"]  # the recap says the new title too
+    vtt = (store / SAMPLE_DATE.isoformat() / "transcript.vtt").read_text(encoding="utf-8")
+    assert new_sentence in vtt  # synthesized from the edited script, not the cached one
+    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}")
+    assert "edited" in markdown and "Aoi" in markdown
+
+
+def test_a_rejection_from_the_api_publishes_nothing(tmp_path: Path, api_url: str) -> None:
+    with paused_run(tmp_path, api_url, timeout_s=900) as (run, store):
+        run.wait_for_pause(1)
+        resume(api_url, {"editor": "Aoi", "action": "reject", "reason": "出典が一つだけなのだ"})
+        assert run.finish() != 0
+    rejected = (rf"ReviewRejected: review: the episode for {SAMPLE_DATE.isoformat()} was rejected by Aoi: "
+                "出典が一つだけ")
+    assert re.search(rejected, run.output), run.output[-4000:]
+    assert not (store / "episodes.json").exists() and not (store / "feed.xml").exists()
+    assert not (store / SAMPLE_DATE.isoformat() / "episode.mp3").exists()
+
+
+def test_nobody_deciding_fails_the_run_by_default(tmp_path: Path, api_url: str) -> None:
+    with paused_run(tmp_path, api_url, timeout_s=1) as (run, store):  # on_timeout: the default, "fail"
+        assert run.finish() != 0
+    assert PAUSED in run.output
+    assert "rejected by (nobody: timeout): no decision within 1 s" in run.output, run.output[-4000:]
+    assert not (store / "episodes.json").exists()

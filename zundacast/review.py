@@ -1,0 +1,213 @@
+"""An editor in the loop: the run pauses after the script until a person approves, edits or rejects it.
+
+With `[review] before = "synthesize"` in the show file, the flow pauses (Prefect `pause_flow_run`
+with a RunInput form) after the script stage. The form's description shows the picks with their
+scores and the whole script, sentences numbered per article; the editor answers from the Prefect UI
+("Resume" on the paused run) or the API (`resume_flow_run(flow_run_id, run_input={...})`):
+
+- `approve`: the script goes to synthesis unchanged;
+- `edit`: `edits` replace a spoken title (`sentence` left empty) or one sentence of an article; the
+  edited script is checked again (the script rules of tasks/script.py: spoken text without URLs,
+  markdown or emoji, persona ratio, length, titles named); a rule the edit breaks that the original
+  met sends the form back with the problems listed at the top, and nothing is synthesized;
+- `reject`: nothing is synthesized or published; the run fails with `ReviewRejected` naming the
+  editor and the reason (the failure webhook says so).
+
+The decision, its author (the `editor` field: Prefect's open-source server has no user accounts, so
+the form asks for the name) and the edits are kept in `episode.json` (`review`), and in a markdown
+artifact `review-{show}-{date}`.
+
+Timeout (`timeout_s`, default 2 hours): when nobody decides in time, the run resumes itself with
+the show's `on_timeout`. The default is `"fail"`: a show that asked for an editor has said that
+nothing unseen should reach listeners, and a late episode is recoverable (the failure webhook and
+the silence check tell the operator; a rerun of the date reuses every cached stage and pauses
+again), while a published mistake is not. `"publish"` publishes the script unchanged, recorded as
+`timed out`. The run resumes itself (rather than letting Prefect's pause expire, which fails the run
+whatever the show asked) a little before Prefect's own pause timeout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Literal
+
+from prefect.input import RunInput
+from pydantic import BaseModel, Field
+
+from tasks.script import spoken_text_problems, validate_script
+from zundacast.errors import PermanentError
+from zundacast.models import Ranking, ReviewRecord, Script, Section, Sentence, Summary
+from zundacast.show import Show
+from zundacast.speech import to_speech
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_AUTHOR = "(nobody: timeout)"
+PREFECT_GRACE_S = 120  # Prefect's own pause timeout is this much later than ours: we always resume first
+POLL_S = 5  # how often the paused run asks the API whether it was resumed
+MAX_ROUNDS = 10  # forms sent back for invalid edits, before the run gives up
+
+
+class ReviewRejected(PermanentError):
+    """The editor rejected the episode (or nobody decided and the show says to fail)."""
+
+
+class ReviewEdit(BaseModel):
+    article: int = Field(ge=1, description="article number (1 = the first article)")
+    sentence: int | None = Field(None, ge=1, description="sentence number in that article; empty: the "
+                                                          "spoken title")
+    text: str = Field(min_length=1, max_length=400, description="the new text")
+
+
+class ReviewDecision(RunInput):
+    """The editor's answer (the form in the Prefect UI)."""
+
+    editor: str = Field(min_length=1, max_length=100, description="your name, kept with the decision")
+    action: Literal["approve", "edit", "reject"] = "approve"
+    edits: list[ReviewEdit] = Field(default_factory=list)
+    reason: str = Field("", max_length=500, description="why (for a rejection)")
+
+
+def articles(script: Script) -> list[Section]:
+    return [section for section in script.sections if section.kind == "article"]
+
+
+def apply_edits(script: Script, summaries: list[Summary], edits: list[ReviewEdit],
+                pronunciation: dict[str, str]) -> tuple[Script, list[str], list[str]]:
+    """The edited script, one line per edit ("article 2, sentence 3: old → new"), and the problems
+    (edits that point nowhere, or rules the edited script breaks that the original met)."""
+    sections = [section.model_copy(deep=True) for section in script.sections]
+    article_sections = [section for section in sections if section.kind == "article"]
+    spoken = [summary.spoken_title for summary in summaries]
+    described: list[str] = []
+    problems: list[str] = []
+    for edit in edits:
+        text = " ".join(edit.text.split())
+        where = f"article {edit.article}" + (f", sentence {edit.sentence}" if edit.sentence else ", title")
+        if edit.article > len(article_sections):
+            problems.append(f"{where}: there are only {len(article_sections)} articles")
+            continue
+        problems += [f"{where}: {problem}" for problem in spoken_text_problems(text)]
+        section = article_sections[edit.article - 1]
+        if edit.sentence is None:  # the spoken title, wherever the host says it
+            old = spoken[edit.article - 1]
+            for part in (section, sections[-1]):
+                part.sentences = [_say(s.text.replace(f"「{old}」", f"「{text}」"), pronunciation)
+                                  if f"「{old}」" in s.text else s for s in part.sentences]
+            spoken[edit.article - 1] = text
+            described.append(f"{where}: {old} → {text}")
+        elif edit.sentence > len(section.sentences):
+            problems.append(f"{where}: the article has only {len(section.sentences)} sentences")
+        else:
+            old = section.sentences[edit.sentence - 1].text
+            section.sentences[edit.sentence - 1] = _say(text, pronunciation)
+            described.append(f"{where}: {old} → {text}")
+    edited = script.model_copy(update={"sections": sections})
+    titles = [summary.title for summary in summaries]
+    before = set(validate_script(script, titles, [s.spoken_title for s in summaries]))
+    problems += [failure for failure in validate_script(edited, titles, spoken) if failure not in before]
+    return edited, described, problems
+
+
+def _say(text: str, pronunciation: dict[str, str]) -> Sentence:
+    return Sentence(text=text, speech=to_speech(text, pronunciation))
+
+
+def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list[str]) -> str:
+    """The form's description: problems of the last edit, the picks with scores, the numbered script."""
+    lines = [f"# Review: {show.show.title} {script.date.isoformat()}", ""]
+    if problems:
+        lines += ["**Your last edit was not applied:**", *[f"- {p}" for p in problems], ""]
+    lines += ["Approve, reject (with a reason), or edit: `edits` = article number, sentence number "
+              "(empty for the spoken title) and the new text.", "",
+              "| # | score | source | title |", "|---:|---:|---|---|"]
+    lines += [f"| {pick.rank} | {pick.score:.3f} | {pick.candidate.source} | {pick.candidate.title} |"
+              for pick in sorted(ranking.picks, key=lambda p: p.rank)]
+    number = 0
+    for section in script.sections:
+        lines += ["", f"## {section.title}"]
+        if section.kind == "article":
+            number += 1
+            lines += [f"article {number}", ""]
+            lines += [f"{index}. {sentence.text}"
+                      for index, sentence in enumerate(section.sentences, start=1)]
+        else:
+            lines += ["", "".join(sentence.text for sentence in section.sentences)]
+    return "\n".join(lines)
+
+
+def record_markdown(show: Show, record: ReviewRecord) -> str:
+    lines = [f"# Review of {show.show.title}", "", f"- decision: **{record.decision}**",
+             f"- by: {record.author}", f"- at: {record.decided_at.isoformat(timespec='seconds')}"]
+    if record.reason:
+        lines.append(f"- reason: {record.reason}")
+    lines += [f"- edit: {edit}" for edit in record.edits]
+    return "\n".join(lines) + "\n"
+
+
+def maybe_review(show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
+                 script: Script) -> Script:
+    """`script` itself when the show wants no review; else the script an editor decided on (with its
+    `review` record). Raises ReviewRejected when the editor (or the timeout) rejects it."""
+    if show.review.before == "none":
+        return script
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.flow_runs import pause_flow_run, resume_flow_run
+    from prefect.runtime import flow_run
+
+    config = show.review
+    run_id = flow_run.id
+    problems: list[str] = []
+    for round_number in range(1, MAX_ROUNDS + 1):
+        form = ReviewDecision.with_initial_data(description=review_markdown(show, ranking, script, problems))
+        timed_out = threading.Event()
+
+        def resume_on_timeout(timed_out: threading.Event) -> None:
+            timed_out.set()
+            fallback = "approve" if config.on_timeout == "publish" else "reject"
+            try:
+                resume_flow_run(run_id, run_input={"editor": TIMEOUT_AUTHOR, "action": fallback,
+                                                   "reason": f"no decision within {config.timeout_s} s"})
+            except Exception as exc:  # the editor resumed it a moment before: their decision stands
+                logger.info("review timeout: the run was already resumed (%s)", exc)
+
+        timer = threading.Timer(config.timeout_s, resume_on_timeout, args=(timed_out,))
+        timer.daemon = True
+        timer.start()
+        try:
+            decision = pause_flow_run(wait_for_input=form, timeout=config.timeout_s + PREFECT_GRACE_S,
+                                      poll_interval=POLL_S, key=f"review-{round_number}")
+        finally:
+            timer.cancel()
+        by_timeout = timed_out.is_set() and decision.editor == TIMEOUT_AUTHOR
+        now = dt.datetime.now(dt.UTC)
+        if decision.action == "edit" and not by_timeout:
+            edited, described, problems = apply_edits(script, summaries, decision.edits, show.pronunciation)
+            if not decision.edits:
+                problems = ["action edit, but no edits were given"]
+            if problems:
+                logger.warning("review: edits by %s not applied: %s", decision.editor, "; ".join(problems))
+                continue
+            record = ReviewRecord(decision="edited", author=decision.editor, decided_at=now, edits=described,
+                                  reason=decision.reason)
+            script = edited
+        elif decision.action == "reject":
+            record = ReviewRecord(decision="timed out" if by_timeout else "rejected",
+                                  author=decision.editor, decided_at=now, reason=decision.reason)
+        else:
+            record = ReviewRecord(decision="timed out" if by_timeout else "approved",
+                                  author=decision.editor, decided_at=now, reason=decision.reason)
+        create_markdown_artifact(key=f"review-{show.show.id}-{day.isoformat()}",
+                                 markdown=record_markdown(show, record),
+                                 description=f"{show.show.title} {day.isoformat()}: the editor's decision")
+        if decision.action == "reject":
+            raise ReviewRejected(
+                f"review: the episode for {day.isoformat()} was rejected by {record.author}"
+                f"{': ' + record.reason if record.reason else ''}; nothing was published "
+                f"(rerun the date to review it again; [review] in {show.source_path or 'the show file'})")
+        logger.info("review: %s by %s", record.decision, record.author)
+        return script.model_copy(update={"review": record})
+    raise ReviewRejected(f"review: {MAX_ROUNDS} forms for {day.isoformat()} came back with edits that "
+                         f"could not be applied (last: {'; '.join(problems)}); nothing was published")
