@@ -97,7 +97,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
                            llm=show.llm, writer_key=summary_writer.cache_key)
     script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
                  script_writer.cache_key)
-    script = maybe_review(show, day, ranking, summaries, script)  # [review]: an editor decides first
+    script, ranking, summaries = maybe_review(show, day, ranking, summaries, script)  # [review]: an editor
     bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show, store_url)
     published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
 

@@ -145,15 +145,20 @@ def artifact_markdown(api_url: str, key: str) -> str:
     return str(found[0].data)
 
 
-def test_an_edit_from_the_api_is_checked_then_synthesized_and_recorded(tmp_path: Path, api_url: str) -> None:
+def test_a_drop_and_an_edit_from_the_api_are_checked_synthesized_and_recorded(
+        tmp_path: Path, api_url: str) -> None:
     new_title = "ずんだ餅でもわかる新しい言語モデルのお話"
     new_sentence = "この記事は、ずんだ餅みたいに噛めば噛むほど味が出るお話なのだ。"
     with paused_run(tmp_path, api_url, timeout_s=900) as (run, store):
         run.wait_for_pause(1)
+        # the article leaves; the next spare is summarized and scripted, and the form comes back
+        resume(api_url, {"editor": "Aoi", "action": "drop", "drop": [1]})
+        run.wait_for_pause(2)
+        assert "dropped article: " in run.output
         # a sentence with a URL breaks a script rule: the form comes back and nothing is synthesized
         with_url = {"article": 1, "sentence": 3, "text": "詳しくは https://example.com なのだ。"}
         resume(api_url, {"editor": "Aoi", "action": "edit", "edits": [with_url]})
-        run.wait_for_pause(2)
+        run.wait_for_pause(3)
         assert "edits by Aoi not applied" in run.output and "URL" in run.output
         resume(api_url, {"editor": "Aoi", "action": "edit",
                          "edits": [{"article": 1, "text": new_title},
@@ -162,7 +167,9 @@ def test_an_edit_from_the_api_is_checked_then_synthesized_and_recorded(tmp_path:
     record = json.loads((store / SAMPLE_DATE.isoformat() / "episode.json").read_text(encoding="utf-8"))
     review = record["review"]
     assert (review["decision"], review["author"]) == ("edited", "Aoi")
-    assert len(review["edits"]) == 2 and new_title in review["edits"][0]
+    assert len(review["edits"]) == 3 and new_title in review["edits"][1]
+    old, new = review["edits"][0].removeprefix("dropped article: ").split(" → ")
+    assert old != new and [pick["title"] for pick in record["picks"]] == [new]  # the spare took its place
     assert f"タイトルは「{new_title}」なのだ。" in record["transcript"]
     assert new_sentence in record["transcript"]
     assert f"「{new_title}」のお話だったのだ" in record["transcript"]  # the recap says the new title too

@@ -6,6 +6,8 @@ scores and the whole script, sentences numbered per article; the editor answers 
 ("Resume" on the paused run) or the API (`resume_flow_run(flow_run_id, run_input={...})`):
 
 - `approve`: the script goes to synthesis unchanged;
+- `drop`: the articles numbered in `drop` leave the episode; the next spares take their places
+  (summarized and scripted like the others) and the form comes back with the new script;
 - `edit`: `edits` replace a spoken title (`sentence` left empty) or one sentence of an article; the
   edited script is checked again (the script rules of tasks/script.py: spoken text without URLs,
   markdown or emoji, persona ratio, length, titles named); a rule the edit breaks that the original
@@ -65,8 +67,9 @@ class ReviewDecision(RunInput):
     """The editor's answer (the form in the Prefect UI)."""
 
     editor: str = Field(min_length=1, max_length=100, description="your name, kept with the decision")
-    action: Literal["approve", "edit", "reject"] = "approve"
+    action: Literal["approve", "edit", "drop", "reject"] = "approve"
     edits: list[ReviewEdit] = Field(default_factory=list)
+    drop: list[int] = Field(default_factory=list, description="article numbers the next spares replace")
     reason: str = Field("", max_length=500, description="why (for a rejection)")
 
 
@@ -111,6 +114,44 @@ def apply_edits(script: Script, summaries: list[Summary], edits: list[ReviewEdit
     return edited, described, problems
 
 
+def replace_articles(show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
+                     numbers: list[int]) -> tuple[Ranking, list[Summary], Script, list[str]]:
+    """The episode with the articles `numbers` (1-based) replaced by the next spares: the ranking,
+    the summaries (the kept ones reused, the spares summarized by the summarize task), the script
+    written again by the script task, and one line per replacement."""
+    from tasks.rank import promote_spares
+    from tasks.script import write_script
+    from tasks.summarize import summarize
+    from zundacast.llm import get_writer
+    from zundacast.show import Environment
+
+    dropped = [ranking.picks[number - 1] for number in sorted(set(numbers))]
+    promoted = promote_spares(ranking, {pick.candidate.url for pick in dropped})
+    env = Environment()
+    kept = {summary.url: summary for summary in summaries}
+    summary_key = get_writer(show, env, stage="summarize").cache_key
+    new_summaries = [kept.get(pick.candidate.url)
+                     or summarize(pick.candidate, llm=show.llm, writer_key=summary_key)
+                     for pick in promoted.picks]
+    script = write_script(day, new_summaries, show.show, show.pronunciation, show.llm,
+                          get_writer(show, env, stage="script").cache_key)
+    arrived = [pick for pick in promoted.picks if pick.candidate.url not in kept]
+    lines = [f"dropped article: {old.candidate.title} → {new.candidate.title}"
+             for old, new in zip(dropped, arrived, strict=False)]
+    return promoted, new_summaries, script, lines
+
+
+def drop_problems(ranking: Ranking, numbers: list[int]) -> list[str]:
+    if not numbers:
+        return ["action drop, but no article numbers in drop"]
+    wrong = [number for number in numbers if not 1 <= number <= len(ranking.picks)]
+    if wrong:
+        return [f"drop: no article {wrong[0]} (there are {len(ranking.picks)})"]
+    if len(set(numbers)) > len(ranking.spares):
+        return [f"drop: {len(set(numbers))} article(s) to replace but {len(ranking.spares)} spare(s) left"]
+    return []
+
+
 def _say(text: str, pronunciation: dict[str, str]) -> Sentence:
     return Sentence(text=text, speech=to_speech(text, pronunciation))
 
@@ -119,7 +160,7 @@ def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list
     """The form's description: problems of the last edit, the picks with scores, the numbered script."""
     lines = [f"# Review: {show.show.title} {script.date.isoformat()}", ""]
     if problems:
-        lines += ["**Your last edit was not applied:**", *[f"- {p}" for p in problems], ""]
+        lines += ["**Your last answer was not applied:**", *[f"- {p}" for p in problems], ""]
     lines += ["Approve, reject (with a reason), or edit: `edits` = article number, sentence number "
               "(empty for the spoken title) and the new text.", "",
               "| # | score | source | title |", "|---:|---:|---|---|"]
@@ -148,18 +189,22 @@ def record_markdown(show: Show, record: ReviewRecord) -> str:
 
 
 def maybe_review(show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
-                 script: Script) -> Script:
-    """`script` itself when the show wants no review; else the script an editor decided on (with its
-    `review` record). Raises ReviewRejected when the editor (or the timeout) rejects it."""
+                 script: Script) -> tuple[Script, Ranking, list[Summary]]:
+    """The episode unchanged when the show wants no review; else the episode an editor decided on
+    (the script with its `review` record, and the picks and summaries after any replacement).
+    Raises ReviewRejected when the editor (or the timeout) rejects it."""
     if show.review.before == "none":
-        return script
+        return script, ranking, summaries
+    from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
     from prefect.flow_runs import pause_flow_run, resume_flow_run
     from prefect.runtime import flow_run
 
+    say = get_run_logger()  # in the run's log (the UI), not only the terminal
     config = show.review
     run_id = flow_run.id
     problems: list[str] = []
+    changes: list[str] = []  # replacements made in earlier rounds
     for round_number in range(1, MAX_ROUNDS + 1):
         form = ReviewDecision.with_initial_data(description=review_markdown(show, ranking, script, problems))
         timed_out = threading.Event()
@@ -183,22 +228,33 @@ def maybe_review(show: Show, day: dt.date, ranking: Ranking, summaries: list[Sum
             timer.cancel()
         by_timeout = timed_out.is_set() and decision.editor == TIMEOUT_AUTHOR
         now = dt.datetime.now(dt.UTC)
+        if decision.action == "drop" and not by_timeout:
+            problems = drop_problems(ranking, decision.drop)
+            if not problems:
+                ranking, summaries, script, replaced = replace_articles(show, day, ranking, summaries,
+                                                                        decision.drop)
+                changes += replaced
+                say.info("review: %s by %s", "; ".join(replaced), decision.editor)
+            else:
+                say.warning("review: drop by %s not applied: %s", decision.editor, "; ".join(problems))
+            continue  # the form comes back with the new article (or the problems)
         if decision.action == "edit" and not by_timeout:
             edited, described, problems = apply_edits(script, summaries, decision.edits, show.pronunciation)
             if not decision.edits:
                 problems = ["action edit, but no edits were given"]
             if problems:
-                logger.warning("review: edits by %s not applied: %s", decision.editor, "; ".join(problems))
+                say.warning("review: edits by %s not applied: %s", decision.editor, "; ".join(problems))
                 continue
-            record = ReviewRecord(decision="edited", author=decision.editor, decided_at=now, edits=described,
-                                  reason=decision.reason)
+            record = ReviewRecord(decision="edited", author=decision.editor, decided_at=now,
+                                  edits=[*changes, *described], reason=decision.reason)
             script = edited
         elif decision.action == "reject":
             record = ReviewRecord(decision="timed out" if by_timeout else "rejected",
                                   author=decision.editor, decided_at=now, reason=decision.reason)
         else:
-            record = ReviewRecord(decision="timed out" if by_timeout else "approved",
-                                  author=decision.editor, decided_at=now, reason=decision.reason)
+            approved = "edited" if changes else "approved"
+            record = ReviewRecord(decision="timed out" if by_timeout else approved, author=decision.editor,
+                                  decided_at=now, edits=changes, reason=decision.reason)
         create_markdown_artifact(key=f"review-{show.show.id}-{day.isoformat()}",
                                  markdown=record_markdown(show, record),
                                  description=f"{show.show.title} {day.isoformat()}: the editor's decision")
@@ -207,7 +263,7 @@ def maybe_review(show: Show, day: dt.date, ranking: Ranking, summaries: list[Sum
                 f"review: the episode for {day.isoformat()} was rejected by {record.author}"
                 f"{': ' + record.reason if record.reason else ''}; nothing was published "
                 f"(rerun the date to review it again; [review] in {show.source_path or 'the show file'})")
-        logger.info("review: %s by %s", record.decision, record.author)
-        return script.model_copy(update={"review": record})
+        say.info("review: %s by %s", record.decision, record.author)
+        return script.model_copy(update={"review": record}), ranking, summaries
     raise ReviewRejected(f"review: {MAX_ROUNDS} forms for {day.isoformat()} came back with edits that "
                          f"could not be applied (last: {'; '.join(problems)}); nothing was published")
