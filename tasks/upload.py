@@ -162,6 +162,7 @@ def plan_publication(
         files.pop("page")
     published_at = previous.published_at if previous else first_published_at(show, day)
     record = build_record(bundle, script, ranking, summaries, show, files, published_at=published_at)
+    record = record.model_copy(update={"quality": script.quality})  # the editorial gate's figures
     catalog = merge_record(history, record)
 
     def url_for(key: str) -> str:

@@ -22,3 +22,8 @@ class NotEnoughCandidates(PermanentError):
 
 class EpisodeCheckError(PermanentError):
     """The finished MP3 failed its check; nothing is published."""
+
+
+class EditorialGateError(PermanentError):
+    """The editorial gate rejected the episode (an article no spare could replace, or the whole script):
+    nothing is published; the message names the article and the rule."""

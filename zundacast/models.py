@@ -87,6 +87,31 @@ class Usage(BaseModel):
         )
 
 
+class RuleFired(BaseModel):
+    """One editorial rule that failed on one field, and what the pipeline did about it."""
+
+    rule: str  # stable id, e.g. grounding.number (see zundacast.editorial)
+    field: str  # spoken_title, summary, key_points[1], why_it_matters, segment, script ...
+    article: str = ""  # the article's URL ("" for the episode frame)
+    action: str  # rewritten (asked again with feedback), offline (offline writer took over), rejected
+    detail: str = ""
+
+
+class Quality(BaseModel):
+    """What an editor would measure in a script (see zundacast.editorial.measure)."""
+
+    characters: int = 0
+    sentences: int = 0
+    persona_ratio: float = 0.0
+    distinct_sentence_ratio: float = 0.0
+    ending_kinds: int = 0  # distinct sentence endings (のだ。 / なのだ！ / のだ？ ...)
+    endings: dict[str, int] = Field(default_factory=dict)
+    claims: int = 0  # numbers and Latin-script names in writer-made text
+    grounded_claim_ratio: float = 1.0
+    rules_fired: list[RuleFired] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
+
+
 class Summary(BaseModel):
     """One article, digested for the host."""
 
@@ -100,6 +125,9 @@ class Summary(BaseModel):
     language: str = "ja"  # the article's language
     writer: str = "offline"  # "offline" or the model's name
     usage: Usage = Field(default_factory=Usage)
+    rules_fired: list[RuleFired] = Field(default_factory=list)  # the editorial gate's findings
+    claims: int = 0  # numbers and Latin names in the summary's text, and how many the article holds
+    grounded_claims: int = 0
 
 
 class Sentence(BaseModel):
@@ -126,6 +154,7 @@ class Script(BaseModel):
     writer: str = "offline"
     usage: Usage = Field(default_factory=Usage)
     fallbacks: list[str] = Field(default_factory=list)  # segments the offline writer had to take over
+    quality: Quality = Field(default_factory=Quality)
 
     def transcript(self) -> str:
         """The whole script as displayed: a paragraph per section, `----` between articles."""
@@ -184,6 +213,7 @@ class EpisodeRecord(BaseModel):
     writer: str
     published_at: dt.datetime
     files: dict[str, str] = Field(default_factory=dict)  # role (mp3, vtt, chapters, page) -> key in the store
+    quality: Quality | None = None  # the script's quality figures and every editorial rule that fired
 
 
 class PublishResult(BaseModel):

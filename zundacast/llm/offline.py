@@ -343,8 +343,11 @@ class OfflineWriter:
 
     name = OFFLINE
     cache_key = OFFLINE
+    is_offline = True  # the Writer capabilities (zundacast.llm.Writer)
+    needs_key = False
 
-    def summarize(self, candidate: Candidate, show: object | None = None) -> Summary:
+    def summarize(self, candidate: Candidate, show: object | None = None,
+                  feedback: list[str] | None = None) -> Summary:
         text = candidate.text or candidate.feed_summary or candidate.title
         if _is_english(candidate, text):
             return _summarize_english(candidate, text)
