@@ -230,7 +230,7 @@ def build_script(day: dt.date, summaries: list[Summary], show: ShowInfo, pronunc
             form = sentence_form(line)
             if form in said:
                 fired.append(RuleFired(rule="repeat.sentence", field="segment", article=summary.url,
-                                       action="dropped", detail=f"「{line[:40]}」は前に言った文です"))
+                                       action="dropped", detail="a sentence said earlier in the episode"))
                 continue
             said.add(form)
             kept.append(line)
