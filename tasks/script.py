@@ -160,6 +160,7 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
     usage = Usage()
     feedback: list[str] = []
     fired: list[RuleFired] = []
+    reason = "no usable answer"
     source = source_of_summary(summary)
     attempts = 1 if writer.is_offline else max(1, max_attempts)
     for attempt in range(1, attempts + 1):
@@ -171,7 +172,8 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
             raise  # a bad key or model: the user must fix it, a fallback would hide it
         except Exception as exc:  # the writer already retried (HTTP and unparsable answers): fall back now
             log.warning("segment %d attempt %d: %s", index + 1, attempt, exc)
-            feedback = [f"{type(exc).__name__}: {exc}"]
+            # the reason is published (episode.json): never the model's answer, which may be the attack
+            reason = f"{type(exc).__name__}: {str(exc).split(' (')[0]}"
             break
         usage = usage + used
         lines = _clean_lines(lines)
@@ -183,9 +185,9 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
         log.warning("segment %d attempt %d failed the editorial gate: %s", index + 1, attempt,
                     "; ".join(map(str, failures)))
         feedback = feedback_of(failures)
-    reason = "; ".join(feedback) if not writer.is_offline else ""
-    if not writer.is_offline:
-        reason = reason or "no usable answer"
+        reason = "failed the editorial gate: " + ", ".join(dict.fromkeys(f.rule for f in failures))
+    if writer.is_offline:
+        reason = ""
     offline = writer if writer.is_offline else (fallback or OfflineWriter())
     lines, _ = offline.write_segment(summary, index, total, show, [])
     lines = _clean_lines(lines)

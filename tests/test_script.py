@@ -370,7 +370,7 @@ def test_llm_segment_failing_twice_falls_back_to_offline(llm_server: FakeOpenAI,
     script = build_script(day, summaries, SHOW.show, SHOW.pronunciation, writer, max_attempts=2)
     assert len(llm_server.requests) == 2 * len(summaries)
     assert len(script.fallbacks) == len(summaries)
-    assert "のだ" in script.fallbacks[0]  # the reason names the failed rule
+    assert "persona.ratio" in script.fallbacks[0]  # the reason names the failed rule
     offline_lines, _ = OfflineWriter().write_segment(summaries[0], 0, 3, SHOW.show, [])
     body = "".join(s.text for s in script.sections[1].sentences)
     assert "".join(offline_lines) in body
