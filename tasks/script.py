@@ -183,7 +183,7 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
         action = "rewritten" if attempt < attempts else "offline"
         fired += [failure.fired(summary.url, action) for failure in failures]
         log.warning("segment %d attempt %d failed the editorial gate: %s", index + 1, attempt,
-                    "; ".join(map(str, failures)))
+                    "; ".join(feedback_of(failures)))
         feedback = feedback_of(failures)
         reason = "failed the editorial gate: " + ", ".join(dict.fromkeys(f.rule for f in failures))
     if writer.is_offline:

@@ -74,7 +74,7 @@ def summarize_article(candidate: Candidate, writer: Writer, max_attempts: int = 
             action = "rewritten" if attempt < attempts else "offline"
             fired = [*fired, *(failure.fired(candidate.url, action) for failure in failures)]
             log.warning("summary of %s attempt %d failed the editorial gate: %s", candidate.url, attempt,
-                        "; ".join(map(str, failures)))
+                        "; ".join(feedback_of(failures)))
             feedback = feedback_of(failures)
         offline = OfflineWriter().summarize(candidate).model_copy(update={"writer": FALLBACK})
     else:
@@ -82,7 +82,7 @@ def summarize_article(candidate: Candidate, writer: Writer, max_attempts: int = 
     gated, failures = _gated(offline, source, False, fired, usage)
     if failures:
         log.warning("the offline summary of %s fails the editorial gate too: %s", candidate.url,
-                    "; ".join(map(str, failures)))
+                    "; ".join(feedback_of(failures)))
         gated = gated.model_copy(update={
             "rules_fired": [*fired, *(failure.fired(candidate.url, "rejected") for failure in failures)]})
     return gated

@@ -61,7 +61,7 @@ TOPICS = ("推論", "学習", "評価", "速度", "費用", "安全性", "品質
           "標準化", "自動化")
 
 
-def segment_sentences(count: int = 24) -> list[str]:
+def segment_sentences(count: int = 26) -> list[str]:
     """Distinct, grounded-by-construction host sentences (no numbers or names the article lacks)."""
     return [f"今度は{TOPICS[n % len(TOPICS)]}の話で、新人エンジニアにもわかるように、やさしく話すのだ。"
             for n in range(count)]

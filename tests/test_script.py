@@ -383,7 +383,7 @@ def test_llm_segment_failing_twice_falls_back_to_offline(llm_server: FakeOpenAI,
 
 
 def test_llm_segment_fixed_after_feedback_is_kept(llm_server: FakeOpenAI, summaries: list[Summary]) -> None:
-    good = segment_sentences(25)
+    good = segment_sentences()
     replies = iter([_segment_reply(["ダメな文です。"] * 8), _segment_reply(good)])
     llm_server.responder = lambda request: next(replies)
     writer = OpenAIWriter(LLMConfig(), model="gpt-4o-mini", env=Environment())

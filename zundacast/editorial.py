@@ -413,12 +413,14 @@ def sentence_form(sentence: str) -> str:
 
 def repeats(sentences: list[str], field: str) -> list[Failure]:
     seen: set[str] = set()
+    reported: set[str] = set()
     failures = []
     for sentence in sentences:
         form = sentence_form(sentence)
         if not form:
             continue
-        if form in seen:
+        if form in seen and form not in reported:  # each repeated sentence once
+            reported.add(form)
             failures.append(Failure("repeat.sentence", field,
                                     f"「{sentence[:40]}」は同じ文の繰り返しです（同じ文を二度言わないこと）"))
         seen.add(form)

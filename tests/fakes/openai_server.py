@@ -291,9 +291,9 @@ def faithful_model(request: dict[str, Any]) -> str:
         pieces = [paraphrase(s, turn) for turn, s in enumerate(sentences)]
         return json.dumps({
             "spoken_title": _short_title(_field(user, "タイトル")),
-            "summary": "".join(pieces[:4]),
-            "key_points": pieces[4:8],
-            "why_it_matters": pieces[8] if len(pieces) > 8 else "",
+            "summary": "".join(pieces[:5]),
+            "key_points": pieces[5:10],
+            "why_it_matters": pieces[10] if len(pieces) > 10 else "",
         }, ensure_ascii=False)
     lines = []
     for label in ("要約", "なぜ重要か"):

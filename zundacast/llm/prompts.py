@@ -26,9 +26,9 @@ PROMPT_OVERHEAD_TOKENS = 700  # system prompt + metadata around the article text
 
 # The episode's length (display characters) for 3-4 articles: 8-12 minutes of speech.
 EPISODE_CHARS = (3400, 4600)
-FRAME_CHARS = 400  # opening + recap + closing, roughly
+FRAME_CHARS = 300  # opening + recap + closing, roughly (one article: about 330 with its header)
 TOTAL_TOLERANCE = (0.9, 1.1)
-SEGMENT_TOLERANCE = (0.75, 1.25)
+SEGMENT_TOLERANCE = (0.9, 1.25)  # low enough segments always make an episode inside its band
 PERSONA_MIN_RATIO = 0.9
 
 
