@@ -268,3 +268,38 @@ def test_a_faithful_llm_passes_the_gate_on_95_percent_of_its_fields(llm: FakeOpe
     print(f"\nfaithful LLM: {passed}/{total} fields pass the editorial gate ({rate:.1%})")
     assert total > 150
     assert rate >= 0.95, failed
+
+
+# --- [llm] concurrency ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(1, 1), (3, 3)])
+def test_llm_concurrency_bounds_the_summaries_written_at_once(llm: FakeOpenAI, limit: int,
+                                                              expected: int) -> None:
+    """The summarize task holds one of `[llm] concurrency` slots while it writes: three tasks started
+    together never have more than that many requests at the model at once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.summarize import summarize
+
+    arrived = threading.Condition()
+    state = {"in_flight": 0, "most": 0}
+
+    def counting(request: dict[str, Any]) -> str:
+        with arrived:
+            state["in_flight"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+            arrived.notify_all()
+            # stay in flight a moment, or until one request too many has joined (the limit broken)
+            arrived.wait_for(lambda: state["in_flight"] > limit, timeout=0.5)
+            state["in_flight"] -= 1
+        return json.dumps(SUMMARY_JSON, ensure_ascii=False)
+
+    llm.responder = counting
+    items = [article().model_copy(update={"url": f"https://news.example.com/{n}"}) for n in range(3)]
+    config = LLMConfig(concurrency=limit)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        summaries = list(pool.map(lambda item: summarize.fn(item, config, "openai:gpt-4o-mini:x"), items))
+    assert state["most"] == expected
+    assert [summary.writer for summary in summaries] == ["gpt-4o-mini"] * 3
