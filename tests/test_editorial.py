@@ -303,3 +303,81 @@ def test_llm_concurrency_bounds_the_summaries_written_at_once(llm: FakeOpenAI, l
         summaries = list(pool.map(lambda item: summarize.fn(item, config, "openai:gpt-4o-mini:x"), items))
     assert state["most"] == expected
     assert [summary.writer for summary in summaries] == ["gpt-4o-mini"] * 3
+
+
+# --- the flow: a rejected article is replaced by a spare, else the run fails ------------------------------
+
+
+class DirectRunner:
+    """Runs the stage functions themselves (no Prefect) in the shape the flow's StageRunner has."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.said: list[str] = []
+
+    def __call__(self, name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(name)
+        return task.fn(*args, **kwargs)
+
+    def mapped(self, name: str, task: Any, items: list[Any], **kwargs: Any) -> list[Any]:
+        self.calls.append(name)
+        return [task.fn(item, **kwargs) for item in items]
+
+    def say(self, line: str) -> None:
+        self.said.append(line)
+
+
+def _ranking(picks: list[Candidate], spares: list[Candidate]) -> Any:
+    from zundacast.models import Pick, Ranking
+
+    return Ranking(picks=[Pick(rank=n, candidate=c, score=1.0) for n, c in enumerate(picks, 1)],
+                   spares=[Pick(rank=n, candidate=c, score=0.5)
+                           for n, c in enumerate(spares, len(picks) + 1)])
+
+
+def _rejected(item: Candidate) -> Summary:
+    """What the summarize stage returns for an article no writer could make pass the gate."""
+    from zundacast.models import RuleFired
+
+    summary = OfflineWriter().summarize(item)
+    return summary.model_copy(update={"rules_fired": [RuleFired(
+        rule="injection.advertisement", field="summary", article=item.url, action="rejected",
+        detail=RULES["injection.advertisement"])]})
+
+
+@pytest.fixture
+def artifacts(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    import flows.daily_episode
+
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr(flows.daily_episode, "create_markdown_artifact", lambda **kw: made.append(kw))
+    return made
+
+
+def test_a_rejected_article_is_replaced_by_a_spare(artifacts: list[dict[str, Any]]) -> None:
+    from flows.daily_episode import gated_script
+
+    bad, spare = candidate("agent-ops"), candidate("llm-inference")
+    runner = DirectRunner()
+    ranking, summaries, script = gated_script(runner, SHOW, DAY, _ranking([bad], [spare]), [_rejected(bad)],
+                                              "offline", "offline")
+    assert [pick.candidate.url for pick in ranking.picks] == [spare.url] and ranking.spares == []
+    assert [summary.url for summary in summaries] == [spare.url]
+    assert runner.calls == ["summarize", "script"]  # the spare summarized, then the script written once
+    assert [section.url for section in script.sections if section.kind == "article"] == [spare.url]
+    replaced = [r for r in script.quality.rules_fired if r.action == "replaced by spare"]
+    assert [(r.rule, r.article) for r in replaced] == [("injection.advertisement", bad.url)]
+    markdown = artifacts[-1]["markdown"]
+    assert "replaced by spare" in markdown and "**Validation:** passed" in markdown
+
+
+def test_no_spare_left_fails_naming_the_article_and_the_rule(artifacts: list[dict[str, Any]]) -> None:
+    from flows.daily_episode import gated_script
+    from zundacast.errors import EditorialGateError
+
+    bad = candidate("agent-ops")
+    with pytest.raises(EditorialGateError) as failed:
+        gated_script(DirectRunner(), SHOW, DAY, _ranking([bad], []), [_rejected(bad)], "offline", "offline")
+    message = str(failed.value)
+    assert bad.url in message and "injection.advertisement" in message and "nothing was published" in message
+    assert "\n" not in message and artifacts == []  # failed before any script was written
