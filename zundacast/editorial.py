@@ -310,10 +310,14 @@ def _japanese_share(text: str) -> float:
 
 
 def title_key_terms(title: str) -> list[str]:
-    """The terms that make a title this title: its names, numbers, katakana words (3+) and kanji
-    compounds (2+), with a trailing ' | site' left out."""
+    """The terms that make a title this title: its names (Latin words with a capital or a digit), numbers,
+    katakana words (3+) and kanji compounds (2+), with a trailing ' | site' left out."""
     title = re.sub(r"\s*[|｜]\s*[^|｜]*$", "", normalize(title)).strip() or normalize(title)
-    terms = [name for name in latin_names(title) if len(name) >= 2]
+    names = latin_names(title)
+    # names, not English words: a capital or a digit, and not only the capital that starts the title
+    terms = [name for index, name in enumerate(names)
+             if len(name) >= 2 and re.search(r"[A-Z0-9]", name)
+             and not (index == 0 and title.startswith(name) and name[1:].islower())]
     terms += [written for written, _values in numbers(title)]
     terms += re.findall(r"[ァ-ヺー]{3,}", title) + re.findall(r"[一-龥々]{2,}", title)
     return list(dict.fromkeys(terms))
