@@ -163,6 +163,7 @@ def gated_script(run: "StageRunner", show: Show, day: dt.date, ranking: Ranking,
         done.update({summary.url: summary for summary in run.mapped(
             "summarize", summarize, fresh, llm=show.llm, writer_key=summary_key)})
         summaries = [done[pick.candidate.url] for pick in ranking.picks]
+    assert script is not None  # the loop leaves only with a script no rule rejects
     quality = script.quality.model_copy(update={"rules_fired": [*replaced, *script.quality.rules_fired]})
     script = script.model_copy(update={"quality": quality})
     failures = check_script(script, [s.title for s in summaries], [s.spoken_title for s in summaries])

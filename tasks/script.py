@@ -1,9 +1,11 @@
-"""Stage 5: the summaries become Zundamon's script, validated before synthesis.
+"""Stage 5: the summaries become Zundamon's script, each segment through the editorial gate.
 
 The frame (greeting, show name, date and weekday, article count, separators, recap, sign-off) is
 computed from facts, never generated; the writer writes one segment per article. A segment that
-fails validation goes back to the writer with the failures as feedback, up to `max_attempts`, then
-the offline writer takes it over (recorded in `Script.fallbacks`).
+fails the gate (zundacast.editorial) goes back to the writer with the failures as feedback, up to
+`max_attempts`, then the offline writer takes it over (recorded in `Script.fallbacks`); an offline
+segment that still breaks a rule marks its article `rejected` for the flow to replace. The whole
+script is checked, and its artifact made, by the flow (flows/daily_episode.py: gated_script).
 """
 
 from __future__ import annotations
