@@ -12,7 +12,8 @@ import pytest
 
 from tasks.script import build_script, validate_script
 from tasks.summarize import FALLBACK, summarize_article
-from tests.fakes.openai_server import FakeOpenAI, Reply, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, Reply, faithful_model, fake_openai
+from zundacast.editorial import check_title
 from zundacast.errors import PermanentError
 from zundacast.llm import LLMError, get_writer, writer_for
 from zundacast.llm.offline import OfflineWriter
@@ -27,8 +28,9 @@ SHOW = load_show("zundamon-ai")
 ARTICLE_JA = (
     "ツバキAI研究所は11月16日、日本語に強い大規模言語モデル「Tsubaki-2」を公開した。"
     "パラメーター数は32Bで、日本語ベンチマークJMMLUで78.4点を記録した。"
-    "学習にはNVIDIA H100を2,048基使い、期間は52日間だった。"
-    "ライセンスはApache 2.0で、商用利用も可能だ。"
+    "学習にはNVIDIA H100を2,048基使い、期間は52日間だった。学習データの約40%が日本語だ。"
+    "ライセンスはApache 2.0で、商用利用も可能だ。扱える文脈の長さは128Kトークンで、"
+    "量子化版はメモリーを32GB以上積んだノートパソコンでも動く。"
 )
 ARTICLE_EN = (
     "Last month we shipped on-device summarization to every user of our notes app. The model is a "
@@ -55,15 +57,24 @@ SUMMARY_JSON = {
 }
 
 
-def segment_sentences(count: int = 24) -> list[str]:
-    return [f"これは{n}番目の説明で、新人エンジニアにもわかるように、具体的な数字を使って話すのだ。"
-            for n in range(1, count + 1)]
+TOPICS = ("推論", "学習", "評価", "速度", "費用", "安全性", "品質", "設計", "運用", "監視", "検索", "記憶",
+          "並列化", "量子化", "圧縮", "調達", "配布", "公開", "検証", "改善", "導入", "移行", "計測", "開発",
+          "標準化", "自動化")
+
+
+def segment_sentences(count: int = 26) -> list[str]:
+    """Distinct, grounded-by-construction host sentences (no numbers or names the article lacks)."""
+    return [f"今度は{TOPICS[n % len(TOPICS)]}の話で、新人エンジニアにもわかるように、やさしく話すのだ。"
+            for n in range(count)]
 
 
 def responder(request: dict[str, Any]) -> str:
-    """Valid structured output for whichever schema the request asks for."""
+    """Valid structured output for whichever schema the request asks for: SUMMARY_JSON for the Tsubaki
+    article, a faithful summary of any other article (so the editorial gate keeps the model's work)."""
     schema = request["response_format"]["json_schema"]["name"]
     if schema == "SummaryDraft":
+        if "Tsubaki-2" not in request["messages"][-1]["content"]:
+            return faithful_model(request)
         return json.dumps(SUMMARY_JSON, ensure_ascii=False)
     return json.dumps({"sentences": segment_sentences()}, ensure_ascii=False)
 
@@ -194,7 +205,7 @@ def test_english_article_is_summarized_in_japanese(server: FakeOpenAI) -> None:
     system, user = server.requests[0].messages
     assert "日本語" in system["content"] and "英語の記事は日本語に訳して" in system["content"]
     assert "記事の言語: 英語" in user["content"] and "日本語で要約" in user["content"]
-    assert summary.spoken_title == SUMMARY_JSON["spoken_title"]
+    assert check_title(summary.spoken_title, english.title) == []  # a Japanese title keeping its numbers
 
 
 def test_prompt_injection_stays_data_and_the_script_still_validates(server: FakeOpenAI) -> None:
@@ -208,7 +219,7 @@ def test_prompt_injection_stays_data_and_the_script_still_validates(server: Fake
 
     server.responder = obedient_model
     summary_writer = writer()
-    candidates = [article(text=ARTICLE_JA + INJECTION, title=f"記事{n}").model_copy(
+    candidates = [article(text=ARTICLE_JA + INJECTION).model_copy(
         update={"url": f"https://news.example.com/{n}"}) for n in range(3)]
     summaries = [summarize_article(c, summary_writer) for c in candidates]
     for request in server.requests:
@@ -216,9 +227,12 @@ def test_prompt_injection_stays_data_and_the_script_still_validates(server: Fake
         assert "IGNORE" not in system["content"]
         block = user["content"].split(ARTICLE_OPEN, 1)[1].split(ARTICLE_CLOSE, 1)[0]
         assert INJECTION in block and INJECTION not in user["content"].replace(block, "")
+    summaries = [s.model_copy(update={"spoken_title": f"{s.spoken_title}、その{n}"})  # three distinct titles
+                 for n, s in enumerate(summaries)]
     # the injected text reaches the segment request as data too (in the summary's key points)
     summaries[1] = summaries[1].model_copy(update={"key_points": [*summaries[1].key_points, INJECTION]})
     script = build_script(dt.date(2025, 7, 24), summaries, SHOW.show, SHOW.pronunciation, writer(), 2)
-    assert validate_script(script, [s.title for s in summaries], [s.spoken_title for s in summaries]) == []
+    failures = validate_script(script, [s.title for s in summaries], [s.spoken_title for s in summaries])
+    assert [f for f in failures if not f.startswith("[length]")] == []  # a short test article: only length
     assert len(script.fallbacks) == 1 and script.fallbacks[0].startswith("2:")
     assert "evil" not in script.transcript() and "Sure!" not in script.transcript()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tasks.summarize import FALLBACK
-from tests.fakes.openai_server import FakeOpenAI, Reply, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, Reply, faithful_model, fake_openai
 from tests.faults.support import SECRET_KEY
 from tests.test_llm import article, responder
 from zundacast.llm.openai_writer import HTTP_RETRIES, PARSE_ATTEMPTS
@@ -127,6 +127,7 @@ def test_a_second_run_of_the_same_date_sends_the_llm_no_request(
         llm_server: FakeOpenAI, prefect_results: Path, tmp_path: Path) -> None:
     from tests.faults.support import run_flow, sample_site, short_show
 
+    llm_server.responder = faithful_model  # a summary of the article actually served, so the gate keeps it
     with sample_site() as (_site, base):
         show = short_show(base, picks=1)
         first = run_flow(show, tmp_path / "public")

@@ -29,9 +29,15 @@ class WriterOutputError(ZundacastError):
 class Writer(Protocol):
     name: str  # "offline" or the model's name
     cache_key: str  # model + prompt version: part of every cache key of what it writes
+    is_offline: bool  # writes without a model: asking it again gives the same answer, so it is asked once
+    needs_key: bool  # needs OPENAI_API_KEY (or a base URL) to write
 
-    def summarize(self, candidate: Candidate, show: Show | ShowInfo | None = None) -> Summary:
-        """Digest one article for the host (in Japanese, whatever the article's language)."""
+    def summarize(self, candidate: Candidate, show: Show | ShowInfo | None = None,
+                  feedback: list[str] | None = None) -> Summary:
+        """Digest one article for the host (in Japanese, whatever the article's language).
+
+        `feedback` lists what the editorial gate rejected last time (a writer that cannot use it
+        ignores it)."""
 
     def write_segment(
         self, summary: Summary, index: int, total: int, show: Show | ShowInfo | None = None,

@@ -876,7 +876,8 @@ class OfflineWriter:
         self.seed = seed
         self._said: list[str] = []  # this episode's lines so far (see _remember)
 
-    def summarize(self, candidate: Candidate, show: object | None = None) -> Summary:
+    def summarize(self, candidate: Candidate, show: object | None = None,
+                  feedback: list[str] | None = None) -> Summary:
         text = candidate.text or candidate.feed_summary or candidate.title
         if _is_english(candidate, text):
             return _summarize_english(candidate, text)

@@ -47,6 +47,9 @@ def _show_info(show: Show | ShowInfo | None) -> tuple[str, str]:
 
 
 class OpenAIWriter:
+    is_offline = False
+    needs_key = True  # OPENAI_API_KEY, or OPENAI_BASE_URL for a local server that takes any key
+
     def __init__(self, llm: LLMConfig, model: str, env: Environment) -> None:
         self.llm = llm
         self.model = model
@@ -110,11 +113,12 @@ class OpenAIWriter:
 
     # --- the Writer interface ----------------------------------------------------------------------------
 
-    def summarize(self, candidate: Candidate, show: Show | ShowInfo | None = None) -> Summary:
+    def summarize(self, candidate: Candidate, show: Show | ShowInfo | None = None,
+                  feedback: list[str] | None = None) -> Summary:
         text = candidate.text or candidate.feed_summary or candidate.title
         budget = max(200, self.llm.max_input_tokens - PROMPT_OVERHEAD_TOKENS)
         text, was_cut = cut_to_budget(text, budget)
-        draft, usage = self._parse(summary_messages(candidate, text, was_cut), SummaryDraft)
+        draft, usage = self._parse(summary_messages(candidate, text, was_cut, feedback or []), SummaryDraft)
         return Summary(
             url=candidate.url, source=candidate.source, title=candidate.title,
             spoken_title=draft.spoken_title.strip() or candidate.title, summary=draft.summary.strip(),
