@@ -11,8 +11,8 @@ import functools
 import re
 import threading
 import unicodedata
-from importlib import resources
 from collections.abc import Callable
+from importlib import resources
 from typing import Literal
 
 # --- tables --------------------------------------------------------------------------------------------
@@ -31,6 +31,7 @@ ENGLISH_DIGITS: dict[str, str] = {
     "0": "ゼロ", "1": "ワン", "2": "ツー", "3": "スリー", "4": "フォー", "5": "ファイブ", "6": "シックス",
     "7": "セブン", "8": "エイト", "9": "ナイン",
 }  # fmt: skip
+
 
 def _load_readings(name: str) -> dict[str, str]:
     """A term<TAB>reading table shipped in zundacast/readings (# starts a comment line)."""
@@ -87,7 +88,8 @@ _TOKEN_PIECES = re.compile(r"\d+(?:\.\d+)*|[A-Za-z]+|[ァ-ヺー]+|[-/._&+']")
 _CAMEL_PIECES = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
 # A number after a name (Python 3.13, iOS 18) unless a counter or unit follows (GPT-4o 3個, M4 16GB).
 _NUMBER_AFTER_NAME = re.compile(
-    r"(?<=[A-Za-z])\ue000(\d+(?:\.\d+)?)(?![.,]?\d)(?! ?(?:[%％年月日時分秒個台人件回円倍枚本社万億兆歳位割点:/~〜xX×]|(?:"
+    r"(?<=[A-Za-z])\ue000(\d+(?:\.\d+)?)(?![.,]?\d)"
+    r"(?! ?(?:[%％年月日時分秒個台人件回円倍枚本社万億兆歳位割点:/~〜xX×]|(?:"
     + "|".join(sorted(UNIT_READINGS, key=len, reverse=True))
     + r")(?![A-Za-z0-9])))"
 )
@@ -134,7 +136,8 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     # 1.2.3 → 1テン2テン3 (OpenJTalk stops reading after the second dot)
     (re.compile(r"\d+(?:\.\d+){2,}"), lambda m: "テン".join(m[0].split("."))),
     # v2, v1.0 standing alone → バージョン2
-    (re.compile(r"(?<![A-Za-z0-9.\-])[vV](\d+(?:\.\d+)*)(?![A-Za-z0-9])"), r"バージョン\1"),  # not DeepSeek-V3
+    # (not after a hyphen: DeepSeek-V3 is ブイスリー)
+    (re.compile(r"(?<![A-Za-z0-9.\-])[vV](\d+(?:\.\d+)*)(?![A-Za-z0-9])"), r"バージョン\1"),
     # .env, .yaml at the start of a name → ドット (inside a name the token reader says it)
     (re.compile(r"(?<![A-Za-z0-9])\.(?=[A-Za-z])"), "ドット"),
     (re.compile(r"\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
@@ -247,7 +250,7 @@ def _integer_kana(n: int) -> str:
 
 
 def number_kana(number: str) -> str:
-    """A version or model number the way it is said: 18 → ジューハチ, 3.13 → サンテンイチサン, 1.22 → イッテンニーニー.
+    """A version or model number as said: 18 → ジューハチ, 3.13 → サンテンイチサン, 1.22 → イッテンニーニー.
 
     Written out in katakana (not left as digits) so the reading is the same whatever engine or checker
     reads it; the forms follow OpenJTalk's own reading of the digits.
@@ -280,7 +283,8 @@ _model_lock = threading.Lock()
 _VOWEL = re.compile(r"[aeiouyAEIOUY]")
 # Two lowercase letters are an abbreviation (uv, ai, ml) unless they are one of these English words.
 _TWO_LETTER_WORDS = frozenset(
-    "am an as at be by do go he hi if in is it me my no of oh on or so to up us we".split()
+    {"am", "an", "as", "at", "be", "by", "do", "go", "he", "hi", "if", "in", "is", "it", "me", "my", "no"}
+    | {"of", "oh", "on", "or", "so", "to", "up", "us", "we"}
 )
 # Kanalizer writes ヴ; Japanese tech writing (and OpenJTalk's reading) uses the バ row: ビジョン, デブ.
 _V_ROW = (("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴュ", "ビュ"), ("ヴ", "ブ"))
@@ -312,19 +316,23 @@ def _kanalizer(word: str) -> str | None:
 
 @functools.lru_cache(maxsize=16384)
 def english_to_katakana(word: str, model: EnglishModel = "combined") -> str:
-    """Katakana for one English word (case ignored); letter names if the model gives nothing.
+    """Katakana for one English word; letter names if the model gives nothing.
 
-    "combined" asks kanalizer first (on the vocabulary it keeps the long vowels and doubled consonants
-    Japanese writes: テック, ニンテンドー, セキュリティ) and falls back to e2k when kanalizer does not
-    finish the word.
+    "combined" picks the model by case. A capitalized word is most often a name (Nintendo, Toyota,
+    Snowflake, the Tech of "Tech Blog"): kanalizer reads names closer to how they are said (ニンテンドー,
+    テック, where e2k says ニンテンド, テッチ). A lowercase word is ordinary English (image, training,
+    storage): e2k writes the established loanword (イメージ, トレーニング, ストレージ, where kanalizer
+    writes イマージュ, トレイニング, ストレッジ). The other model answers when the first gives nothing.
     """
     lowered = word.lower()
     if model == "e2k":
         reading = _e2k(lowered)
     elif model == "kanalizer":
         reading = _kanalizer(lowered)
-    else:
+    elif word[:1].isupper():
         reading = _kanalizer(lowered) or _e2k(lowered)
+    else:
+        reading = _e2k(lowered) or _kanalizer(lowered)
     if not reading or _LETTERS.search(reading):
         return spell_letters(word)
     for written, said in _V_ROW:
@@ -362,8 +370,8 @@ def _read_letter_run(run: str, tables: Tables, model: EnglishModel) -> str:
 # Stems of file names, where ".js" is said as ドットジェイエス (index.js); elsewhere it ends a library name
 # and is said without the dot (Next.js → ネクストジェイエス).
 _FILE_STEMS = frozenset(
-    "index main app server client config script scripts bundle test tests setup util utils worker "
-    "service-worker sw vite webpack babel eslint jest rollup".split()
+    {"index", "main", "app", "server", "client", "config", "script", "scripts", "bundle", "test", "tests"}
+    | {"setup", "util", "utils", "worker", "sw", "vite", "webpack", "babel", "eslint", "jest", "rollup"}
 )
 _ARXIV_CATEGORY = re.compile(r"[a-z]{2,5}\.[A-Z]{2}")  # cs.CL, stat.ML: the dot is not said
 
