@@ -341,6 +341,8 @@ def test_js_after_a_library_name_is_said_without_the_dot() -> None:
         ("8.0", "ハッテンゼロ"),
         ("10.5", "ジュッテンゴ"),
         ("24.04", "ニジューヨンテンゼロヨン"),
+        ("0031", "ゼロゼロサンイチ"),  # IDs and long numbers digit by digit
+        ("20261119", "ニゼロニロクイチイチイチキュー"),
     ],
 )
 def test_number_kana_follows_openjtalk(number: str, reading: str) -> None:

@@ -256,7 +256,7 @@ def number_kana(number: str) -> str:
     reads it; the forms follow OpenJTalk's own reading of the digits.
     """
     whole, _, fraction = number.partition(".")
-    if len(whole) > 8 or (len(whole) > 1 and whole.startswith("0")):
+    if len(whole) > 4 or (len(whole) > 1 and whole.startswith("0")):  # an ID (tn-20261119-0031): digits
         head = "".join(_DIGIT_KANA[int(digit)] for digit in whole)
     else:
         head = _integer_kana(int(whole))
