@@ -286,6 +286,10 @@ _TWO_LETTER_WORDS = frozenset(
     {"am", "an", "as", "at", "be", "by", "do", "go", "he", "hi", "if", "in", "is", "it", "me", "my", "no"}
     | {"of", "oh", "on", "or", "so", "to", "up", "us", "we"}
 )
+# Kanalizer writes the English diphthong of a long a as エイ (レプリケイト, メイカー, デイト); Japanese
+# writes エー unless the spelling itself has the diphthong (Rails → レイルズ, Tailwind → テイルウィンド).
+_DIPHTHONG_SPELLING = re.compile(r"ai|ay|ei|ey")
+_LONG_E_AS_DIPHTHONG = re.compile(r"([エケセテネヘメレゲゼデベペェ])イ")
 # Kanalizer writes ヴ; Japanese tech writing (and OpenJTalk's reading) uses the バ row: ビジョン, デブ.
 _V_ROW = (("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴュ", "ビュ"), ("ヴ", "ブ"))
 
@@ -320,7 +324,7 @@ def english_to_katakana(word: str, model: EnglishModel = "combined") -> str:
 
     "combined" picks the model by case. A capitalized word is most often a name (Nintendo, Toyota,
     Snowflake, the Tech of "Tech Blog"): kanalizer reads names closer to how they are said (ニンテンドー,
-    テック, where e2k says ニンテンド, テッチ). A lowercase word is ordinary English (image, training,
+    テック, where e2k says ニンテンド, テッチ), with its long a written the Japanese way (メーカー). A lowercase word is ordinary English (image, training,
     storage): e2k writes the established loanword (イメージ, トレーニング, ストレージ, where kanalizer
     writes イマージュ, トレイニング, ストレッジ). The other model answers when the first gives nothing.
     """
@@ -330,7 +334,10 @@ def english_to_katakana(word: str, model: EnglishModel = "combined") -> str:
     elif model == "kanalizer":
         reading = _kanalizer(lowered)
     elif word[:1].isupper():
-        reading = _kanalizer(lowered) or _e2k(lowered)
+        reading = _kanalizer(lowered)
+        if reading and not _DIPHTHONG_SPELLING.search(lowered):
+            reading = _LONG_E_AS_DIPHTHONG.sub(r"\1ー", reading)  # Replicate → レプリケート
+        reading = reading or _e2k(lowered)
     else:
         reading = _e2k(lowered) or _kanalizer(lowered)
     if not reading or _LETTERS.search(reading):
