@@ -325,8 +325,9 @@ def english_to_katakana(word: str, model: EnglishModel = "combined") -> str:
     "combined" picks the model by case. A capitalized word is most often a name (Nintendo, Toyota,
     Snowflake, the Tech of "Tech Blog"): kanalizer reads names closer to how they are said (ニンテンドー,
     テック, where e2k says ニンテンド, テッチ), with its long a written the Japanese way (メーカー).
-    A lowercase word is ordinary English (image, training, storage): e2k writes the established loanword (イメージ, トレーニング, ストレージ, where kanalizer
-    writes イマージュ, トレイニング, ストレッジ). The other model answers when the first gives nothing.
+    A lowercase word is ordinary English (image, training, storage): e2k writes the established
+    loanword (イメージ, トレーニング, ストレージ, where kanalizer writes イマージュ, トレイニング,
+    ストレッジ). The other model answers when the first gives nothing.
     """
     lowered = word.lower()
     if model == "e2k":
