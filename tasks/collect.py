@@ -16,6 +16,8 @@
    name and language extracted by trafilatura. The page's final URL (after redirects) becomes the
    candidate's URL. A page that fails or whose text is shorter than `collect.min_text_chars` keeps
    the candidate, with `extraction_error` saying why.
+   A date whose window has passed (by `zundacast.archives.ARCHIVE_AFTER`) is also read from the feeds'
+   archives (`archive_url`/`archive_format`), each item marked with its `origin`.
 5. Fewer than `collect.min_candidates` candidates fail the run (`NotEnoughCandidates`, naming the
    feeds that failed and why).
 
@@ -47,6 +49,7 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ValidationError
 
 from tasks.rank import TitleIndex, score_parts, topic_pattern
+from zundacast import archives
 from zundacast.dates import window
 from zundacast.errors import NotEnoughCandidates, PermanentError
 from zundacast.models import Candidate, CandidateSnapshot
@@ -179,6 +182,9 @@ def collect_candidates(show: Show, day: dt.date, now: dt.datetime | None = None,
     start, end = window(day, show.show.timezone, show.schedule.cutoff, show.schedule.window_hours)
     logger = _logger()
     results = (read_feeds or read_feeds_in_threads)(show.feeds, config)
+    if archives.window_passed(end, now):  # a past day: the live feeds moved on, read what the sources kept
+        results += [FeedResult(feed=r.feed, items=r.items, error=r.error) for r in archives.read_archives(
+            show.feeds, config, start, end, show.show.timezone, FEED_MAX_BYTES)]
 
     seen_path = Environment().home / "seen" / f"{show.show.id}.json"
     seen = load_seen(seen_path)

@@ -15,9 +15,18 @@ from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zundacast.archives import template_problem
 from zundacast.text import CleanStr
 
 SHOWS_DIR = Path(__file__).resolve().parent.parent / "shows"
@@ -38,6 +47,18 @@ class FeedConfig(_Strict):
     weight: float = Field(1.0, ge=0)
     language: str = "ja"
     topics: list[str] = Field(default_factory=list)  # keep only items mentioning one of these (empty: all)
+    # where the source keeps past days (a URL template) and in what shape: see zundacast.archives
+    archive_url: str = ""
+    archive_format: Literal["hatena-hotentry", "arxiv-atom", "hn-algolia", "rss"] | None = None
+
+    @model_validator(mode="after")
+    def _archive_named_whole(self) -> FeedConfig:
+        if bool(self.archive_url) != bool(self.archive_format):
+            raise ValueError("archive_url and archive_format go together: give both or neither")
+        problem = template_problem(self.archive_url) if self.archive_url else ""
+        if problem:
+            raise ValueError(f"archive_url: {problem}")
+        return self
 
 
 class ShowInfo(_Strict):
