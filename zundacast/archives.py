@@ -7,7 +7,7 @@ A feed in the show file may say where its source keeps past days and in what sha
 
 The URL is a template. `{date:FORMAT}` makes one URL per calendar day (in the show's timezone) that
 the window touches; `{start:FORMAT}` / `{end:FORMAT}` make one URL for the whole window, with the
-window's edges in UTC (`%s` is seconds since the epoch; no format spec gives ISO 8601). Formats:
+window's edges in UTC (`%s` is seconds since the epoch; no format spec gives ISO 8601, `…Z`). Formats:
 
 | format | what it reads | popularity |
 | --- | --- | --- |
@@ -88,8 +88,8 @@ class _Template(string.Formatter):
 
     def format_field(self, value: Any, format_spec: str) -> str:
         if isinstance(value, dt.datetime):
-            if not format_spec:
-                return value.isoformat()
+            if not format_spec:  # ISO 8601 in UTC, "Z" (a "+" in a query string would read as a space)
+                return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             return value.strftime(format_spec.replace("%s", str(int(value.timestamp()))))
         return super().format_field(value, format_spec)
 
@@ -229,8 +229,8 @@ def _hatena_time(stamp: str) -> dt.datetime | None:
 
 def _feed_entries(data: bytes, page_url: str) -> list[Any]:
     parsed = feedparser.parse(data)
-    if parsed.bozo and not parsed.entries:
-        reason = parsed.get("bozo_exception") or "not a feed"
+    if not parsed.entries and (parsed.bozo or not parsed.version):  # HTML is not bozo, but has no version
+        reason = parsed.get("bozo_exception") or "no RSS/Atom document found"
         raise MalformedArchive(f"{page_url}: not a readable RSS/Atom feed ({reason})")
     return list(parsed.entries)
 
