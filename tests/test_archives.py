@@ -58,6 +58,7 @@ ARXIV_KEPT = {"Sparse Speculative Decoding for Long-Context Language Models",
 HN_KEPT = {"Open-weight model inference on a single consumer GPU": 412,
            "Ask HN: How do you evaluate LLM agents in production?": 95}
 RSS_KEPT = {"量子化したLLMをブラウザで動かす", "窓の最後の1秒に公開された記事"}
+LIVE_FEEDS = {"はてなブックマーク IT", "arXiv cs.CL", "Hacker News", "Example Blog"}  # archive_feeds' names
 
 PARAGRAPHS = [
     "大規模言語モデルの推論サーバーでは、リクエストをまとめて処理するバッチングがスループットを大きく左右します。"
@@ -143,8 +144,7 @@ def test_a_past_date_with_dead_live_feeds_is_made_from_the_archives(site: FakeSi
     found = {c.title: c for c in snapshot.candidates}
     assert set(found) == set(HATENA_KEPT) | ARXIV_KEPT | set(HN_KEPT) | RSS_KEPT
     # the live feeds failed and say so; every archive was read
-    live_feeds = {"はてなブックマーク IT", "arXiv cs.CL", "Hacker News", "Example Blog"}
-    assert set(snapshot.feed_errors) == live_feeds
+    assert set(snapshot.feed_errors) == LIVE_FEEDS
     assert not any("(archive)" in name for name in snapshot.feed_errors)
     # which source each candidate came from, and its popularity where the source has one
     for title, count in HATENA_KEPT.items():
@@ -422,3 +422,44 @@ def test_the_default_show_reads_the_hatena_and_arxiv_archives() -> None:
     urls = archive_urls(archived["arXiv cs.CL"][1], START, END, show.show.timezone)
     assert urls == ["https://export.arxiv.org/api/query?search_query=cat:cs.CL+AND+submittedDate:"
                     "[202611182100+TO+202611192100]&sortBy=submittedDate&sortOrder=descending&max_results=200"]
+
+
+# ---- a real flow run for a past date, from archives only --------------------------------------------
+
+@pytest.mark.slow  # a whole Prefect flow run (harness start, OpenJTalk synthesis of a one-pick episode)
+def test_a_flow_run_for_a_past_date_publishes_an_episode_made_from_archives(
+        tmp_path: Path, prefect_harness: None) -> None:
+    import feedparser
+
+    from tests.faults.support import flow_env, run_flow, short_show
+    from zundacast.sample_day import sample_files
+
+    with FakeSite() as site, flow_env(tmp_path) as env:
+        serve_archives(site)
+        for live in ("/hotentry/it.rss", "/rss/cs.CL", "/hn/rss", "/blog/feed.xml"):
+            site.route(live, "gone", status=410)  # every live feed is dead
+        pages = sample_files()  # the sample day's article pages, standing in for the archived stories
+        for path, sample in (("/llm-serving", "llm-inference"), ("/agent-ops", "agent-ops"),
+                             ("/window-opens", "rag-eval"), ("/window-closes", "gpu-cloud"),
+                             ("/hn-gpu", "on-device-model")):
+            site.route(path, pages[f"/pages/{sample}.html"])
+        show = short_show(site.url(""), picks=1, feeds=archive_feeds(site), allow_hosts=[site.host])
+        env.delenv("ZUNDACAST_BASE_URL", raising=False)
+        store = tmp_path / "public"
+
+        summary = run_flow(show, store, day=DAY)
+
+    assert {name: report.status for name, report in summary.stages.items()} == {
+        "collect": "computed", "rank": "computed", "summarize": "computed", "script": "computed",
+        "synthesize": "computed", "upload": "computed"}
+    day_dir = store / DAY.isoformat()
+    snapshot = CandidateSnapshot.model_validate_json((day_dir / "candidates.json").read_bytes())
+    assert snapshot.candidates and all(c.origin.startswith("archive:") for c in snapshot.candidates)
+    assert set(snapshot.feed_errors) == LIVE_FEEDS
+    record = json.loads((day_dir / "episode.json").read_bytes())
+    origins = {c.url: c.origin for c in snapshot.candidates}
+    assert len(record["picks"]) == 1 and origins[record["picks"][0]["url"]].startswith("archive:")
+    assert "2026年11月20日" in record["transcript"] and "金曜日" in record["transcript"]
+    feed = feedparser.parse((store / "feed.xml").read_bytes())
+    assert not feed.bozo and len(feed.entries) == 1
+    assert (day_dir / f"zundamon-ai-{DAY.isoformat()}.mp3").stat().st_size > 100_000
