@@ -375,6 +375,43 @@ def test_a_hostile_archive_is_refused_and_the_others_still_count(site: FakeSite)
         assert "larger than" in snapshot.feed_errors["Huge (archive)"]
 
 
+def test_an_archive_that_may_heal_is_retried_and_one_that_cannot_is_not(
+        site: FakeSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zundacast.archives
+
+    waits: list[float] = []
+    monkeypatch.setattr(zundacast.archives.time, "sleep", waits.append)
+    answers = iter([503, 429])  # busy twice, then the day's page
+    body = recorded("hatena-it-20261119.html", site)
+
+    def flaky(handler: Any) -> None:
+        status = next(answers, 200)
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    site.route("/flaky/20261119", handler=flaky)
+    site.route("/gone/20261119", "gone", status=404)
+    show = make_show([
+        {"name": "Flaky", "url": site.url("/l1"), "archive_url": site.url("/flaky/{date:%Y%m%d}"),
+         "archive_format": "hatena-hotentry"},
+        {"name": "Gone", "url": site.url("/l2"), "archive_url": site.url("/gone/{date:%Y%m%d}"),
+         "archive_format": "hatena-hotentry"},
+    ], allow=[site.host], concurrency=1)
+    day_start, day_end = window(dt.date(2026, 11, 19), "Asia/Tokyo", dt.time(23, 30), 17.5)  # one local day
+
+    results = read_archives(show.feeds, show.collect, day_start, day_end, "Asia/Tokyo", FEED_MAX_BYTES)
+
+    assert site.hits("/flaky/20261119") == 3 and len(waits) == 2 and 1.0 <= waits[0] < waits[1]
+    assert titles(results[0].items) == {"LLM推論サーバーのレイテンシを半分にした話",
+                                        "窓が開いた瞬間のエントリー：RAG評価の落とし穴",
+                                        "社内AIエージェントを半年運用して分かったこと"}
+    assert site.hits("/gone/20261119") == 1 and "404" in results[1].error  # permanent: asked once
+    assert results[1].feed == "Gone (archive)"
+
+
 def test_the_archive_size_cap_is_the_feed_size_cap(site: FakeSite) -> None:
     site.route("/big/20261119", size=FEED_MAX_BYTES + 100_000)
     big = FeedConfig(name="Big", url=site.url("/live"), archive_url=site.url("/big/{date:%Y%m%d}"),
@@ -421,7 +458,7 @@ def test_the_default_show_reads_the_hatena_and_arxiv_archives() -> None:
     assert archived["arXiv cs.CL"][0] == archived["arXiv cs.AI"][0] == "arxiv-atom"
     urls = archive_urls(archived["arXiv cs.CL"][1], START, END, show.show.timezone)
     assert urls == ["https://export.arxiv.org/api/query?search_query=cat:cs.CL+AND+submittedDate:"
-                    "[202611182100+TO+202611192100]&sortBy=submittedDate&sortOrder=descending&max_results=200"]
+                    "[202611182100+TO+202611192100]&sortBy=submittedDate&sortOrder=descending&max_results=500"]
 
 
 # ---- a real flow run for a past date, from archives only --------------------------------------------

@@ -20,7 +20,8 @@ Every archive is fetched by `zundacast.web.fetch` like a live feed (SSRF guard, 
 `collect.timeout_s`, the feed size cap) and must be of its format's content type; an archive larger
 than the cap is refused rather than read in part (a cut day page would silently lose entries). Items
 are kept only when dated inside [start, end): an archive item without a date cannot be placed in the
-window. One archive failing never fails the run: its error is reported as `"<feed> (archive)"`.
+window. A failure that may heal (timeout, 429, 5xx) is retried twice, with backoff, as live feeds are;
+one archive failing never fails the run: its error is reported as `"<feed> (archive)"`.
 
 Archives are read only once the window is `ARCHIVE_AFTER` old: until then the live feeds still hold
 the day, and the scheduled run stays as it was.
@@ -31,8 +32,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import random
 import re
 import string
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -45,12 +48,14 @@ from pydantic import BaseModel
 
 from zundacast.errors import PermanentError
 from zundacast.models import Candidate
-from zundacast.web import HTML_TYPES, FetchError, canonical_url, fetch
+from zundacast.web import HTML_TYPES, FetchError, FetchResult, canonical_url, fetch
 
 if TYPE_CHECKING:
     from zundacast.show import CollectConfig, FeedConfig
 
 ARCHIVE_AFTER = dt.timedelta(hours=6)  # the live feeds still hold a window this young
+RETRIES = 2  # as a live feed's fetch-feed task: timeouts, connection errors, 429 and 5xx heal
+RETRY_DELAY_S = 1.0  # then 2 s, each with up to 50 % jitter
 SUMMARY_CHARS = 1000
 HATENA_TZ = ZoneInfo("Asia/Tokyo")  # the times on Hatena Bookmark's pages
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml",
@@ -143,8 +148,7 @@ def read_archive(feed: FeedConfig, config: CollectConfig, start: dt.datetime, en
     parse = PARSERS[feed.archive_format]
     items: list[Candidate] = []
     for url in archive_urls(feed.archive_url, start, end, timezone):
-        result = fetch(url, timeout_s=config.timeout_s, max_bytes=max_bytes, allow_hosts=config.allow_hosts,
-                       accept=ACCEPT[feed.archive_format], user_agent=config.user_agent)
+        result = _fetch_retrying(url, config, max_bytes, ACCEPT[feed.archive_format])
         if result.truncated:
             raise ArchiveTooLarge(f"{url}: larger than {max_bytes} bytes, refused (a cut archive loses "
                                   "items)")
@@ -152,6 +156,19 @@ def read_archive(feed: FeedConfig, config: CollectConfig, start: dt.datetime, en
     kept = [item for item in items if item.published is not None and start <= item.published < end]
     by_url = {item.url: item for item in reversed(kept)}  # an item on two day pages: its first sighting
     return [item for item in kept if by_url[item.url] is item]
+
+
+def _fetch_retrying(url: str, config: CollectConfig, max_bytes: int, accept: tuple[str, ...]) -> FetchResult:
+    """`fetch`, retried like a live feed's task (twice, with backoff) unless the failure is permanent."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return fetch(url, timeout_s=config.timeout_s, max_bytes=max_bytes, allow_hosts=config.allow_hosts,
+                         accept=accept, user_agent=config.user_agent)
+        except FetchError as exc:
+            if isinstance(exc, PermanentError) or attempt == RETRIES:
+                raise
+            time.sleep(RETRY_DELAY_S * 2**attempt * random.uniform(1.0, 1.5))
+    raise AssertionError("unreachable")
 
 
 def read_archives(feeds: list[FeedConfig], config: CollectConfig, start: dt.datetime, end: dt.datetime,
