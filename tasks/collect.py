@@ -16,14 +16,15 @@
    name and language extracted by trafilatura. The page's final URL (after redirects) becomes the
    candidate's URL. A page that fails or whose text is shorter than `collect.min_text_chars` keeps
    the candidate, with `extraction_error` saying why.
-   A date whose window has passed (by `zundacast.archives.ARCHIVE_AFTER`) is also read from the feeds'
-   archives (`archive_url`/`archive_format`), each item marked with its `origin`.
 5. Fewer than `collect.min_candidates` candidates fail the run (`NotEnoughCandidates`, naming the
    feeds that failed and why).
 
 `collect` (the Prefect task) snapshots the result in the store as `{date}/candidates.json` and
 reuses that snapshot unless asked to refresh, so a rerun of a past date picks the same articles
 after the feeds have moved on.
+
+A date with no snapshot whose window ended `zundacast.archives.ARCHIVE_AFTER` ago or more is read from
+the feeds' archives too (`archive_url`/`archive_format`): each candidate's `origin` says which.
 """
 
 from __future__ import annotations
