@@ -26,7 +26,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from zundacast.archives import template_problem
 from zundacast.text import CleanStr
 
 SHOWS_DIR = Path(__file__).resolve().parent.parent / "shows"
@@ -53,6 +52,8 @@ class FeedConfig(_Strict):
 
     @model_validator(mode="after")
     def _archive_named_whole(self) -> FeedConfig:
+        from zundacast.archives import template_problem  # here: archives' imports lead back to show
+
         if bool(self.archive_url) != bool(self.archive_format):
             raise ValueError("archive_url and archive_format go together: give both or neither")
         problem = template_problem(self.archive_url) if self.archive_url else ""
