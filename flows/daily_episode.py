@@ -7,34 +7,28 @@ Each step is a Prefect task that retries and caches on its own (see
 
 
 import datetime as dt
-import fcntl
-import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
-from prefect.futures import wait
-from prefect.settings import get_current_settings
 
 from tasks.collect import collect
-from tasks.rank import promote_spares, rank
+from tasks.rank import promote_spares, publish_picks_table, rank
 from tasks.script import write_script
 from tasks.summarize import summarize
 from tasks.synthesize import synthesize
-from tasks.upload import read_history, upload
+from tasks.upload import read_history, upload, upload_staleness
 from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
-from zundacast.models import STAGES, EpisodeRecord, Pick, Ranking, RunSummary, StageReport
+from zundacast.models import EpisodeRecord, Pick, Ranking, RunSummary
 from zundacast.notify import notify_failure
+from zundacast.runlock import run_lock
+from zundacast.runner import StageRunner
+from zundacast.scoring import unreadable_reason
 from zundacast.show import Environment, Show, load_show
-from zundacast.storage import Store, open_store, resolve_store_url
+from zundacast.storage import Store, check_store_outlives_run, open_store, resolve_store_url
 
 Stage = Literal["collect", "rank", "summarize", "script", "synthesize", "upload"]
 
@@ -68,10 +62,14 @@ def daily_episode(
     env = Environment()
     show_cfg = show if isinstance(show, Show) else load_show(show)
     day = parse_episode_date(episode_date, show_cfg.show.timezone)
-    store_url = resolve_store_url(store or env.zundacast_store or show_cfg.storage.url)
-    run = StageRunner(refresh or [])
+    configured_store = store or env.zundacast_store or show_cfg.storage.url
+    store_url = resolve_store_url(configured_store)
+    check_store_outlives_run(configured_store, store_url)  # on a worker: never into its temporary clone
+    run = StageRunner(refresh or [], stale_checks={"upload": upload_staleness})
     try:
-        with one_run_per_show_and_date(show_cfg.show.id, day):
+        store_of_run = open_store(store_url)
+        with run_lock(store_of_run, show_cfg.show.id, day, say=run.say, run_name=_run_name()) as lock:
+            run.guard = lock.check
             return make_episode(show_cfg, day, store_url, env, run)
     except BaseException as exc:
         if env.zundacast_webhook_url:
@@ -91,12 +89,13 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
 
     snapshot = run("collect", collect, show, day, store_url, refresh="collect" in run.refreshed)
     ranking = run("rank", rank, snapshot, show, day, recent_history(store, show, day))
+    publish_picks_table(ranking, show, day)  # from the result, so a cached rerun shows it too
     ranking = with_readable_picks(ranking)
     summaries = run.mapped("summarize", summarize, [pick.candidate for pick in ranking.picks],
                            llm=show.llm, writer_key=summary_writer.cache_key)
     script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
                  script_writer.cache_key)
-    bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show)
+    bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show, store_url)
     published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
 
     create_markdown_artifact(
@@ -118,8 +117,8 @@ def with_readable_picks(ranking: Ranking) -> Ranking:
     """Readable spares take the places of picks whose page could not be fetched or held too little
     text, as many as there are; a pick no spare can replace stays, told from its feed's summary."""
 
-    def unreadable(pick: Pick) -> bool:
-        return bool(pick.candidate.extraction_error) or not pick.candidate.text.strip()
+    def unreadable(pick: Pick) -> bool:  # the rank stage's rule (it never picks these when it can help it)
+        return bool(unreadable_reason(pick.candidate))
 
     readable_spares = sum(not unreadable(spare) for spare in ranking.spares)
     failed = [pick.candidate.url for pick in ranking.picks if unreadable(pick)][:readable_spares]
@@ -132,76 +131,3 @@ def recent_history(store: Store, show: Show, day: dt.date) -> list[EpisodeRecord
     earlier = sorted((record for record in read_history(store) if record.date < day),
                      key=lambda record: record.date, reverse=True)
     return earlier[: show.rank.history_episodes]
-
-
-class StageRunner:
-    """Runs each stage task, forcing a refresh from the first refreshed stage on, and reports on it."""
-
-    def __init__(self, refresh: list[str]) -> None:
-        unknown = sorted(set(refresh) - set(STAGES))
-        if unknown:
-            raise ValueError(f"unknown stage(s) to refresh: {', '.join(unknown)} "
-                             f"(stages: {', '.join(STAGES)})")
-        first = min((STAGES.index(stage) for stage in refresh), default=len(STAGES))
-        self.refreshed = set(STAGES[first:])
-        self.reports: dict[str, StageReport] = {}
-        self.current = ""
-
-    def say(self, line: str) -> None:
-        get_run_logger().info(line)
-        if os.environ.get("ZUNDACAST_PROGRESS"):
-            print(line, file=sys.stderr, flush=True)
-
-    def _task(self, name: str, task: Any) -> Any:
-        self.current = name
-        self.say(f"▶ {name}")
-        return task.with_options(refresh_cache=True) if name in self.refreshed else task
-
-    def _done(self, name: str, started: float, cached: bool) -> None:
-        report = StageReport(status="cached" if cached else "computed",
-                             seconds=round(time.perf_counter() - started, 3))
-        self.reports[name] = report
-        self.say(f"✓ {name}: {report.status} in {report.seconds:.2f} s")
-
-    def __call__(self, name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        state = self._task(name, task)(*args, return_state=True, **kwargs)
-        result = state.result()  # raises the stage's error when it failed
-        self._done(name, started, cached=state.name == "Cached")
-        return result
-
-    def mapped(self, name: str, task: Any, items: list[Any], **kwargs: Any) -> list[Any]:
-        """One task run per item, concurrently; the stage counts as cached only if every run was."""
-        started = time.perf_counter()
-        runnable = self._task(name, task)
-        futures = [runnable.submit(item, **kwargs) for item in items]
-        wait(futures)
-        states = [future.state for future in futures]
-        results = [state.result() for state in states]
-        self._done(name, started, cached=all(state.name == "Cached" for state in states))
-        return results
-
-
-@contextmanager
-def one_run_per_show_and_date(show_id: str, day: dt.date) -> Iterator[None]:
-    """Two runs for the same show and date never interleave.
-
-    Against a Prefect server that outlives this process, a global concurrency limit of one
-    (its lease lapses if the holder dies). Prefect's ephemeral API dies with the process and would
-    leave a killed run's slot taken forever, so there an OS file lock, released on death, does it.
-    """
-    name = f"zundacast-{show_id}-{day.isoformat()}"
-    if get_current_settings().api.url and not os.environ.get("ZUNDACAST_PRIVATE_PREFECT_API"):
-        with get_client(sync_client=True) as client:
-            client.upsert_global_concurrency_limit_by_name(name, limit=1)
-        with concurrency(name, occupy=1, strict=True, lease_duration=120):
-            yield
-        return
-    lock_path = Environment().home / "locks" / f"{name}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other run of this date to finish
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

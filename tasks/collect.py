@@ -9,13 +9,16 @@
    `LATE_GRACE` after the cutoff still keeps undated items it sees for the first time. A feed's
    `topics`, when given, keep only items mentioning one of them.
 3. URLs are made canonical (`zundacast.web.canonical_url`) and the same story carried by several
-   feeds (same URL, or a near-identical title: `tasks.rank.same_story`) becomes one candidate whose
+   feeds (same URL, or a near-identical title: `zundacast.stories`) becomes one candidate whose
    `sources` name every feed and whose `bookmarks` is the highest count seen.
 4. The most promising candidates (the rank score without history, best `collect.max_pages`) get
    their page fetched (`collect.concurrency` at a time, HTML only) and their main text, author, site
-   name and language extracted by trafilatura. The page's final URL (after redirects) becomes the
-   candidate's URL. A page that fails or whose text is shorter than `collect.min_text_chars` keeps
-   the candidate, with `extraction_error` saying why.
+   name and language extracted (`zundacast.extraction`: trafilatura, then bylines, datelines, credits,
+   share and related lines dropped). The page's final URL (after redirects) becomes the candidate's
+   URL. A page that fails (refused, 404, not HTML) or whose text is not readable prose
+   (`zundacast.readability`: length floor `collect.min_text_chars`, distinct characters, word share,
+   repetition, sentences) keeps the candidate, with `extraction_error` saying why; ranking never picks
+   it while a readable candidate remains.
 5. Fewer than `collect.min_candidates` candidates fail the run (`NotEnoughCandidates`, naming the
    feeds that failed and why).
 
@@ -42,27 +45,28 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
-import trafilatura
 from lxml import html as lxml_html
 from prefect import task
 from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ValidationError
 
-from tasks.rank import TitleIndex, score_parts, topic_pattern
-from zundacast import archives
+from zundacast import archives, extraction, readability
 from zundacast.dates import window
 from zundacast.errors import NotEnoughCandidates, PermanentError
 from zundacast.models import Candidate, CandidateSnapshot
+from zundacast.scoring import score_parts, topic_pattern
 from zundacast.show import CollectConfig, Environment, FeedConfig, Show
 from zundacast.stage import retry_unless_permanent, stage_options
 from zundacast.storage import Store, open_store
-from zundacast.web import HTML_TYPES, FetchError, canonical_url, fetch
+from zundacast.stories import canonical_url, merge_same_stories
+from zundacast.web import HTML_TYPES, FetchError, fetch
 
 LATE_GRACE = dt.timedelta(hours=6)  # undated items first seen this long after the cutoff still count
 SEEN_KEEP = dt.timedelta(days=30)  # first-seen memory is pruned after this
 FEED_MAX_BYTES = 5_000_000  # a feed larger than this is cut (and most likely malformed at the cut)
 SUMMARY_CHARS = 1000
+UNREADABLE_SAMPLE_CHARS = 2000  # of an unreadable page's text, kept in the snapshot for the record
 
 log = logging.getLogger(__name__)
 
@@ -249,45 +253,6 @@ def _on_topic(item: Candidate, feed: FeedConfig) -> bool:
     return any(topic_pattern(topic).search(text) for topic in feed.topics)
 
 
-def merge_same_stories(candidates: list[Candidate], show: Show, by_title: bool = True) -> list[Candidate]:
-    """One candidate per story: same canonical URL or near-identical title; order of first appearance."""
-    weights = {feed.name: feed.weight for feed in show.feeds}
-    stories: list[Candidate] = []
-    by_url: dict[str, int] = {}
-    titles = TitleIndex()
-    for candidate in candidates:
-        position = by_url.get(candidate.url)
-        if position is None and by_title:
-            position = titles.find(candidate.title)
-        if position is None:
-            by_url[candidate.url] = len(stories)
-            if by_title:
-                titles.add(candidate.title, len(stories))
-            stories.append(candidate)
-            continue
-        stories[position] = merge_pair(stories[position], candidate, weights)
-        by_url[candidate.url] = position
-    return stories
-
-
-def merge_pair(first: Candidate, second: Candidate, weights: dict[str, float]) -> Candidate:
-    """The same story twice: the better-weighted feed's entry (or the one with text) leads; counts merge."""
-    def rank_key(c: Candidate) -> tuple[bool, float]:
-        return (bool(c.text and not c.extraction_error), weights.get(c.source, 1.0))
-
-    lead, other = (second, first) if rank_key(second) > rank_key(first) else (first, second)
-    counts = [c.bookmarks for c in (first, second) if c.bookmarks is not None]
-    dates = [c.published for c in (first, second) if c.published is not None]
-    seen = [c.first_seen for c in (first, second) if c.first_seen is not None]
-    return lead.model_copy(update={
-        "sources": list(dict.fromkeys([*lead.sources, *other.sources])),
-        "bookmarks": max(counts) if counts else None,
-        "published": min(dates) if dates else None,
-        "first_seen": min(seen) if seen else None,
-        "feed_summary": max((lead.feed_summary, other.feed_summary), key=len),
-    })
-
-
 # ---- pages -------------------------------------------------------------------------------------------
 
 def extract_pages(candidates: list[Candidate], config: CollectConfig) -> list[Candidate]:
@@ -307,31 +272,25 @@ def extract_article(candidate: Candidate, config: CollectConfig) -> Candidate:
         return candidate.model_copy(update={"extraction_error": f"page not fetched: {exc}"})
     update: dict[str, Any] = {"url": canonical_url(page.final_url)}
     try:
-        document = trafilatura.bare_extraction(
-            page.text if page.charset else page.content, url=page.final_url, with_metadata=True,
-            include_comments=False, include_tables=True, include_links=False,
-            date_extraction_params={"extensive_search": False, "original_date": True},
-        )
+        article = extraction.extract_article(page.text if page.charset else page.content, page.final_url,
+                                             candidate.title)
     except Exception as exc:  # trafilatura on hostile HTML: a page problem, not a run problem
         return candidate.model_copy(update={**update, "extraction_error": f"extraction failed: {exc!r}"})
-    if document is None:
+    if article is None:
         return candidate.model_copy(update={**update, "extraction_error": "no main text found on the page"})
-    fields = ("text", "title", "author", "sitename", "language", "date")
-    meta = document if isinstance(document, dict) else {name: getattr(document, name, None)
-                                                          for name in fields}
-    text = (meta.get("text") or "").strip()
+    measured = readability.assess(article.text, config.min_text_chars)
     update.update({
-        "text": text,
-        "title": candidate.title or (meta.get("title") or ""),
-        "author": meta.get("author") or candidate.author,
-        "site_name": meta.get("sitename") or candidate.site_name,
-        "language": meta.get("language") or candidate.language,
+        # an unreadable text is kept only as a sample, for the record (it may be megabytes of one character)
+        "text": article.text if measured.readable else article.text[:UNREADABLE_SAMPLE_CHARS],
+        "title": candidate.title or article.title,
+        "author": article.author or candidate.author,
+        "site_name": article.sitename or candidate.site_name,
+        "language": article.language or candidate.language,
     })
-    if candidate.published is None and meta.get("date"):
-        update["published"] = _page_date(str(meta["date"]), candidate.first_seen)
-    if len(text) < config.min_text_chars:
-        update["extraction_error"] = (f"main text too short ({len(text)} characters, "
-                                      f"collect.min_text_chars is {config.min_text_chars})")
+    if candidate.published is None and article.date:
+        update["published"] = _page_date(article.date, candidate.first_seen)
+    if not measured.readable:
+        update["extraction_error"] = f"not readable prose: {measured.reason}"
     if page.truncated:
         log.info("%s: page larger than %d bytes, extracted from the first part", page.final_url,
                  config.max_bytes)

@@ -5,7 +5,8 @@ rerun after an edit re-synthesizes only the sentences that changed. The
 utterances are assembled with pauses and jingles, mastered to -16 LUFS and
 -1 dBTP, encoded to mono MP3 with ID3 chapters, and checked end to end before
 the bundle is returned. The MP3's name is its content hash: it never changes
-once written.
+once written. The task also copies it into the store's private work area, so a
+rerun of upload on another machine (results shared) finds it there.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from zundacast.errors import PermanentError
 from zundacast.models import AudioBundle, Script
 from zundacast.show import AudioConfig, Environment, ShowInfo, VoiceConfig
 from zundacast.stage import stage_options
+from zundacast.storage import Store, open_store
+from zundacast.storage.work import put_work_file
 from zundacast.voices import Voice, get_voice
 
 log = logging.getLogger(__name__)
@@ -124,13 +127,22 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
         chapters=timeline.chapters, cues=timeline.cues, utterances=len(utterances), synthesized=synthesized)
 
 
+def keep_in_work_area(bundle: AudioBundle, store: Store) -> AudioBundle:
+    """Copy the MP3 into the store's private work area, so any machine can publish this bundle."""
+    key = put_work_file(store, bundle.mp3_path, bundle.sha256, "mp3", "audio/mpeg")
+    return bundle.model_copy(update={"work_key": key})
+
+
 @task(name="synthesize", **stage_options(retries=2))
-def synthesize(script: Script, voice: VoiceConfig, audio: AudioConfig, show: ShowInfo) -> AudioBundle:
-    """Prefect task: build the engine the show file names, then `synthesize_script`."""
+def synthesize(script: Script, voice: VoiceConfig, audio: AudioConfig, show: ShowInfo,
+               store_url: str = "") -> AudioBundle:
+    """Prefect task: build the engine the show file names, then `synthesize_script`; with a store, the
+    MP3 also goes to its work area (the cached result must not depend on this machine's disk)."""
     engine = get_voice(voice, Environment())
     try:
-        return synthesize_script(script, engine, audio, show)
+        bundle = synthesize_script(script, engine, audio, show)
     finally:
         close = getattr(engine, "close", None)
         if callable(close):
             close()
+    return keep_in_work_area(bundle, open_store(store_url)) if store_url else bundle

@@ -13,10 +13,13 @@ import pytest
 from tasks.collect import collect_candidates, load_or_collect, snapshot_key
 from tasks.rank import rank_candidates
 from tests.fakes.web import FakeSite, Item, article_page, atom, rdf_hatena, rss2
+from zundacast import readability
 from zundacast.errors import NotEnoughCandidates
+from zundacast.extraction import clean_text
 from zundacast.models import Candidate, CandidateSnapshot
 from zundacast.show import Show, parse_show
 from zundacast.storage import open_store
+from zundacast.stories import normalize_title
 
 DAY = dt.date(2025, 7, 24)  # window: 2025-07-23 06:00 to 2025-07-24 06:00 Asia/Tokyo
 JST = dt.timezone(dt.timedelta(hours=9))
@@ -146,7 +149,8 @@ def test_feeds_of_every_kind_become_deduplicated_candidates_with_text(
     assert found["短縮URLの記事"].url == u("/a/final")
     assert found["短縮URLの記事"].text
     # kept, with the reason the text is missing
-    assert "too short" in found["短い記事"].extraction_error
+    assert "not readable prose" in found["短い記事"].extraction_error
+    assert "collect.min_text_chars" in found["短い記事"].extraction_error
     assert "404" in found["消えた記事"].extraction_error and found["消えた記事"].text == ""
     assert "application/pdf" in found["論文PDF"].extraction_error
     assert "refused" in found["内部への記事"].extraction_error
@@ -277,7 +281,7 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from tasks.collect import collect
-    from tasks.rank import artifact_key, rank
+    from tasks.rank import artifact_key, publish_picks_table, rank
 
     items = [Item(f"AI記事{i}", site.url(f"/a/{i}"), IN_WINDOW, bookmarks=10 * i) for i in range(1, 5)]
     for i in range(1, 5):
@@ -306,6 +310,7 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
         snapshot = collect(show, DAY, store_url)
         again = collect(show, DAY, store_url, return_state=True)
         ranking = rank(snapshot, show, DAY, [])
+        publish_picks_table(ranking, show, DAY)  # as the flow does, from the (possibly cached) ranking
         return snapshot, again.name, ranking
 
     snapshot, second_state, ranking = two_runs()
@@ -326,3 +331,180 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
     assert verdicts.count("pick") == len(ranking.picks) == 2
     assert verdicts.count("spare") == len(ranking.spares) == 1
     assert all(row["reason"] for row in table)
+
+
+# ---- the article text: extraction and readability, through the collect path --------------------------
+
+PAGES_DIR = Path(__file__).parent / "data" / "pages"
+
+# Per site layout (pages written for the project): the title as its feed carries it, the body's first
+# sentence, and text around the article that is on the page and must not reach the candidate's text.
+SITE_PAGES: dict[str, tuple[str, str, list[str]]] = {
+    "itmedia": (
+        "ツバメ電機、工場向け小型言語モデル「Swallowtail-3B」を無償公開　不良品検査の報告書作成を自動化",
+        "産業機器メーカーのツバメ電機は11月20日、工場の現場向けに調整した小型言語モデル「Swallowtail-3B」を"
+        "無償で公開した。",
+        ["2026年11月20日 12時30分 公開", "松本大地", "写真：ツバメ電機の検査ライン", "Xでポスト",
+         "この記事をシェア", "関連記事", "国産の小型LLM、工場や病院で", "Copyright", "アクセスランキング"]),
+    "publickey": (
+        "Kumo Container Runtime 2.0が正式リリース、コールドスタートを200ミリ秒以下に短縮",
+        "オープンソースのコンテナランタイム「Kumo Container Runtime」の開発チームは、バージョン2.0の"
+        "正式リリースを発表しました。",
+        ["2026年11月20日", "新野淳一", "画像：Kumo Container Runtime 2.0のアーキテクチャ", "≫ 関連記事",
+         "サーバーレスのコールドスタート問題", "あとで読む", "Tweet", "Share this article", "Copyright"]),
+    "zenn": (
+        "pgvectorのHNSWインデックスで検索を30倍速くした話",
+        "社内文書検索のRAGで使っているPostgreSQLのベクトル検索が遅くなってきたので、pgvectorのインデックスを"
+        "IVFFlatからHNSWに切り替えました。",
+        ["2026/11/19に公開", "Xでポスト", "この記事をシェア", "いいね 312", "バッジを贈って著者を応援しよう",
+         "Discussion", "ログインするとコメントできます", "RAGのチャンク設計で迷ったら読む記事"]),
+    "gigazine": (
+        "ブラウザだけで動く音声認識モデル「Kotodama-Mini」が登場、WebGPUで実時間の12倍速",
+        "オープンソースの音声認識モデル「Kotodama-Mini」が公開されました。",
+        ["2026年11月20日 11時00分", "Photo by Kenta Mori / Unsplash", "この記事のタイトルとURLをコピーする",
+         "関連記事", "無料で使える文字起こしAIを比較してみた", "関連コンテンツ", "machine translated",
+         "Posted by", "ソフトウェア"]),
+    "theverge": (
+        "Larkspur's new e-reader has a color screen that refreshes fast enough for comics",
+        "Larkspur announced the Quill Color on Thursday, a 7-inch e-reader with a color E Ink screen that "
+        "the company says refreshes three times faster than the panels in last year's color readers.",
+        ["Jane Doe", "a senior reporter covering gadgets", "Updated Nov 20, 2026", "Share this story",
+         "Photo: Jane Doe / The Verge", "Image: Getty Images", "Most Popular", "Related",
+         "The best e-readers to buy right now", "Vox Media"]),
+}
+SENTENCE_ENDS = ("。", ".", "！", "？", "!", "?", "」", ";", ")")
+
+
+def test_site_layouts_yield_the_article_without_bylines_datelines_or_share_lines(site: FakeSite) -> None:
+    items = []
+    for slug, (title, _, _) in SITE_PAGES.items():
+        site.route(f"/{slug}", (PAGES_DIR / f"{slug}.html").read_text(encoding="utf-8"))
+        items.append(Item(f"{title} - {slug}", site.url(f"/{slug}"), IN_WINDOW))
+    site.route("/news.xml", rss2(items), content_type="application/rss+xml")
+    show = make_show([{"name": "News", "url": site.url("/news.xml")}], allow=[site.host],
+                     min_text_chars=120)
+
+    found = {c.url.rsplit("/", 1)[-1]: c for c in collect_candidates(show, DAY, now=NOW).candidates}
+
+    assert set(found) == set(SITE_PAGES)
+    for slug, (title, first_sentence, dropped) in SITE_PAGES.items():
+        html = (PAGES_DIR / f"{slug}.html").read_text(encoding="utf-8")
+        text = found[slug].text
+        assert found[slug].extraction_error == "", slug
+        assert text.startswith(first_sentence), (slug, text[:120])  # no headline, label or dateline first
+        assert normalize_title(title) not in normalize_title(text), slug  # the headline is not repeated
+        for line in text.splitlines():  # nothing can glue a heading to the paragraph after it
+            assert line.endswith(SENTENCE_ENDS), (slug, line)
+        for boilerplate in dropped:
+            assert boilerplate in html, (slug, boilerplate)  # really on the page: its absence means something
+            assert boilerplate not in text, (slug, boilerplate)
+
+
+def test_a_dateline_or_byline_paragraph_under_the_headline_is_dropped_not_glued(site: FakeSite) -> None:
+    title = "社内LLM基盤の利用が1年で3倍に"
+    body = ["2025年7月24日 編集部",
+            "社内向けの大規模言語モデル基盤の月間利用者が、この1年で約3倍の4,200人に増えた。利用の半分はコードレビューと"
+            "議事録の要約で、残りは問い合わせ対応や資料作成だという。",
+            "運用チームは今後、部署ごとの利用上限を設けて費用を管理する。"]
+    site.route("/a/dated", article_page(title, body))
+    site.route("/rss.xml", rss2([Item(title, site.url("/a/dated"), IN_WINDOW)]))
+    show = make_show([{"name": "R", "url": site.url("/rss.xml")}], allow=[site.host])
+
+    text = collect_candidates(show, DAY, now=NOW).candidates[0].text
+
+    assert text.startswith("社内向けの大規模言語モデル基盤の月間利用者が"), text[:80]
+    assert "2025年7月24日" not in text and "編集部" not in text and title not in text
+
+
+@pytest.mark.parametrize(("text", "readable"), [
+    # a real news brief of about 250 characters: short, and readable
+    ("東京都は24日、都内の公立小中学校に生成AIを使った学習支援ツールを導入すると発表した。2026年度から順次、"
+     "約1,300校で使えるようにする。児童生徒の質問に答えるほか、教員の採点や資料作りも手伝う。個人情報は"
+     "学習に使わない設定にするという。費用は初年度で約12億円を見込み、利用状況を見ながら対象の学年を広げる。"
+     "都の担当者は「先生が子どもと向き合う時間を増やしたい」と話している。", True),
+    ("Acme released version 2.0 of its open-source database on Tuesday. The update doubles write throughput "
+     "and adds native vector search. Existing users can upgrade in place; the company says no data migration "
+     "is needed.", True),
+    ("あ" * 2_000_000, False),  # a 6 MB page of one repeated character
+    ("これだけ。", False),
+    # one line pasted over and over
+    ("本日のニュースをお届けします。詳しくは本文をご覧ください。" * 300, False),
+    ("\n".join(f"{n}. https://example.com/{n * 7919:x}/{n * 104729:x}" for n in range(80)), False),
+    ("aGVsbG8gd29ybGQhIHRoaXMgaXMgbm90IGFuIGFydGljbGUgYnV0IGEgYmxvYiBvZiBiYXNlNjQgdGV4dA" * 20, False),
+])
+def test_readability_is_about_content_not_length(text: str, readable: bool) -> None:
+    measured = readability.assess(text, min_chars=120)
+    assert measured.readable is readable, measured
+
+
+def test_unreadable_pages_are_never_picked_while_a_readable_spare_exists(site: FakeSite) -> None:
+    from flows.daily_episode import with_readable_picks
+
+    site.route("/a/gone", "gone", status=404)
+    site.route("/files/report.pdf", b"%PDF-1.7 " + b"0" * 2000, content_type="application/pdf")
+    site.route("/a/one-char", "<html><body><article><h1>AIの話</h1><p>" + "あ" * 2_000_000
+               + "</p></article></body></html>")  # 6 MB: read up to max_bytes, then judged
+    site.route("/r/to-metadata", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    for slug in ("itmedia", "theverge"):
+        site.route(f"/{slug}", (PAGES_DIR / f"{slug}.html").read_text(encoding="utf-8"))
+    hot = [  # the most bookmarked stories, each with a page no one can read
+        Item("AIクラウドのメタデータを読む方法", "http://169.254.169.254/latest/meta-data/iam", IN_WINDOW, "",
+             900),
+        Item("AIの転送先はメタデータ", site.url("/r/to-metadata"), IN_WINDOW, "", 880),
+        Item("消えたAIの記事", site.url("/a/gone"), IN_WINDOW, "", 860),
+        Item("AI白書2026（PDF）", site.url("/files/report.pdf"), IN_WINDOW, "", 840),
+        Item("AIの話", site.url("/a/one-char"), IN_WINDOW, "", 820),
+    ]
+    readable = [Item(SITE_PAGES["itmedia"][0], site.url("/itmedia"), IN_WINDOW, "", 3),
+                Item(SITE_PAGES["theverge"][0], site.url("/theverge"), IN_WINDOW, "", 2)]
+    site.route("/h.rdf", rdf_hatena(hot + readable), content_type="application/rdf+xml")
+    show = make_show([{"name": "H", "url": site.url("/h.rdf")}], allow=[site.host], max_bytes=3_000_000)
+    show = show.model_copy(update={"rank": show.rank.model_copy(update={"picks": 1, "spares": 1,
+                                                                         "max_per_source": 5})})
+
+    snapshot = collect_candidates(show, DAY, now=NOW)
+    ranking = rank_candidates(snapshot, show, DAY, [])
+
+    reasons = {item.candidate.title: item for item in ranking.table}
+    assert [p.candidate.url for p in ranking.picks] == [site.url("/itmedia")]
+    assert [p.candidate.url for p in ranking.spares] == [site.url("/theverge")]
+    for item in hot:
+        row = reasons[item.title]
+        assert row.verdict == "skip" and row.reason.startswith("unreadable: "), (item.title, row.reason)
+        assert row.score > ranking.picks[0].score  # popular: only readability kept it out
+    assert "refused" in reasons["AIクラウドのメタデータを読む方法"].reason
+    assert "refused" in reasons["AIの転送先はメタデータ"].reason
+    assert "404" in reasons["消えたAIの記事"].reason
+    assert "application/pdf" in reasons["AI白書2026（PDF）"].reason
+    assert "distinct characters" in reasons["AIの話"].reason
+    assert len(next(c for c in snapshot.candidates if c.title == "AIの話").text) <= 2000
+    table_order = [item.candidate.url for item in ranking.table]
+    assert table_order[:2] == [site.url("/itmedia"), site.url("/theverge")]  # readable ones first
+    # the flow's guard keeps the readable pick, and still swaps in a readable spare for an unreadable pick
+    assert with_readable_picks(ranking).picks == ranking.picks
+    unreadable = next(c for c in snapshot.candidates if c.title == "消えたAIの記事")
+    stale_pick = ranking.picks[0].model_copy(update={"candidate": unreadable})
+    stale = ranking.model_copy(update={"picks": [stale_pick]})
+    assert [p.candidate.url for p in with_readable_picks(stale).picks] == [site.url("/theverge")]
+
+
+def test_clean_text_drops_boilerplate_lines_and_keeps_prose_that_looks_like_them() -> None:
+    title = "新型GPUクラウドが東京で提供開始"
+    dropped = ["【AI】", title, "2025年7月24日 編集部", "2026/11/19に公開",
+               "2026年11月20日 12時30分 公開", "[山田太郎，ITmedia]", "文：佐藤 美咲",
+               "By Jane Doe, a senior reporter covering AI.", "By Jane Doe and John Roe",
+               "Updated Nov 20, 2026, 5:00 PM UTC", "写真：新しいサーバー（同社提供）",
+               "Photo by Kenta Mori / Unsplash", "Image: Getty Images", "この記事をシェア",
+               "Xでポスト この記事をシェア", "Share this article", "Tweet | あとで読む",
+               "Copyright © 2026 Example Inc. All Rights Reserved."]
+    prose = ["アオバクラウドは24日、新型GPUのクラウドを東京で提供し始めた。",
+             "By Tuesday, Apple will ship the update to everyone.",
+             "Share prices fell 5% on Tuesday after the announcement.",
+             "写真の共有機能も強化され、家族とアルバムを分け合えるようになった。",
+             "料金は1時間あたり1,280円からだ。"]
+    related = ["関連記事", "GPU不足はいつ解消するのか", "国産LLMの学習基盤を見る"]
+    text = clean_text("\n".join([*dropped[:3], prose[0], *dropped[3:], *prose[1:], *related]), titles=[title])
+    assert text.splitlines() == prose
+    # a heading is kept as its own finished sentence, never glued to the paragraph after it
+    assert clean_text("料金と提供地域\n料金は1時間あたり1,280円からだ。").splitlines() == [
+        "料金と提供地域。", "料金は1時間あたり1,280円からだ。"]

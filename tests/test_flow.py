@@ -114,7 +114,7 @@ def test_persona_ratio_over_ninety_percent(runs: dict[str, Any]) -> None:
 def test_rerun_replaces_the_episode_instead_of_adding_one(runs: dict[str, Any]) -> None:
     feed = feedparser.parse((runs["store"] / "feed.xml").read_bytes())
     assert len(feed.entries) == 1
-    episodes = json.loads((runs["store"] / "episodes.json").read_text("utf-8"))
+    episodes = json.loads((runs["store"] / "episodes.json").read_text("utf-8"))["episodes"]
     assert len(episodes) == 1
 
 

@@ -7,18 +7,12 @@ from typing import Any
 
 import pytest
 
-from tasks.rank import (
-    artifact_key,
-    promote_spares,
-    rank_candidates,
-    same_story,
-    score_parts,
-    table_rows,
-    topic_pattern,
-)
+from tasks.rank import artifact_key, promote_spares, rank_candidates, table_rows
 from zundacast.errors import NotEnoughCandidates
 from zundacast.models import Candidate, CandidateSnapshot, EpisodeRecord, Usage
+from zundacast.scoring import score_parts, topic_pattern
 from zundacast.show import Show, parse_show
+from zundacast.stories import same_story
 
 DAY = dt.date(2025, 7, 24)
 JST = dt.timezone(dt.timedelta(hours=9))
@@ -217,3 +211,56 @@ def test_spares_take_over_failed_picks_in_order() -> None:
     assert [p.rank for p in after.picks] == [1, 2, 3]
     assert after.spares == []
     assert len(after.table) == 6  # the explanation is untouched
+
+
+def test_title_index_finds_what_comparing_every_pair_finds() -> None:
+    """The LSH-backed index against the exhaustive definition, on 600 news titles with re-carried stories
+    and version bumps: the same story for every title."""
+    from benchmarks.bench_dedup import news_titles
+    from zundacast.stories import TitleIndex, normalize_title, similar_normalized, title_numbers
+
+    titles = news_titles(600, seed=3)
+    forms = [(normalize_title(title), title_numbers(title)) for title in titles]
+    index, firsts, expected, found = TitleIndex(), [], [], []
+    for position, title in enumerate(titles):
+        expected.append(next((first for first in firsts
+                              if similar_normalized(forms[first][0], forms[position][0], forms[first][1],
+                                                    forms[position][1])), position))
+        key = index.find(title)
+        found.append(position if key is None else key)
+        if key is None:
+            index.add(title, position)
+        if expected[-1] == position:
+            firsts.append(position)
+    assert sum(1 for position, story in enumerate(expected) if story != position) > 60  # duplicates exist
+    assert found == expected
+
+
+def test_unreadable_candidates_rank_after_every_readable_one_and_are_never_chosen() -> None:
+    show = make_show(picks=3, spares=2, max_per_source=5)
+    ranking = rank_candidates(snapshot(
+        candidate("refused", "AIの記事1", bookmarks=400, text="",
+                  extraction_error="page not fetched: http://169.254.169.254/: refused"),
+        candidate("gone", "AIの記事2", bookmarks=300, text="", extraction_error="page not fetched: HTTP 404"),
+        candidate("blob", "AIの記事3", bookmarks=200,
+                  extraction_error="not readable prose: only 1 distinct characters"),
+        candidate("unfetched", "AIの記事4", bookmarks=100, text=""),  # beyond collect.max_pages
+        candidate("brief", "GPUの短信", bookmarks=1),
+        candidate("plain", "今日の天気", bookmarks=0),
+    ), show, DAY, [])
+    assert urls(ranking.picks) == ["https://a.example/brief", "https://a.example/plain"]
+    assert ranking.spares == []  # an unreadable candidate is no fallback either
+    assert [item.candidate.url.rsplit("/", 1)[-1] for item in ranking.table] == [
+        "brief", "plain", "refused", "gone", "blob", "unfetched"]
+    skipped = ranking.table[2:]
+    assert all(item.verdict == "skip" and item.reason.startswith("unreadable: ") for item in skipped)
+    assert "404" in skipped[1].reason and "distinct characters" in skipped[2].reason
+    assert "not fetched" in skipped[3].reason
+    assert min(item.score for item in skipped) > ranking.picks[0].score  # only readability kept them out
+
+
+def test_nothing_readable_to_pick_says_so() -> None:
+    show = make_show()
+    with pytest.raises(NotEnoughCandidates, match="1 unreadable"):
+        rank_candidates(snapshot(candidate("x", "AI", text="", extraction_error="page not fetched: 404")),
+                        show, DAY, [])

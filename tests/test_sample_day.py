@@ -1,4 +1,5 @@
-"""The bundled sample day: served over loopback HTTP, parsed by feedparser, extracted by trafilatura."""
+"""The bundled sample day: served over loopback HTTP, parsed by feedparser, extracted by the project's
+extraction (`zundacast.extraction`) and collected through `tasks.collect`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from urllib.parse import urlsplit
 import feedparser
 import httpx
 import pytest
-import trafilatura
 
+from tasks.collect import collect_candidates
+from zundacast import readability
 from zundacast.dates import window
+from zundacast.extraction import extract_article
 from zundacast.sample_day import (
     DEFAULT_PORT,
     HATENA_FEED_PATH,
@@ -125,9 +128,10 @@ def test_pages_carry_language_and_article_metadata(base_url: str) -> None:
         assert f'<html lang="{language}">' in html
         for meta in ('property="og:title"', 'property="og:site_name"', 'property="article:published_time"'):
             assert meta in html, (path, meta)
-        metadata = trafilatura.extract_metadata(html)
-        assert metadata.title and metadata.sitename and metadata.author, path
-        assert metadata.date and metadata.date.startswith("2026-11-"), path
+        article = extract_article(html, base_url + path)
+        assert article is not None, path
+        assert article.title and article.sitename and article.author, path
+        assert article.date.startswith("2026-11-"), path
 
 
 def test_feeds_parse_cleanly_with_dates_bookmarks_and_odd_items(base_url: str) -> None:
@@ -175,14 +179,17 @@ def test_every_feed_link_resolves_on_the_loopback_server(base_url: str) -> None:
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_trafilatura_keeps_the_article_and_drops_the_boilerplate(base_url: str, path: str) -> None:
+def test_extraction_keeps_the_article_and_drops_the_boilerplate(base_url: str, path: str) -> None:
     slug = path.removeprefix("/pages/").removesuffix(".html")
     kept, dropped = EXPECTED[slug]
     html = httpx.get(base_url + path).text
     for text in dropped:  # the boilerplate really is on the page, so its absence below means something
         assert text in html, (slug, text)
-    extracted = trafilatura.extract(html, url=base_url + path) or ""
+    article = extract_article(html, base_url + path)
+    assert article is not None, slug
+    extracted = article.text
     assert 1200 <= len(extracted) <= 3200, (slug, len(extracted))
+    assert readability.assess(extracted).readable, (slug, readability.assess(extracted))
     for sentence in kept:
         assert sentence in extracted, (slug, sentence)
     for text in dropped:
@@ -220,3 +227,26 @@ def test_package_data_is_found_through_importlib_resources() -> None:
     root = resources.files("zundacast.sample_day")
     assert root.joinpath("feeds", "hatena-it.rdf").is_file()
     assert len(list(root.joinpath("pages").iterdir())) == len(PAGES)
+
+
+def test_collected_sample_day_text_is_clean_prose(base_url: str) -> None:
+    """Through the collect stage: every page's text starts with its first paragraph, carries no headline,
+    byline, dateline or tag line, and no line can be glued to the next (each ends a sentence)."""
+    _, end = window(SAMPLE_DATE, "Asia/Tokyo", dt.time(6, 0), 24)
+    snapshot = collect_candidates(sample_show(base_url), SAMPLE_DATE, now=end + dt.timedelta(minutes=5))
+    pages = [c for c in snapshot.candidates if "/pages/" in c.url]
+    assert len(pages) >= 8
+    for candidate in pages:
+        html = httpx.get(candidate.url).text
+        article = extract_article(html, candidate.url)
+        assert article is not None and candidate.extraction_error == "", candidate.url
+        lines = candidate.text.splitlines()
+        headline = " ".join(article.title.split())
+        assert headline not in candidate.text, candidate.url
+        heads = ("2026年11月", "文：", "By ", "Posted")
+        assert not any(line.startswith(heads) for line in lines), candidate.url
+        ends = ("。", ".", "」", "！", "？", "!", "?", ")", "）")
+        assert all(line.endswith(ends) for line in lines), candidate.url
+        for author in article.author.split(";"):
+            assert author.strip() not in lines, candidate.url
+        assert lines[0].endswith(("。", ".")) and len(lines[0]) >= 60, (candidate.url, lines[0])

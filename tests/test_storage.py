@@ -186,3 +186,82 @@ def test_s3_url_with_credentials_is_refused() -> None:
         S3Store("s3://AKIA:secret@bucket/prefix")
     with pytest.raises(PermanentStoreError, match="s3://bucket"):
         S3Store("s3:///prefix-only")
+
+
+# --- compare-and-swap (the index and the run locks) on both stores ----------------------------------------
+
+
+@pytest.fixture(params=["folder", "s3"])
+def any_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[object]:
+    if request.param == "folder":
+        yield open_store(str(tmp_path / "public"))
+        return
+    with running_s3(monkeypatch) as fake:
+        yield open_store(fake.url)
+
+
+def test_put_if_creates_only_once_and_replaces_only_the_version_read(any_store: object) -> None:
+    from zundacast.storage import Store, VersionConflict
+
+    store: Store = any_store  # type: ignore[assignment]
+    assert store.get_versioned("episodes.json") == (None, None)
+    first = store.put_if("episodes.json", b"[1]", "application/json", expected=None)
+    with pytest.raises(VersionConflict, match=r"episodes\.json"):  # If-None-Match: * on an existing object
+        store.put_if("episodes.json", b"[2]", "application/json", expected=None)
+    assert store.get_versioned("episodes.json") == (b"[1]", first)
+    second = store.put_if("episodes.json", b"[1, 2]", "application/json", expected=first)
+    assert second != first
+    with pytest.raises(VersionConflict):  # If-Match on the version another run replaced: 412
+        store.put_if("episodes.json", b"[1, 3]", "application/json", expected=first)
+    assert store.get("episodes.json") == b"[1, 2]"
+    with pytest.raises(VersionConflict):  # If-Match on an object that is gone
+        store.put_if("nothing.json", b"x", "application/json", expected=second)
+    assert store.get("nothing.json") is None
+    assert store.sha256("episodes.json") == hashlib.sha256(b"[1, 2]").hexdigest()
+    assert store.sha256("nothing.json") is None
+
+
+def test_delete_if_deletes_only_the_version_read(any_store: object) -> None:
+    from zundacast.storage import Store, VersionConflict
+
+    store: Store = any_store  # type: ignore[assignment]
+    old = store.put_if(".locks/a.json", b"lease 1", "application/json", expected=None)
+    new = store.put_if(".locks/a.json", b"lease 2", "application/json", expected=old)
+    with pytest.raises(VersionConflict):
+        store.delete_if(".locks/a.json", old)
+    assert store.get(".locks/a.json") == b"lease 2"
+    store.delete_if(".locks/a.json", new)
+    assert store.get(".locks/a.json") is None
+    store.delete_if(".locks/a.json", new)  # already gone: fine
+
+
+def test_of_racing_conditional_writes_on_one_version_exactly_one_wins(any_store: object) -> None:
+    """What compare-and-swap needs from the store (and what the moto fake's AtomicWrites provides)."""
+    import threading
+
+    from zundacast.storage import Store, VersionConflict
+
+    store: Store = any_store  # type: ignore[assignment]
+    base = store.put_if("episodes.json", b"base", "application/json", expected=None)
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def write(number: int) -> None:
+        own = open_store(store.url)
+        start.wait()
+        try:
+            own.put_if("episodes.json", f"writer {number}".encode(), "application/json", expected=base)
+            outcomes.append(f"won {number}")
+        except VersionConflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [outcome for outcome in outcomes if outcome.startswith("won")]
+    assert len(outcomes) == 8 and len(winners) == 1
+    assert store.get("episodes.json") == f"writer {winners[0].split()[1]}".encode()

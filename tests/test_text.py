@@ -93,7 +93,7 @@ def test_hostile_titles_publish_a_feed_that_strict_xml_parses(tmp_path: Path) ->
     assert CLEAN.replace("\t", " ") in vtt.replace("\t", " ") and "\x1b" not in vtt
     page = store.get(f"{day}/index.html").decode("utf-8")  # type: ignore[union-attr]
     assert clean_text(page) == page and CLEAN in lxml.html.document_fromstring(page).text_content()
-    record = json.loads(store.get(EPISODES_KEY))[0]  # type: ignore[arg-type]
+    record = json.loads(store.get(EPISODES_KEY))["episodes"][0]  # type: ignore[arg-type]
     assert record["picks"][0]["title"] == f"{CLEAN} 0"
 
 
@@ -101,7 +101,8 @@ def test_an_old_index_holding_control_characters_heals_on_the_next_publish(tmp_p
     store = open_store(str(tmp_path / "public"))
     publish(DAY1, tmp_path / "work", store, show=sample_show())
     # an index written before the cleaning existed: valid JSON, but \u0001 cannot go into XML
-    old = json.loads(store.get(EPISODES_KEY))  # type: ignore[arg-type]
+    # (the old index format too: a plain list of records)
+    old = json.loads(store.get(EPISODES_KEY))["episodes"]  # type: ignore[index]
     old[0]["title"] = "壊れた\u0001タイトル\u001b[31m"
     old[0]["picks"][0]["title"] = "\u202eトピック\ufffe"
     store.put(EPISODES_KEY, json.dumps(old, ensure_ascii=False).encode("utf-8"), "application/json")
@@ -111,7 +112,7 @@ def test_an_old_index_holding_control_characters_heals_on_the_next_publish(tmp_p
     feed = lxml.etree.fromstring(store.get(FEED_KEY), STRICT)
     titles = [item.findtext("title") for item in feed.iter("item")]
     assert titles[1] == "壊れたタイトル[31m"
-    healed = json.loads(store.get(EPISODES_KEY))  # type: ignore[arg-type]
+    healed = json.loads(store.get(EPISODES_KEY))["episodes"]  # type: ignore[index]
     assert [r["title"] for r in healed][1] == "壊れたタイトル[31m"
     assert healed[1]["picks"][0]["title"] == "トピック"
     assert EpisodeRecord.model_validate(healed[1]).title == "壊れたタイトル[31m"

@@ -141,6 +141,21 @@ class FailingStore:
     def get(self, key: str) -> bytes | None:
         return self.inner.get(key)
 
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        return self.inner.get_versioned(key)
+
+    def put_if(self, key: str, data: bytes, content_type: str, expected: str | None,
+               cache_control: str = "") -> str:
+        if key == self.fail_key:
+            raise StoreError(f"injected failure writing {key}")
+        return self.inner.put_if(key, data, content_type, expected, cache_control)
+
+    def delete_if(self, key: str, expected: str) -> None:
+        self.inner.delete_if(key, expected)
+
+    def sha256(self, key: str) -> str | None:
+        return self.inner.sha256(key)
+
     def public_url(self, key: str, base_url: str = "") -> str:
         return self.inner.public_url(key, base_url)
 

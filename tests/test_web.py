@@ -13,13 +13,13 @@ import pytest
 from tests.fakes.web import FakeSite
 from zundacast.errors import PermanentError
 from zundacast.stage import is_permanent
+from zundacast.stories import canonical_url
 from zundacast.web import (
     FetchError,
     FetchRefused,
     FetchTimeout,
     HTTPStatusFailure,
     PermanentHTTPStatus,
-    canonical_url,
     fetch,
     private_reason,
 )

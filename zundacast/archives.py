@@ -48,7 +48,8 @@ from pydantic import BaseModel
 
 from zundacast.errors import PermanentError
 from zundacast.models import Candidate
-from zundacast.web import HTML_TYPES, FetchError, FetchResult, canonical_url, fetch
+from zundacast.stories import canonical_url
+from zundacast.web import HTML_TYPES, FetchError, FetchResult, fetch
 
 if TYPE_CHECKING:
     from zundacast.show import CollectConfig, FeedConfig

@@ -154,7 +154,7 @@ class Chapter(BaseModel):
 class AudioBundle(BaseModel):
     """The synthesized episode, ready to publish."""
 
-    mp3_path: str  # a file in the work folder, content-addressed so it is immutable
+    mp3_path: str  # a file in this machine's work folder, content-addressed so it is immutable
     sha256: str
     size_bytes: int
     duration_s: float
@@ -165,6 +165,9 @@ class AudioBundle(BaseModel):
     cues: list[Cue]
     utterances: int = 0
     synthesized: int = 0  # utterances synthesized this run (the rest came from the utterance cache)
+    # The same MP3 in the store's private work area (`.work/<sha256>.mp3`): where a machine without
+    # `mp3_path` (another worker rerunning upload) fetches it. Empty when synthesized without a store.
+    work_key: str = ""
 
 
 class EpisodeRecord(BaseModel):
@@ -187,6 +190,9 @@ class EpisodeRecord(BaseModel):
     writer: str
     published_at: dt.datetime
     files: dict[str, str] = Field(default_factory=dict)  # role (mp3, vtt, chapters, page) -> key in the store
+    # role -> SHA-256 of the published bytes (every file but episode.json, which is this record):
+    # the upload stage republishes a date whose files went missing or changed
+    file_sha256: dict[str, str] = Field(default_factory=dict)
 
 
 class PublishResult(BaseModel):

@@ -126,7 +126,7 @@ class CollectConfig(_Strict):
     concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(10, gt=0)
     max_bytes: int = Field(3_000_000, gt=0)
-    min_text_chars: int = Field(300, ge=0)
+    min_text_chars: int = Field(120, ge=0)  # a floor; zundacast.readability judges the rest
     min_candidates: int = Field(3, ge=1)
     allow_hosts: list[str] = Field(default_factory=list)  # hosts allowed even if they are private/loopback
     user_agent: str = "zundacast/0.1 (+https://github.com/zundacast/zundacast)"

@@ -1,4 +1,4 @@
-"""Safe HTTP fetching for feeds and article pages (httpx), and canonical URLs.
+"""Safe HTTP fetching for feeds and article pages (httpx); canonical URLs live in `zundacast.stories`.
 
 Feeds link to anything, so every fetch assumes the URL is hostile:
 
@@ -36,10 +36,9 @@ import time
 import zlib
 from collections.abc import Iterable
 from functools import cache
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
-from courlan import normalize_url
 from pydantic import BaseModel
 
 from zundacast.errors import PermanentError, ZundacastError
@@ -202,18 +201,6 @@ def private_reason(address: str) -> str:
         ("non-global", not ip.is_global),
     )
     return next((name for name, hit in checks if hit), "")
-
-
-def canonical_url(url: str) -> str:
-    """The URL that names a story: lowercased scheme and host, no default port, no fragment, and no
-    tracking parameters (utm_*, fbclid, gclid, ref, ...: courlan's list); remaining parameters sorted."""
-    url = url.strip()
-    try:
-        normalized = normalize_url(url, strict=False, trailing_slash=True)
-    except (ValueError, AttributeError):
-        normalized = url
-    parts = urlsplit(normalized)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
 
 @cache

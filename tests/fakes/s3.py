@@ -12,15 +12,18 @@ A server starts in well under a second, so each test gets its own:
 
 from __future__ import annotations
 
+import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 FAKE_ACCESS_KEY = "AKIAFAKEFORTESTS0001"
 FAKE_SECRET_KEY = "fake-secret-key-for-moto-never-real-0000000"
@@ -52,8 +55,39 @@ class FakeS3:
         return self.client().head_object(Bucket=self.bucket, Key=key)
 
 
+class AtomicWrites:
+    """WSGI middleware: one write request at a time.
+
+    moto checks `If-Match` / `If-None-Match` and then stores the object in two steps, with the
+    server's other threads free to run in between, so two concurrent conditional PUTs of one key can
+    both succeed. S3 makes each conditional write atomic; serializing writes gives moto that property.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") not in ("PUT", "POST", "DELETE"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))  # the whole answer, inside the lock
+
+
+class AtomicMotoServer(ThreadedMotoServer):
+    """ThreadedMotoServer whose writes are atomic (see AtomicWrites)."""
+
+    def _server_entry(self) -> None:
+        app = AtomicWrites(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 def start_moto() -> tuple[ThreadedMotoServer, str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     return server, f"http://{host}:{port}"

@@ -109,18 +109,19 @@ def test_unreadable_pages_are_recorded_with_why(faulty_day: dict[str, Any]) -> N
     assert "no answer within" in by_path["popular-slow.html"].extraction_error  # timed out
 
 
-def test_an_unreadable_pick_is_replaced_by_a_spare(faulty_day: dict[str, Any]) -> None:
+def test_an_unreadable_page_is_never_picked_while_a_readable_one_remains(faulty_day: dict[str, Any]) -> None:
     from flows.daily_episode import with_readable_picks
     from tasks.rank import rank_candidates
 
     ranking = rank_candidates(snapshot(faulty_day), faulty_day["show"], SAMPLE_DATE, [])
-    # ranking alone would put the unreadable popular story (404) first
-    assert [pick.candidate.url.rsplit("/", 1)[-1] for pick in ranking.picks] == ["popular-404.html"]
-    promoted = with_readable_picks(ranking)
-    assert promoted.picks[0].candidate.url != ranking.picks[0].candidate.url
-    first_readable_spare = next(spare for spare in ranking.spares if not spare.candidate.extraction_error)
-    assert promoted.picks[0].candidate.url == first_readable_spare.candidate.url
-    assert [pick["url"] for pick in episode(faulty_day)["picks"]] != [ranking.picks[0].candidate.url]
+    # the popular story's page is a 404: rank skips it, with the reason, for a readable one
+    skipped = {row.candidate.url.rsplit("/", 1)[-1]: row for row in ranking.table if row.verdict == "skip"}
+    assert "popular-404.html" in skipped
+    assert skipped["popular-404.html"].reason.startswith("unreadable:")
+    assert "404" in skipped["popular-404.html"].reason
+    assert all(not pick.candidate.extraction_error for pick in [*ranking.picks, *ranking.spares])
+    assert with_readable_picks(ranking) == ranking  # nothing left to replace
+    assert [pick["url"] for pick in episode(faulty_day)["picks"]] == [ranking.picks[0].candidate.url]
 
 
 def test_the_spare_that_takes_the_place_is_readable(faulty_day: dict[str, Any]) -> None:

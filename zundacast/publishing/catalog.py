@@ -1,35 +1,33 @@
-"""`episodes.json`: the index of every published episode, the source of feed.xml and the pages.
+"""One episode's record (what `{date}/episode.json` and its entry in `episodes.json` hold).
 
-It is a JSON list of `EpisodeRecord`s, newest first, one per date. Publishing a date
-replaces that date's entry and never touches another date's, so rerunning any past
-date is safe.
+The index itself (reading, compare-and-swap, the feed derived from it) is
+`zundacast.publishing.index`; its names are re-exported here for existing callers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 
-from pydantic import TypeAdapter, ValidationError
-
 from zundacast.dates import date_ja
-from zundacast.errors import PermanentError
 from zundacast.models import AudioBundle, EpisodeRecord, Ranking, Script, Summary, Usage
+from zundacast.publishing.index import (  # noqa: F401  (re-exported)
+    EPISODES_KEY,
+    CatalogError,
+    ShowIndex,
+    merge_record,
+    parse_index,
+    read_index,
+    render_index,
+    sorted_records,
+)
 from zundacast.show import Show
 from zundacast.storage import Store
 
-EPISODES_KEY = "episodes.json"
 FEED_KEY = "feed.xml"
 SHOW_PAGE_KEY = "index.html"
 COVER_KEY = "cover.png"
 TITLE_LIMIT = 120  # characters; podcast apps cut long titles anyway
-
-_RECORDS = TypeAdapter(list[EpisodeRecord])
-
-
-class CatalogError(PermanentError):
-    """episodes.json exists but cannot be read: publishing over it would lose the other episodes."""
 
 
 def episode_keys(day: dt.date) -> dict[str, str]:
@@ -45,37 +43,16 @@ def episode_keys(day: dt.date) -> dict[str, str]:
 
 
 def parse_catalog(data: bytes, where: str = EPISODES_KEY) -> list[EpisodeRecord]:
-    try:
-        return _RECORDS.validate_json(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise CatalogError(
-            f"{where} is not a valid episode index ({exc.error_count()} problem(s), first: {first['msg']} "
-            f"at {'.'.join(str(p) for p in first['loc'])}); restore it from a backup or "
-            f"the episodes' own {{date}}/episode.json files, or delete it to start a new index"
-        ) from None
+    return parse_index(data, where).episodes
 
 
 def read_catalog(store: Store) -> list[EpisodeRecord]:
     """Every published episode, newest first ([] for a new store)."""
-    data = store.get(EPISODES_KEY)
-    if data is None:
-        return []
-    return sorted_records(parse_catalog(data, store.describe(EPISODES_KEY)))
+    return read_index(store)[0].episodes
 
 
-def sorted_records(records: list[EpisodeRecord]) -> list[EpisodeRecord]:
-    return sorted(records, key=lambda record: record.date, reverse=True)
-
-
-def merge_record(records: list[EpisodeRecord], record: EpisodeRecord) -> list[EpisodeRecord]:
-    """The index with `record` in place of any entry of its date; other dates stay as they were."""
-    return sorted_records([*(r for r in records if r.date != record.date), record])
-
-
-def render_catalog(records: list[EpisodeRecord]) -> str:
-    payload = [record.model_dump(mode="json") for record in sorted_records(records)]
-    return json.dumps(payload, ensure_ascii=False, indent=1) + "\n"
+def render_catalog(records: list[EpisodeRecord], podcast_guid: str = "") -> str:
+    return render_index(ShowIndex(podcast_guid=podcast_guid, episodes=records))
 
 
 def episode_title(script: Script, titles: list[str]) -> str:

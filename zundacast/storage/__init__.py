@@ -20,6 +20,10 @@ class PermanentStoreError(StoreError, PermanentError):
     """A store failure a retry cannot heal (no credentials, access denied, no such bucket, a bad key)."""
 
 
+class VersionConflict(StoreError):
+    """A conditional write or delete found another version of the object than the caller read."""
+
+
 class Store(Protocol):
     url: str  # as configured, e.g. ./public or s3://bucket/prefix (never holds a secret)
 
@@ -37,6 +41,24 @@ class Store(Protocol):
 
     def describe(self, key: str) -> str:
         """A human-readable location of `key` (a path or s3:// URL) for messages."""
+
+    # Compare-and-swap, for the objects several runs update (the index, the run locks). A version is
+    # opaque: the ETag on S3, the content's SHA-256 in a folder; None means "the object does not exist".
+
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object's bytes and version, or (None, None) when it does not exist."""
+
+    def put_if(
+        self, key: str, data: bytes, content_type: str, expected: str | None, cache_control: str = ""
+    ) -> str:
+        """Write `data` only if the object is still at version `expected` (None: only if it does not
+        exist); raise VersionConflict otherwise. Returns the new version."""
+
+    def delete_if(self, key: str, expected: str) -> None:
+        """Delete the object only if it is at version `expected` (VersionConflict otherwise); gone is fine."""
+
+    def sha256(self, key: str) -> str | None:
+        """The stored object's SHA-256 (hex), or None when it does not exist."""
 
 
 def check_key(key: str) -> str:
@@ -66,3 +88,29 @@ def open_store(url: str) -> Store:
     from zundacast.storage.local import LocalStore
 
     return LocalStore(url)
+
+
+class TemporaryStoreError(PermanentStoreError):
+    """A worker's run would publish into its own temporary folder (lost when the run ends)."""
+
+
+def check_store_outlives_run(configured: str, resolved: str) -> None:
+    """A run started by a Prefect worker publishes where the next run finds it, never into its own
+    working folder: that is the worker's temporary clone of the repository, deleted after the run."""
+    import os
+    from pathlib import Path
+
+    if resolved.startswith("s3://") or not os.environ.get("PREFECT__WORKER_NAME"):
+        return
+    from zundacast.storage.local import folder_of
+
+    folder = folder_of(resolved).resolve()
+    cwd = Path.cwd().resolve()
+    relative = not configured.startswith("file://") and not Path(configured).expanduser().is_absolute()
+    if relative or folder == cwd or cwd in folder.parents:
+        raise TemporaryStoreError(
+            f"ZUNDACAST_STORE: the store {configured!r} resolves to {folder}, inside this run's temporary "
+            f"working folder {cwd} (the worker's clone, deleted after the run): nothing was published; "
+            "deploy with ZUNDACAST_STORE set to s3://bucket/prefix or an absolute path every worker shares "
+            "(python -m deployments.deploy --store ...)"
+        )

@@ -3,20 +3,30 @@
 Every write goes to a temporary file next to its target and is moved into place with
 `os.replace`, so a crash or a full disk never leaves a half-written feed or MP3 behind:
 readers see the old file or the new one, nothing in between.
+
+Conditional writes (`put_if`, `delete_if`: the index and the run locks) compare the content's
+SHA-256 and replace the file while holding an exclusive `flock` on `.zundacast.lock` in the
+folder, so runs in other threads and processes (and other machines, where the file system's
+locks reach them) update the index one at a time.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
-from zundacast.storage import PermanentStoreError, StoreError, check_key
+from zundacast.storage import PermanentStoreError, StoreError, VersionConflict, check_key
+
+LOCK_NAME = ".zundacast.lock"  # beside the store's files; every conditional write holds it
 
 
 def folder_of(url: str) -> Path:
@@ -68,6 +78,65 @@ class LocalStore:
             return None
         except OSError as exc:
             raise StoreError(f"cannot read {target}: {exc}") from exc
+
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        data = self.get(key)
+        return data, (hashlib.sha256(data).hexdigest() if data is not None else None)
+
+    def put_if(
+        self, key: str, data: bytes, content_type: str, expected: str | None, cache_control: str = ""
+    ) -> str:
+        with self._locked():
+            self._check_version(key, expected)
+            self.put(key, data, content_type, cache_control)
+        return hashlib.sha256(data).hexdigest()
+
+    def delete_if(self, key: str, expected: str) -> None:
+        with self._locked():
+            if self.get_versioned(key)[1] is None:
+                return
+            self._check_version(key, expected)
+            try:
+                self.path_of(key).unlink(missing_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot delete {self.describe(key)}: {exc}") from exc
+
+    def sha256(self, key: str) -> str | None:
+        target = self.path_of(key)
+        digest = hashlib.sha256()
+        try:
+            with target.open("rb") as src:
+                for block in iter(lambda: src.read(1024 * 1024), b""):
+                    digest.update(block)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {target}: {exc}") from exc
+        return digest.hexdigest()
+
+    def _check_version(self, key: str, expected: str | None) -> None:
+        current = self.get_versioned(key)[1]
+        if current != expected:
+            raise VersionConflict(
+                f"{self.describe(key)} changed since it was read "
+                f"(expected version {expected}, found {current})"
+            )
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock on the store (flock: per open file, so threads of one process exclude too)."""
+        lock_path = self.root / LOCK_NAME
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = lock_path.open("a")
+        except OSError as exc:
+            raise StoreError(f"cannot open the store's lock file {lock_path}: {exc}") from exc
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def public_url(self, key: str, base_url: str = "") -> str:
         if base_url:

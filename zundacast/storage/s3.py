@@ -4,7 +4,12 @@ The endpoint, credentials and region come from boto3's own sources (the standard
 `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` variables, the credentials chain,
 `AWS_REGION` / `AWS_DEFAULT_REGION`, default us-east-1): nothing secret is read,
 held or logged here. Every object is sent with a SHA-256 checksum the server
-checks on receipt, and checked again with `head_object` after the upload.
+checks on receipt (its answer carries the checksum of what it stored), and large files are checked
+again with `head_object` after the upload.
+
+Conditional writes use S3's own compare-and-swap: `PutObject` with `If-Match: <ETag>` replaces only
+the version that was read, `If-None-Match: *` creates only; a failed condition is HTTP 412
+(PreconditionFailed) or 409 (ConditionalRequestConflict, a concurrent conditional write).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from zundacast.storage import PermanentStoreError, StoreError, check_key
+from zundacast.storage import PermanentStoreError, StoreError, VersionConflict, check_key
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # a daily episode (about 10 MB at 96 kbps) goes in one request
 MULTIPART_CHUNK = 16 * 1024 * 1024
@@ -40,6 +45,8 @@ _PERMANENT_CODES = {
     "403",
     "400",
 }
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -112,8 +119,15 @@ class S3Store:
         }
         if cache_control:
             args["CacheControl"] = cache_control
-        self._call("write", key, self.client.put_object, **args)
-        self.verify(key, len(data), digest)
+        answer = self._call("write", key, self.client.put_object, **args)
+        # S3 refuses a body whose SHA-256 differs from ChecksumSHA256 and answers with the checksum of what
+        # it stored. That answer, not a later HEAD, is the check: several runs write feed.xml and the
+        # pages, and a HEAD may already see another run's version.
+        stored = answer.get("ChecksumSHA256") if isinstance(answer, dict) else None
+        if stored is not None and stored != _b64(digest):
+            raise StoreError(f"{self.describe(key)}: S3 stored a body with another SHA-256; retry the upload")
+        if stored is None:  # an S3-compatible store that does not answer with checksums: look
+            self.verify(key, len(data), digest)
 
     def put_file(self, key: str, path: str, content_type: str, cache_control: str = "") -> None:
         try:
@@ -186,6 +200,69 @@ class S3Store:
         except (BotoCoreError, OSError) as exc:
             raise self._error("read", key, exc) from exc
 
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+            return answer["Body"].read(), answer["ETag"]
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None, None
+            raise self._error("read", key, exc) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._error("read", key, exc) from exc
+
+    def put_if(
+        self, key: str, data: bytes, content_type: str, expected: str | None, cache_control: str = ""
+    ) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self.object_key(key),
+            "Body": data,
+            "ContentType": content_type,
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": _b64(digest),  # S3 refuses the write if the body arrives different
+            "Metadata": {SHA256_METADATA: digest},
+        }
+        if cache_control:
+            args["CacheControl"] = cache_control
+        if expected is None:
+            args["IfNoneMatch"] = "*"
+        else:
+            args["IfMatch"] = expected
+        try:
+            # no head_object afterwards: another run may already have replaced it, legitimately
+            return str(self.client.put_object(**args)["ETag"])
+        except ClientError as exc:
+            if _code(exc) in _CONFLICT_CODES or (expected is not None and _code(exc) in _MISSING_CODES):
+                raise self._conflict(key, exc) from exc
+            raise self._error("write", key, exc) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._error("write", key, exc) from exc
+
+    def delete_if(self, key: str, expected: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key), IfMatch=expected)
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                return
+            if _code(exc) in _CONFLICT_CODES:
+                raise self._conflict(key, exc) from exc
+            raise self._error("delete", key, exc) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._error("delete", key, exc) from exc
+
+    def sha256(self, key: str) -> str | None:
+        """From the x-amz-meta-sha256 every put writes (a HEAD, not a download)."""
+        head = self.head(key)
+        if head is None:
+            return None
+        stored = (head.get("Metadata") or {}).get(SHA256_METADATA)
+        if stored:
+            return str(stored)
+        data = self.get(key)  # written by something else: hash what is there
+        return hashlib.sha256(data).hexdigest() if data is not None else None
+
     def list_keys(self, under: str = "") -> list[str]:
         """Every key (relative to the prefix) under `under`, sorted."""
         start = (
@@ -222,6 +299,9 @@ class S3Store:
             raise self._error(action, key, exc) from exc
         except Exception as exc:  # s3transfer wraps failures in its own types
             raise self._error(action, key, exc) from exc
+
+    def _conflict(self, key: str, exc: BaseException) -> VersionConflict:
+        return VersionConflict(f"{self.describe(key)} changed since it was read ({_code(exc)})")
 
     def _error(self, action: str, key: str, exc: BaseException) -> StoreError:
         # botocore messages name the operation and the error code, never the credentials
