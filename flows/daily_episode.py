@@ -23,7 +23,7 @@ from tasks.upload import read_history, upload, upload_staleness
 from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
 from zundacast.models import EpisodeRecord, Pick, Ranking, RunSummary
-from zundacast.notify import notify_failure
+from zundacast.notify import install_log_redaction, notify_failure
 from zundacast.runlock import run_lock
 from zundacast.runner import StageRunner
 from zundacast.scoring import unreadable_reason
@@ -59,6 +59,7 @@ def daily_episode(
     `refresh` lists stages to recompute even if cached; the stages after them follow.
     `store` overrides where the episode is published (else ZUNDACAST_STORE, else the show file).
     """
+    install_log_redaction()  # served and worker runs too: no secret reaches a log or Prefect's database
     env = Environment()
     show_cfg = show if isinstance(show, Show) else load_show(show)
     day = parse_episode_date(episode_date, show_cfg.show.timezone)

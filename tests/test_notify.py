@@ -28,6 +28,7 @@ class Receiver:
     posts: list[dict] = field(default_factory=list)
     status: int = 200
     delay_s: float = 0.0
+    echo_path: bool = False  # answer errors with a body that repeats the path (some chat services do)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -50,7 +51,12 @@ def receiver() -> Iterator[Receiver]:
             self.send_response(state.status)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
-            self.wfile.write(b"ok" if state.status == 200 else b"invalid_token")
+            if state.status == 200:
+                self.wfile.write(b"ok")
+            elif state.echo_path:
+                self.wfile.write(f"no_such_hook {self.path} ({self.path.lstrip('/')})".encode())
+            else:
+                self.wfile.write(b"invalid_token")
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -153,6 +159,57 @@ def test_webhook_error_status_returns_false(receiver: Receiver, caplog: pytest.L
     assert "403" in caplog.text and "XXsecretpathXX" not in caplog.text
 
 
+def test_a_404_body_that_echoes_the_secret_path_is_redacted(receiver: Receiver,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    receiver.status, receiver.echo_path = 404, True
+    with caplog.at_level(logging.WARNING, logger="zundacast.notify"):
+        assert notify_failure(receiver.url, "zundamon-ai", DAY, "upload", "boom") is False
+    assert "404" in caplog.text and "no_such_hook" in caplog.text  # the answer is told ...
+    assert "XXsecretpathXX" not in caplog.text and "T000/B000" not in caplog.text  # ... without the path
+
+
+def test_redact_covers_the_parts_of_secret_urls_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://proxyuser9:pa55-word-x@llm.internal:8000/v1?api_key=q1w2e3r4")
+    monkeypatch.setenv("ZUNDACAST_WEBHOOK_URL", "https://chat.example/api/webhooks/998877/tok-AbCdEf-123")
+    text = ("login proxyuser9 with pa55-word-x; called llm.internal:8000/v1 (key q1w2e3r4); "
+            "hook 998877/tok-AbCdEf-123 and webhooks/998877 and just tok-AbCdEf-123")
+    cleaned = redact(text)
+    for secret in ("proxyuser9", "pa55-word-x", "q1w2e3r4", "998877", "tok-AbCdEf-123"):
+        assert secret not in cleaned, secret
+    assert "llm.internal:8000/v1" in cleaned  # the host and path of a base URL are not secret
+
+
+def test_redact_removes_any_userinfo_in_a_url() -> None:
+    cleaned = redact("GET http://someone:hunter22@10.0.0.5:9000/v1 and https://token-only-abc123@host/x")
+    assert "someone" not in cleaned and "hunter22" not in cleaned and "token-only-abc123" not in cleaned
+    assert "10.0.0.5:9000/v1" in cleaned and "host/x" in cleaned
+
+
+def test_log_redaction_covers_messages_arguments_and_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zundacast.notify import RedactingFilter
+
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("zundacast.test-redaction")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError(f"the server refused {ENV_KEY}")
+        except RuntimeError:
+            logger.exception("calling with key %s failed", ENV_KEY)
+    finally:
+        logger.removeHandler(handler)
+    (line,) = lines
+    assert ENV_KEY not in line and "Traceback" in line and line.count(REDACTED) == 2
+
+
 def test_slow_webhook_times_out_and_returns_false(receiver: Receiver) -> None:
     receiver.delay_s = 10
     assert notify_failure(receiver.url, "zundamon-ai", DAY, "upload", "boom", timeout_s=0.3) is False
@@ -184,3 +241,9 @@ def test_redact_leaves_ordinary_text_alone(monkeypatch: pytest.MonkeyPatch) -> N
     assert redact("call sk-abcdefgh12 now") == f"call {REDACTED} now"
     assert redact("Authorization: Basic dXNlcjpwYXNz end") == f"Authorization: {REDACTED} end"
     assert redact("my value", extra_secrets=["my value"]) == REDACTED
+
+
+def test_a_webhook_path_of_common_words_does_not_shred_the_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZUNDACAST_WEBHOOK_URL", "https://chat.example/webhook?token=t0k3n-abcdef")
+    cleaned = redact("failure webhook answered 404 for token t0k3n-abcdef")
+    assert cleaned == f"failure webhook answered 404 for token {REDACTED}"

@@ -6,12 +6,22 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.fakes.voicevox import SECONDS_PER_CHAR, fake_voicevox
+from tests.fakes.voicevox import (
+    CONSONANT_S,
+    PAUSE_S,
+    STYLE_NOT_FOUND,
+    VOWEL_S,
+    ZUNDAMON_STYLES,
+    audio_query_for,
+    expected_seconds,
+    fake_voicevox,
+)
 from zundacast.show import Environment, OpenAITTSConfig, OpenJTalkConfig, VoiceConfig, VoicevoxConfig
 from zundacast.stage import is_permanent
 from zundacast.voices import PermanentVoiceError, VoiceError, get_voice
@@ -59,23 +69,160 @@ def test_openjtalk_threads_give_the_same_audio_as_one_thread() -> None:
 # --- VOICEVOX ----------------------------------------------------------------------------------------------
 
 def test_voicevox_speaks_through_the_engine_api_with_the_show_settings() -> None:
-    config = VoicevoxConfig(speaker=3, speed_scale=1.25, pitch_scale=0.05, intonation_scale=1.2,
+    config = VoicevoxConfig(speed_scale=1.25, pitch_scale=0.05, intonation_scale=1.2,
                             volume_scale=0.8, pre_phoneme_length=0.2, post_phoneme_length=0.3)
+    text = "ずんだもんなのだ。今日も元気なのだ"
     with fake_voicevox() as fake:
         voice = VoicevoxVoice(config, url=fake.url)
-        pcm = voice.synthesize("ずんだもんなのだ")
+        pcm = voice.synthesize(text)
         voice.close()
     assert pcm.sample_rate == 24000
-    expected = 0.2 + len("ずんだもんなのだ") * SECONDS_PER_CHAR / 1.25 + 0.3
-    assert len(pcm.samples) / pcm.sample_rate == pytest.approx(expected, abs=0.01)
-    query, synthesis = fake.requests
+    speakers, query, synthesis = fake.requests
+    assert (speakers["method"], speakers["path"]) == ("GET", "/speakers")  # ずんだもん ノーマル, by name
     assert query["path"] == "/audio_query"
-    assert query["params"] == {"text": "ずんだもんなのだ", "speaker": "3"}
+    assert query["params"] == {"text": text, "speaker": "3"}
     assert synthesis["path"] == "/synthesis" and synthesis["params"] == {"speaker": "3"}
+    assert synthesis["status"] == 200
     sent = synthesis["json"]
     assert sent["speedScale"] == 1.25 and sent["pitchScale"] == 0.05 and sent["intonationScale"] == 1.2
     assert sent["volumeScale"] == 0.8 and sent["prePhonemeLength"] == 0.2 and sent["postPhonemeLength"] == 0.3
-    assert sent["accent_phrases"], "the engine's accent phrases go back unchanged"
+    assert sent["accent_phrases"] == audio_query_for(text)["accent_phrases"]  # the engine's, unchanged
+    # the length the engine gives these moras, pauses and scales
+    assert len(pcm.samples) / pcm.sample_rate == pytest.approx(expected_seconds(sent), abs=1e-6)
+    moras = len(text) - 1  # one per character; 。 is the pause mora
+    spoken = (moras * (CONSONANT_S + VOWEL_S) + PAUSE_S) / 1.25 + (0.2 + 0.3) / 1.25
+    half_frames = (2 * moras + 3) * 0.5 / 93.75  # each phoneme is rounded to the engine's frames
+    assert len(pcm.samples) / pcm.sample_rate == pytest.approx(spoken, abs=half_frames)
+
+
+@pytest.mark.parametrize(("style", "style_id"), sorted(ZUNDAMON_STYLES.items(), key=lambda item: item[1]))
+def test_voicevox_finds_each_zundamon_style_by_name(style: str, style_id: int) -> None:
+    with fake_voicevox() as fake:
+        voice = VoicevoxVoice(VoicevoxConfig(speaker_name="ずんだもん", style=style), url=fake.url)
+        voice.synthesize("ずんだもんなのだ")
+        voice.close()
+    assert [r["params"]["speaker"] for r in fake.requests if r["method"] == "POST"] == [str(style_id)] * 2
+    assert fake.count("/speakers") == 1
+
+
+def test_voicevox_looks_up_the_style_once_for_many_utterances() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with fake_voicevox() as fake:
+        voice = VoicevoxVoice(VoicevoxConfig(style="ささやき"), url=fake.url, concurrency=3)
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(voice.synthesize, ["いちなのだ", "になのだ", "さんなのだ", "よんなのだ"]))
+        voice.close()
+    assert fake.count("/speakers") == 1
+    assert {r["params"]["speaker"] for r in fake.requests if r["method"] == "POST"} == {"22"}
+
+
+def test_voicevox_explicit_style_id_skips_the_lookup() -> None:
+    with fake_voicevox() as fake:
+        voice = VoicevoxVoice(VoicevoxConfig(speaker=76), url=fake.url)
+        voice.synthesize("なみだめなのだ")
+        voice.close()
+    assert fake.count("/speakers") == 0
+    assert [r["params"]["speaker"] for r in fake.requests] == ["76", "76"]
+
+
+@pytest.mark.parametrize(("config", "named", "listed"), [
+    (VoicevoxConfig(speaker_name="ずんだもん", style="ハイテンション"), "voice.voicevox.style",
+     "なみだめ (76)"),
+    (VoicevoxConfig(speaker_name="ずんだもんX"), "voice.voicevox.speaker_name", "四国めたん, ずんだもん"),
+])
+def test_voicevox_unknown_speaker_or_style_names_the_field_and_what_is_offered(
+        config: VoicevoxConfig, named: str, listed: str) -> None:
+    with fake_voicevox() as fake:
+        voice = VoicevoxVoice(config, url=fake.url)
+        with pytest.raises(PermanentVoiceError) as caught:
+            voice.synthesize("ずんだもんなのだ")
+        voice.close()
+    message = str(caught.value)
+    assert named in message and listed in message and fake.url in message
+    assert is_permanent(caught.value)
+    assert fake.count("/audio_query") == 0  # nothing spoken with a wrong voice
+
+
+def test_voicevox_style_the_engine_lacks_is_its_422_message() -> None:
+    with fake_voicevox() as fake:
+        voice = VoicevoxVoice(VoicevoxConfig(speaker=4242), url=fake.url)
+        with pytest.raises(PermanentVoiceError) as caught:
+            voice.synthesize("ずんだもんなのだ")
+        voice.close()
+        (request,) = fake.requests
+    assert request["status"] == 422
+    message = str(caught.value)
+    assert "HTTP 422" in message and STYLE_NOT_FOUND in message and "voice.voicevox.speaker" in message
+
+
+def test_fake_voicevox_answers_like_the_engine() -> None:
+    """The fake's wire behaviour, case by case (DESIGN.md "Seen here"; the engine's FastAPI routers)."""
+    import copy
+
+    import httpx
+
+    with fake_voicevox() as fake, httpx.Client(base_url=fake.url) as http:
+        speakers = http.get("/speakers").json()
+        zundamon = next(s for s in speakers if s["name"] == "ずんだもん")
+        assert {s["name"]: s["id"] for s in zundamon["styles"]} == {
+            "ノーマル": 3, "あまあま": 1, "ツンツン": 7, "セクシー": 5, "ささやき": 22, "ヒソヒソ": 38,
+            "ヘロヘロ": 75, "なみだめ": 76}
+        assert all(s["type"] == "talk" for s in zundamon["styles"]) and zundamon["speaker_uuid"]
+        unknown = http.post("/audio_query", params={"text": "あ", "speaker": 99999})
+        assert unknown.status_code == 422 and unknown.json() == {"message": STYLE_NOT_FOUND}
+        query = http.post("/audio_query", params={"text": "ずんだ、もちなのだ。", "speaker": 3}).json()
+        assert query["outputSamplingRate"] == 24000 and query["pauseLength"] is None
+        assert [p["pause_mora"]["vowel"] for p in query["accent_phrases"]] == ["pau", "pau"]
+        missing = http.post("/audio_query", params={"text": "あ"})
+        assert missing.status_code == 422
+        assert missing.json()["detail"] == [{"type": "missing", "loc": ["query", "speaker"],
+                                             "msg": "Field required", "input": None}]
+        not_int = http.post("/audio_query", params={"text": "あ", "speaker": "three"})
+        (item,) = not_int.json()["detail"]
+        assert item["type"] == "int_parsing" and item["input"] == "three"
+        broken = {k: v for k, v in copy.deepcopy(query).items() if k != "speedScale"}
+        broken["accent_phrases"][0]["moras"][0]["vowel_length"] = "long"
+        refused = http.post("/synthesis", params={"speaker": 3}, json=broken)
+        assert refused.status_code == 422
+        detail = {tuple(item["loc"]): item for item in refused.json()["detail"]}
+        assert detail[("body", "speedScale")]["type"] == "missing"
+        assert "input" in detail[("body", "speedScale")]
+        assert detail[("body", "accent_phrases", 0, "moras", 0, "vowel_length")]["input"] == "long"
+        assert http.post("/synthesis", params={"speaker": 3}).json()["detail"][0]["loc"] == ["body"]
+        wrong_style = http.post("/synthesis", params={"speaker": 99999}, json=query)
+        assert wrong_style.status_code == 422 and wrong_style.json() == {"message": STYLE_NOT_FOUND}
+        audio = http.post("/synthesis", params={"speaker": 3}, json=query)
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+        pcm = decode_wav(audio.content)
+        assert pcm.sample_rate == 24000
+        assert len(pcm.samples) / 24000 == pytest.approx(expected_seconds(query), abs=1e-9)
+        assert http.get("/nothing").status_code == 404
+
+
+@pytest.mark.parametrize("mangle", ["drop a phrase", "drop the pauses", "shorten the vowels", "kana only"])
+def test_a_client_that_mangles_the_query_gets_audio_of_the_wrong_length(mangle: str) -> None:
+    """The fake's audio follows the moras the client sends, not the text it asked about."""
+    import httpx
+
+    with fake_voicevox() as fake, httpx.Client(base_url=fake.url) as http:
+        asked = {"text": "ずんだもちは、おいしいのだ。", "speaker": 3}
+        query = http.post("/audio_query", params=asked).json()
+        right = decode_wav(http.post("/synthesis", params={"speaker": 3}, json=query).content)
+        phrases = query["accent_phrases"]
+        if mangle == "drop a phrase":
+            query["accent_phrases"] = phrases[:1]
+        elif mangle == "drop the pauses":
+            for phrase in phrases:
+                phrase["pause_mora"] = None
+        elif mangle == "shorten the vowels":
+            for phrase in phrases:
+                for mora in phrase["moras"]:
+                    mora["vowel_length"] /= 2
+        else:
+            query["accent_phrases"] = []  # the text survives only in `kana`, which the engine ignores
+        wrong = decode_wav(http.post("/synthesis", params={"speaker": 3}, json=query).content)
+    assert len(wrong.samples) < len(right.samples) - 0.1 * 24000
 
 
 def test_voicevox_refusal_is_permanent_and_names_the_text() -> None:
@@ -217,3 +364,68 @@ def test_openai_tts_errors_are_classified(speech_api: tuple[_SpeechAPI, str],
 def test_openai_tts_without_a_key_says_what_to_set() -> None:
     with pytest.raises(PermanentVoiceError, match="OPENAI_API_KEY"):
         OpenAIVoice(env=Environment()).synthesize("ずんだもんなのだ")
+
+
+def test_openjtalk_says_nothing_about_onnx_runtime() -> None:
+    """pyopenjtalk-plus prints advice to install onnxruntime when it is absent; our users need none."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from zundacast.voices.openjtalk import OpenJTalkVoice\n"
+            "import importlib.util\n"
+            "print('onnxruntime', importlib.util.find_spec('onnxruntime') is not None)\n"
+            "print('samples', len(OpenJTalkVoice().synthesize('何なのだ').samples) > 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["onnxruntime False", "samples True"]  # nothing else on stdout
+    assert "ONNX" not in done.stderr
+
+
+@pytest.mark.slow
+def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path) -> None:
+    """`zundacast demo --voice voicevox` in a subprocess, against the fake engine: every sentence goes
+    through /audio_query and /synthesis with ずんだもん ノーマル found in /speakers, and the episode is
+    published with the engine's name in its record."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    with fake_voicevox() as fake:
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith(("AWS_", "OPENAI_", "ZUNDACAST_", "VOICEVOX_"))}
+        env.update(PYTHONPATH=str(repo), ZUNDACAST_HOME=str(tmp_path / "home"), VOICEVOX_URL=fake.url,
+                   PREFECT_HOME=str(tmp_path / "prefect"))
+        done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--voice", "voicevox",
+                               "--store", str(tmp_path / "public"), "--json"],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "ONNX" not in done.stdout + done.stderr  # quiet by default (the offline writer uses OpenJTalk too)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["stages"]["synthesize"]["status"] == "computed"
+    assert fake.count("/speakers") >= 1
+    spoken = fake.count("/synthesis")
+    assert spoken >= 20 and fake.count("/audio_query") == spoken
+    assert {r["params"]["speaker"] for r in fake.requests if r["method"] == "POST"} == {"3"}
+    record = json.loads((tmp_path / "public" / summary["date"] / "episode.json").read_text("utf-8"))
+    assert "voicevox" in json.dumps(record, ensure_ascii=False)
+
+
+def test_voicevox_error_bodies_are_read_as_the_engine_writes_them() -> None:
+    import httpx
+
+    from zundacast.voices.voicevox import _engine_says
+
+    own = httpx.Response(422, json={"message": STYLE_NOT_FOUND})
+    validation = httpx.Response(422, json={"detail": [
+        {"type": "missing", "loc": ["body", "speedScale"], "msg": "Field required",
+         "input": {"accent_phrases": ["a very long query echoed back"]}},
+        {"type": "int_parsing", "loc": ["query", "speaker"], "msg": "Input should be a valid integer",
+         "input": "three"}]})
+    assert _engine_says(own) == STYLE_NOT_FOUND
+    said = _engine_says(validation)
+    assert said == "body.speedScale: Field required; query.speaker: Input should be a valid integer"
+    assert _engine_says(httpx.Response(404, json={"detail": "Not Found"})) == "Not Found"
+    assert _engine_says(httpx.Response(500, text="Internal Server Error")) == "Internal Server Error"

@@ -201,8 +201,8 @@ def test_upload_uses_the_local_mp3_first_then_fetches_the_work_copy(
     from tasks.synthesize import keep_in_work_area
     from tasks.upload import BundleMismatch, publish_episode
     from tests.test_upload import DAY2, sample_inputs, sample_show
-    from zundacast.storage import open_store
     from zundacast.publishing.feed import episode_mp3_key
+    from zundacast.storage import open_store
 
     store = open_store(str(tmp_path / "public"))
     bundle, script, ranking, summaries = sample_inputs(DAY2, tmp_path / "machine-1")

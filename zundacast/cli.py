@@ -38,27 +38,97 @@ def main(argv: list[str] | None = None) -> int:
         if name == "PREFECT_LOGGING_LEVEL" and args.verbose:
             value = "INFO"
         os.environ.setdefault(name, value)
+    if not args.verbose:
+        # the temporary API runs in a child process that writes to our stderr: its tracebacks too
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     os.environ["ZUNDACAST_PROGRESS"] = "1"
-    if os.environ.get("PREFECT_HOME"):
-        # Prefect only warns when it cannot make its home, then its API fails to open the database.
-        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
-    from zundacast.errors import ZundacastError
-    from zundacast.show import ShowFileError
-
     try:
         summary = args.handler(args)
-    except (ZundacastError, ShowFileError, ValueError) as exc:
-        print(f"zundacast: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("zundacast: interrupted; a rerun resumes from the caches", file=sys.stderr)
         return 130
+    except Exception as exc:  # every failure ends in one line naming what to fix
+        return _report(exc, verbose=args.verbose)
     if summary is None:  # preview: served until interrupted, nothing to summarize
         return 0
     _print_summary(summary, as_json=args.json)
     for note in getattr(args, "notes", []):  # at the very end, where a person reads them
         print(note, file=sys.stderr)
     return 0
+
+
+def _report(exc: BaseException, verbose: bool) -> int:
+    """Print the failure as one `zundacast: error:` line (the traceback first with --verbose); the exit
+    status: 2 when the message names what to fix, 1 for an unexpected error (a bug)."""
+    import traceback
+
+    from zundacast.errors import ZundacastError, os_error_message
+    from zundacast.notify import redact
+    from zundacast.show import ShowFileError
+
+    if verbose:
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+    status = 2
+    cause = _root_os_error(exc)
+    if isinstance(exc, (ZundacastError, ShowFileError)):
+        message = str(exc)
+    elif cause is not None:
+        message = os_error_message(cause, _places())
+    elif isinstance(exc, MemoryError):
+        message = "out of memory: lower the show file's sizes (pauses, picks, concurrency) or free memory"
+    else:
+        status = 1
+        message = (f"unexpected {type(exc).__name__}: {exc} (a bug: rerun with --verbose for the traceback "
+                   "and report it)")
+    line = " ".join(redact(message or type(exc).__name__).split())  # one line, whatever the message held
+    print(f"zundacast: error: {line}", file=sys.stderr)
+    return status
+
+
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc` (itself, or its cause or context: Prefect and libraries wrap them)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _places() -> dict[str, str]:
+    """Setting -> folder, to say which setting put a failed path where it is."""
+    from zundacast.preflight import prefect_home
+    from zundacast.show import Environment
+
+    places = {"ZUNDACAST_HOME": str(Environment().home.resolve()),
+              "PREFECT_HOME": str(prefect_home().resolve())}
+    store = os.environ.get("ZUNDACAST_STORE", "")
+    if store and "://" not in store:
+        places["ZUNDACAST_STORE"] = str(Path(store).expanduser().resolve())
+    return places
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """Without --verbose, Prefect's own error lines and tracebacks (a failed task logs one per attempt)
+    stay out of the terminal: the run's error is our one line. Prefect's database still gets them, redacted.
+    Call after Prefect is imported (it configures logging then)."""
+    import logging
+
+    from zundacast.notify import install_log_redaction
+
+    install_log_redaction()
+    if verbose:
+        return
+
+    class DropPrefectErrors(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not (record.name.startswith("prefect") and record.levelno >= logging.ERROR)
+
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, DropPrefectErrors) for f in handler.filters):
+            handler.addFilter(DropPrefectErrors())
 
 
 @contextmanager
@@ -106,6 +176,11 @@ def _parser() -> argparse.ArgumentParser:
                                   "(default: $ZUNDACAST_BASE_URL, else the show file's [show].base_url)")
 
     demo = commands.add_parser("demo", help="make the bundled sample day's episode, offline, no keys")
+    demo.add_argument("--voice", choices=("openjtalk", "voicevox", "openai"), default="",
+                      help="the voice engine (default: the show's; the sample show's is openjtalk, offline)")
+    demo.add_argument("--show", default="",
+                      help="take voice, audio and persona settings from this show (shows/NAME.toml or a "
+                           "path); the feeds stay the sample day's")
     common(demo)
     demo.set_defaults(handler=_demo)
 
@@ -149,16 +224,64 @@ def _store(args: argparse.Namespace) -> str:
     return args.store or os.environ.get("ZUNDACAST_STORE", "")
 
 
+def _store_and_setting(args: argparse.Namespace, show_store: str, show_source: str) -> tuple[str, str]:
+    """The store URL a run publishes to, and the setting that chose it (named in error messages)."""
+    if args.store:
+        return args.store, "--store"
+    if os.environ.get("ZUNDACAST_STORE"):
+        return os.environ["ZUNDACAST_STORE"], "ZUNDACAST_STORE"
+    from zundacast.show import StorageConfig
+
+    if show_store == StorageConfig().url or not show_source:
+        return show_store, "the default store ./public (set --store, ZUNDACAST_STORE or [storage] url)"
+    return show_store, f"[storage] url in {show_source}"
+
+
+def _check_environment(store: str, setting: str, bitrate_kbps: int) -> None:
+    from zundacast.preflight import check_environment
+    from zundacast.show import Environment
+
+    check_environment(store, setting, Environment().home, bitrate_kbps)
+
+
+def _demo_show(args: argparse.Namespace, base_url: str):  # -> Show
+    """The sample show, with the voice (and, from --show, the voice, audio and persona) asked for."""
+    from zundacast.sample_day import sample_show
+    from zundacast.show import load_show, parse_show, show_path
+
+    show = sample_show(base_url)
+    if not args.show and not args.voice:
+        return show
+    raw = show.model_dump(mode="json")
+    raw.pop("source_path", None)
+    if args.show:
+        chosen = load_show(args.show).model_dump(mode="json")
+        for section in ("voice", "audio", "pronunciation"):
+            raw[section] = chosen[section]
+        raw["show"] = {**chosen["show"], "base_url": raw["show"]["base_url"]}
+    if args.voice:
+        raw["voice"] = {**raw["voice"], "engine": args.voice}
+    return parse_show(raw, str(show_path(args.show)) if args.show else "the sample show")
+
+
 def _demo(args: argparse.Namespace) -> RunSummary:
     _use_base_url(args)
+    if args.show:
+        from zundacast.show import load_show
+
+        load_show(args.show)  # a bad show file fails here, before anything starts
+    store = _store(args) or "./public"
+    _check_environment(store, "--store" if args.store else ("ZUNDACAST_STORE" if _store(args) else
+                                                            "the demo's store ./public"), 96)
     with _prefect_api_starting():
         from flows.daily_episode import daily_episode
-        from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
+        from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
+    _quiet_prefect_console(args.verbose)
 
     with serve_sample_day() as base_url:
         print(f"sample day {SAMPLE_DATE.isoformat()} served at {base_url}", file=sys.stderr)
-        summary = daily_episode(episode_date=SAMPLE_DATE, show=sample_show(base_url),
-                                refresh=args.refresh, store=_store(args) or "./public")
+        summary = daily_episode(episode_date=SAMPLE_DATE, show=_demo_show(args, base_url),
+                                refresh=args.refresh, store=store)
     args.notes = _run_notes(summary.feed, "zundamon-ai")
     return summary
 
@@ -170,8 +293,11 @@ def _run(args: argparse.Namespace) -> RunSummary:
     _use_base_url(args)
     show = load_show(args.show)  # fails early, naming the field, before Prefect starts
     day = parse_episode_date(args.date or None, show.show.timezone)
+    store, setting = _store_and_setting(args, show.storage.url, show.source_path)
+    _check_environment(store, setting, show.audio.bitrate_kbps)
     with _prefect_api_starting():
         from flows.daily_episode import daily_episode
+    _quiet_prefect_console(args.verbose)
     summary = daily_episode(episode_date=day, show=args.show, refresh=args.refresh, store=_store(args))
     args.notes = _run_notes(summary.feed, args.show)
     return summary

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from zundacast.errors import PermanentError
 
+EARLIEST_DATE = dt.date(2000, 1, 1)  # before RSS feeds were common; also keeps date windows computable
 WEEKDAYS_JA = ("月曜日", "火曜日", "水曜日", "木曜日", "金曜日", "土曜日", "日曜日")
 
 
@@ -30,6 +31,9 @@ def parse_episode_date(value: str | dt.date | None, timezone: str) -> dt.date:
             value = dt.date.fromisoformat(value.strip())
         except ValueError:
             raise InvalidDate(f"invalid date {value!r}: use YYYY-MM-DD, e.g. 2025-07-24") from None
+    if value < EARLIEST_DATE:
+        raise InvalidDate(f"date {value.isoformat()} is before {EARLIEST_DATE.isoformat()}: no news feed "
+                          "reaches back that far; use a recent date in YYYY-MM-DD")
     if value > today:
         raise InvalidDate(f"date {value.isoformat()} is in the future (today is {today.isoformat()} "
                           f"in {timezone}): news for it does not exist yet")

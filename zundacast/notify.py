@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from zundacast.show import secret_env_values
+from zundacast.show import SECRET_URL_PARTS, secret_env_values, url_secret_parts
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # chat webhooks carry their secret in the path
     (re.compile(r"https?://hooks\.slack\.com/\S+"), REDACTED),
     (re.compile(r"https?://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\S+"), REDACTED),
-    # credentials in URLs (user:password@host) and signed or keyed query parameters
-    (re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/:@]+:)[^\s/@]+@"), rf"\g<1>{REDACTED}@"),
+    # credentials in URLs (user:password@host, or a token as the user) and signed or keyed query parameters
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^\s/?#@]+@"), rf"\g<1>{REDACTED}@"),
     (
         re.compile(
             r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|"
@@ -69,6 +69,32 @@ def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the record's message and traceback (it never drops a record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format: leave it to logging
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def install_log_redaction(logger_names: Iterable[str] = ("", "prefect", "prefect.flow_runs",
+                                                         "prefect.task_runs", "prefect.extra")) -> None:
+    """Redact every record the handlers of these loggers write: the terminal and Prefect's API log
+    handler (whose lines land in Prefect's database). Idempotent."""
+    for name in logger_names:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+                handler.addFilter(RedactingFilter())
 
 
 def _truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -123,7 +149,9 @@ def notify_failure(
     """
     if not webhook_url:
         return False
-    message = failure_message(show_id, day, stage, cause, outcome=outcome, extra_secrets=(webhook_url,))
+    # the webhook's URL and its parts (its path is its key), even when it was not given by the environment
+    secrets = (webhook_url, *url_secret_parts(webhook_url, SECRET_URL_PARTS["ZUNDACAST_WEBHOOK_URL"]))
+    message = failure_message(show_id, day, stage, cause, outcome=outcome, extra_secrets=secrets)
     payload = {"text": _slack_text(message), "content": _discord_content(message)}
     try:
         host = urlsplit(webhook_url).hostname or "?"
@@ -133,10 +161,10 @@ def notify_failure(
         response = httpx.post(webhook_url, json=payload, timeout=timeout_s, follow_redirects=False)
     except Exception as exc:  # any failure here must not replace the run's own error
         logger.warning("failure webhook (host %s) not reached: %s", host,
-                       redact(f"{type(exc).__name__}: {exc}", (webhook_url,)))
+                       redact(f"{type(exc).__name__}: {exc}", secrets))
         return False
     if not response.is_success:
         logger.warning("failure webhook (host %s) answered HTTP %d: %s", host, response.status_code,
-                       redact(response.text[:200], (webhook_url,)))
+                       redact(response.text[:200], secrets))
         return False
     return True

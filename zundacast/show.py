@@ -32,6 +32,12 @@ SHOWS_DIR = Path(__file__).resolve().parent.parent / "shows"
 PACKAGED_SHOWS_DIR = Path(__file__).resolve().parent / "shows"  # where a wheel install puts them
 
 
+# MP3 sample rates fit for speech and music (MPEG-1 and MPEG-2 layer III); below 32 kHz (MPEG-2) an MP3
+# holds at most 160 kbps.
+MP3_SAMPLE_RATES: tuple[int, ...] = (22050, 24000, 32000, 44100, 48000)
+MPEG2_MAX_KBPS = 160
+
+
 class ShowFileError(ValueError):
     """A show file that cannot be used; the message names the file and the field to fix."""
 
@@ -43,7 +49,7 @@ class _Strict(BaseModel):
 class FeedConfig(_Strict):
     name: str
     url: str
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0, le=100)
     language: str = "ja"
     topics: list[str] = Field(default_factory=list)  # keep only items mentioning one of these (empty: all)
     # where the source keeps past days (a URL template) and in what shape: see zundacast.archives
@@ -118,66 +124,71 @@ def base_url_problem(url: str) -> str:
 class ScheduleConfig(_Strict):
     cron: str = "0 6 * * 1-5"  # in the show's timezone
     cutoff: dt.time = dt.time(6, 0)  # the date window ends at this time on the episode's date
-    window_hours: float = Field(24, gt=0)
+    window_hours: float = Field(24, gt=0, le=24 * 31)
 
 
 class CollectConfig(_Strict):
-    max_pages: int = Field(12, ge=1)  # full-text extractions per run
-    concurrency: int = Field(8, ge=1)
-    timeout_s: float = Field(10, gt=0)
-    max_bytes: int = Field(3_000_000, gt=0)
-    min_text_chars: int = Field(120, ge=0)  # a floor; zundacast.readability judges the rest
-    min_candidates: int = Field(3, ge=1)
+    max_pages: int = Field(12, ge=1, le=200)  # full-text extractions per run
+    concurrency: int = Field(8, ge=1, le=64)
+    timeout_s: float = Field(10, gt=0, le=300)
+    max_bytes: int = Field(3_000_000, gt=0, le=100_000_000)
+    min_text_chars: int = Field(120, ge=0, le=100_000)  # a floor; zundacast.readability judges the rest
+    min_candidates: int = Field(3, ge=1, le=100)
     allow_hosts: list[str] = Field(default_factory=list)  # hosts allowed even if they are private/loopback
     user_agent: str = "zundacast/0.1 (+https://github.com/zundacast/zundacast)"
 
 
 class RankConfig(_Strict):
     picks: int = Field(3, ge=1, le=8)
-    spares: int = Field(2, ge=0)
+    spares: int = Field(2, ge=0, le=20)
     topics: list[str] = Field(default_factory=list)  # keywords the audience cares about
-    history_episodes: int = Field(14, ge=0)  # nothing covered in this many recent episodes
-    max_per_source: int = Field(2, ge=1)
+    history_episodes: int = Field(14, ge=0, le=1000)  # nothing covered in this many recent episodes
+    max_per_source: int = Field(2, ge=1, le=8)
 
 
 class LLMConfig(_Strict):
     summarize_model: str = "gpt-4o-mini"
     script_model: str = "gpt-4o-mini"
-    max_input_tokens: int = Field(6000, gt=100)
-    concurrency: int = Field(4, ge=1)
-    temperature: float = 0.7
-    max_attempts: int = Field(3, ge=1)  # per segment, before the offline writer takes over
+    max_input_tokens: int = Field(6000, gt=100, le=1_000_000)
+    concurrency: int = Field(4, ge=1, le=32)
+    temperature: float = Field(0.7, ge=0, le=2)  # the range OpenAI's API takes
+    max_attempts: int = Field(3, ge=1, le=10)  # per segment, before the offline writer takes over
     # USD per million tokens, for the cost estimate
-    price_input_per_m: float = 0.15
-    price_output_per_m: float = 0.60
+    price_input_per_m: float = Field(0.15, ge=0, le=1000)
+    price_output_per_m: float = Field(0.60, ge=0, le=1000)
 
 
 class VoicevoxConfig(_Strict):
     url: str = "http://127.0.0.1:50021"  # VOICEVOX_URL wins
-    speaker: int = 3  # ずんだもん ノーマル
-    speed_scale: float = 1.1
-    pitch_scale: float = 0.0
-    intonation_scale: float = 1.0
-    volume_scale: float = 1.0
-    pre_phoneme_length: float = 0.05
-    post_phoneme_length: float = 0.05
+    # The voice, found by name in the engine's /speakers (style ids differ between engines and
+    # versions); an explicit numeric `speaker` (a style id) wins.
+    speaker_name: str = Field("ずんだもん", min_length=1)
+    style: str = Field("ノーマル", min_length=1)
+    speaker: int | None = Field(None, ge=0, le=2**31 - 1)
+    # The ranges of the VOICEVOX editor's sliders.
+    speed_scale: float = Field(1.1, ge=0.5, le=2.0)
+    pitch_scale: float = Field(0.0, ge=-0.15, le=0.15)
+    intonation_scale: float = Field(1.0, ge=0.0, le=2.0)
+    volume_scale: float = Field(1.0, gt=0.0, le=2.0)
+    pre_phoneme_length: float = Field(0.05, ge=0.0, le=1.5)
+    post_phoneme_length: float = Field(0.05, ge=0.0, le=1.5)
 
 
 class OpenAITTSConfig(_Strict):
     model: str = "gpt-4o-mini-tts"
     voice: str = "sage"
     instructions: str = "明るく元気な子どものキャラクターとして、日本語で楽しそうに話してください。"
-    speed: float = 1.0
+    speed: float = Field(1.0, ge=0.25, le=4.0)  # the range OpenAI's API takes
 
 
 class OpenJTalkConfig(_Strict):
-    speed: float = 1.1
-    half_tone: float = 3.0  # a little higher, closer to Zundamon
+    speed: float = Field(1.1, ge=0.5, le=2.0)
+    half_tone: float = Field(3.0, ge=-12.0, le=12.0)  # a little higher, closer to Zundamon
 
 
 class VoiceConfig(_Strict):
     engine: Literal["openjtalk", "voicevox", "openai"] = "openjtalk"
-    concurrency: int = Field(2, ge=1)
+    concurrency: int = Field(2, ge=1, le=32)
     openjtalk: OpenJTalkConfig = Field(default_factory=OpenJTalkConfig)
     voicevox: VoicevoxConfig = Field(default_factory=VoicevoxConfig)
     openai: OpenAITTSConfig = Field(default_factory=OpenAITTSConfig)
@@ -185,17 +196,44 @@ class VoiceConfig(_Strict):
 
 class AudioConfig(_Strict):
     bitrate_kbps: int = Field(96, ge=32, le=320)
-    sample_rate: int = 44100
-    target_lufs: float = -16.0
-    true_peak_dbtp: float = -1.0
-    sentence_pause_s: float = Field(0.35, ge=0)
-    section_pause_s: float = Field(0.9, ge=0)
+    sample_rate: int = 44100  # one of MP3_SAMPLE_RATES
+    target_lufs: float = Field(-16.0, ge=-40.0, le=-5.0)
+    true_peak_dbtp: float = Field(-1.0, ge=-10.0, le=0.0)
+    sentence_pause_s: float = Field(0.35, ge=0, le=5)
+    section_pause_s: float = Field(0.9, ge=0, le=10)
     jingle: bool = True
     music: str = ""  # optional background music file, ducked under the voice
 
+    @field_validator("sample_rate")
+    @classmethod
+    def _mp3_sample_rate(cls, value: int) -> int:
+        if value not in MP3_SAMPLE_RATES:
+            raise ValueError(f"{value} Hz is not an MP3 sample rate (use one of "
+                             f"{', '.join(str(rate) for rate in MP3_SAMPLE_RATES)}; 44100 is usual)")
+        return value
+
+    @model_validator(mode="after")
+    def _bitrate_fits_the_rate(self) -> AudioConfig:
+        if self.sample_rate < 32000 and self.bitrate_kbps > MPEG2_MAX_KBPS:
+            raise ValueError(f"bitrate_kbps {self.bitrate_kbps} is more than an MP3 at {self.sample_rate} Hz "
+                             f"holds (at most {MPEG2_MAX_KBPS}; or use sample_rate 44100)")
+        return self
+
 
 class StorageConfig(_Strict):
-    url: str = "./public"  # a folder, file:// URL or s3://bucket/prefix; ZUNDACAST_STORE and --store win
+    # a folder (relative to the show file's folder), file:// URL or s3://bucket/prefix;
+    # ZUNDACAST_STORE and --store win; unset, ./public in the working folder
+    url: str = "./public"
+
+    @field_validator("url")
+    @classmethod
+    def _no_parent_segments(cls, value: str) -> str:
+        from zundacast.storage import StoreError, check_store_url
+
+        try:
+            return check_store_url(value)
+        except StoreError as exc:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(str(exc)) from None
 
 
 class Show(_Strict):
@@ -242,13 +280,65 @@ class Environment(BaseSettings):
 # Every environment variable that holds a secret: ours, and those boto3 reads itself.
 SECRET_ENV_VARS: tuple[str, ...] = ("OPENAI_API_KEY", "ZUNDACAST_WEBHOOK_URL", "AWS_SECRET_ACCESS_KEY",
                                     "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# URLs whose parts are secrets: a chat webhook's path is its key; a base URL may carry user:password@.
+SECRET_URL_PARTS: dict[str, tuple[str, ...]] = {
+    "ZUNDACAST_WEBHOOK_URL": ("userinfo", "path", "query"),
+    "OPENAI_BASE_URL": ("userinfo", "query"),
+}
+# Path words every webhook URL shares; any other path segment of a webhook URL is treated as its key.
+_PUBLIC_PATH_WORDS = {"services", "webhook", "webhooks", "hooks", "triggers", "incoming", "workflows"}
+
+
+def url_secret_parts(url: str, parts: tuple[str, ...]) -> list[str]:
+    """The secret pieces of `url` in every spelling an echo might use (whole, decoded, one by one)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        split = urlsplit(url.strip())
+    except ValueError:
+        return []
+    pieces: list[str] = []
+    if "userinfo" in parts and "@" in split.netloc:
+        userinfo = split.netloc.rsplit("@", 1)[0]
+        pieces += [userinfo, *userinfo.split(":", 1)]
+    if "path" in parts:
+        path = split.path
+        keys = [segment for segment in path.split("/")
+                if len(segment) >= 6 and segment.lower() not in _PUBLIC_PATH_WORDS]
+        if keys:  # a path of only common words (e.g. /webhook) holds no secret: keep such words readable
+            pieces += [path, path.strip("/"), unquote(path).strip("/"), *keys]
+    if "query" in parts and split.query:
+        pieces += [split.query, *(pair.split("=", 1)[-1] for pair in split.query.split("&"))]
+    return [piece for piece in pieces if piece]
+
+
+def public_url(url: str) -> str:
+    """`url` fit for messages, logs and cache keys: without user:password@, query or fragment."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return "(an unparsable URL)"
+    host = split.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((split.scheme, host, split.path, "", ""))
 
 
 def secret_env_values() -> dict[str, str]:
     """Name -> value of the secrets set in the environment (names matched case-insensitively, as
-    pydantic-settings reads `openai_api_key` too)."""
-    return {name.upper(): value.strip() for name, value in os.environ.items()
-            if name.upper() in SECRET_ENV_VARS and value.strip()}
+    pydantic-settings reads `openai_api_key` too), and of the secret parts of URL-valued variables
+    (named like `ZUNDACAST_WEBHOOK_URL (part 2)`)."""
+    found: dict[str, str] = {}
+    for name, value in os.environ.items():
+        upper, value = name.upper(), value.strip()
+        if not value:
+            continue
+        if upper in SECRET_ENV_VARS:
+            found[upper] = value
+        if upper in SECRET_URL_PARTS:
+            for index, piece in enumerate(url_secret_parts(value, SECRET_URL_PARTS[upper]), start=1):
+                found[f"{upper} (part {index})"] = piece
+    return found
 
 
 def show_path(name_or_path: str) -> Path:
@@ -274,7 +364,19 @@ def load_show(name_or_path: str) -> Show:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ShowFileError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_show(raw, str(path))
+    show = parse_show(raw, str(path))
+    return _store_beside_the_file(show, raw, path)
+
+
+def _store_beside_the_file(show: Show, raw: dict, path: Path) -> Show:
+    """A relative `[storage] url` written in a show file means a folder beside that file, whatever the
+    working folder (the default, unset, stays ./public in the working folder)."""
+    url = show.storage.url
+    written = isinstance(raw.get("storage"), dict) and "url" in raw["storage"]
+    if not written or "://" in url or Path(url).expanduser().is_absolute():
+        return show
+    folder = (path.resolve().parent / url).resolve()
+    return show.model_copy(update={"storage": show.storage.model_copy(update={"url": str(folder)})})
 
 
 def with_env_base_url(raw: dict) -> dict:
@@ -308,5 +410,7 @@ def parse_show(raw: dict, source: str = "<show>") -> Show:
         problems = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            problems.append(f"  {field}: {error['msg']}")
-        raise ShowFileError(f"{source}: invalid show file\n" + "\n".join(problems)) from None
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{field}: {message}" if field else message)
+        # one line: the CLI prints it as its single error line
+        raise ShowFileError(f"{source}: invalid show file: " + "; ".join(problems)) from None

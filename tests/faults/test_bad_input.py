@@ -75,3 +75,42 @@ def test_cli_refuses_an_unknown_stage(capsys: pytest.CaptureFixture[str]) -> Non
         main(["run", "--refresh", "synthesise"])
     assert exit_info.value.code == 2
     assert "synthesize" in capsys.readouterr().err
+
+
+# --- zundacast demo --voice / --show ------------------------------------------------------------------------
+
+def test_demo_refuses_an_unknown_voice(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--voice", "espeak"])
+    assert exit_info.value.code == 2
+    assert "openjtalk" in capsys.readouterr().err
+
+
+def test_demo_with_a_broken_show_file_fails_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = _show_with(tmp_path, "speed_scale = 1.1", "speed_scale = 9")
+    assert main(["demo", "--show", str(broken), "--store", str(tmp_path / "out")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("zundacast: error: ")]
+    assert len(errors) == 1 and "voice.voicevox.speed_scale" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_voice_and_show_choose_the_voice_while_the_feeds_stay_the_sample_days(tmp_path: Path) -> None:
+    import argparse
+
+    from zundacast.cli import _demo_show
+
+    base = "http://127.0.0.1:47865"
+    sample = _demo_show(argparse.Namespace(show="", voice=""), base)
+    assert sample.voice.engine == "openjtalk"
+    assert _demo_show(argparse.Namespace(show="", voice="openai"), base).voice.engine == "openai"
+    mine = _show_with(tmp_path, 'engine = "openjtalk"', 'engine = "voicevox"')
+    mine.write_text(mine.read_text("utf-8").replace('style = "ノーマル"', 'style = "ささやき"')
+                    .replace("bitrate_kbps = 96", "bitrate_kbps = 128"), "utf-8")
+    chosen = _demo_show(argparse.Namespace(show=str(mine), voice=""), base)
+    assert chosen.voice.engine == "voicevox" and chosen.voice.voicevox.style == "ささやき"
+    assert chosen.audio.bitrate_kbps == 128
+    assert [feed.url for feed in chosen.feeds] == [feed.url for feed in sample.feeds]
+    assert all(feed.url.startswith(base) for feed in chosen.feeds)
+    overridden = _demo_show(argparse.Namespace(show=str(mine), voice="openjtalk"), base)
+    assert overridden.voice.engine == "openjtalk" and overridden.audio.bitrate_kbps == 128

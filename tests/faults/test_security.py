@@ -7,15 +7,22 @@ recorded attempt (and a `FetchError` instead of `FetchRefused`), never as traffi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import gzip
 import ipaddress
+import json
 import os
+import re
 import socket
+import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from tasks.collect import collect_candidates, extract_article
@@ -223,6 +230,107 @@ def test_the_secret_key_was_really_sent_to_the_llm(llm_runs: dict[str, Any]) -> 
     assert all(r.headers["authorization"] == f"Bearer {SECRET_KEY}" for r in llm_runs["invalid_requests"])
 
 
+_BASE64 = re.compile(rb"^[A-Za-z0-9+/=\s_-]{16,}$")
+
+
+def readable_forms(data: bytes, depth: int = 0) -> Iterator[bytes]:
+    """`data` and everything it decodes to: JSON strings, base64 (Prefect stores results and failed tasks'
+    exceptions as base64 cloudpickle, alone or inside a JSON record), the unpickled objects' repr, zlib."""
+    yield data
+    if depth > 3 or not data:
+        return
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if document is not None and not isinstance(document, (int, float, bool)):
+        for text in _json_strings(document):
+            yield from readable_forms(text.encode("utf-8", "replace"), depth + 1)
+    stripped = data.strip()
+    if _BASE64.match(stripped):
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                decoded = decode(stripped + b"=" * (-len(stripped.replace(b"\n", b"")) % 4))
+            except (ValueError, binascii.Error):
+                continue
+            yield from readable_forms(decoded, depth + 1)
+    if data[:1] == b"\x80":  # a pickle: the test's own files, so loading them is safe
+        try:
+            loaded = cloudpickle.loads(data)
+        except Exception:  # a pickle of a class this process cannot import: its bytes were searched
+            loaded = None
+        else:
+            yield repr(loaded).encode("utf-8", "replace")
+    if data[:1] == b"\x78":
+        try:
+            inflated = zlib.decompress(data)
+        except zlib.error:
+            inflated = b""
+        yield from readable_forms(inflated, depth + 1)
+
+
+def _json_strings(document: Any) -> Iterator[str]:
+    if isinstance(document, str):
+        yield document
+    elif isinstance(document, dict):
+        for key, value in document.items():
+            yield str(key)
+            yield from _json_strings(value)
+    elif isinstance(document, list):
+        for value in document:
+            yield from _json_strings(value)
+
+
+def sqlite_cells(database: Path) -> Iterator[bytes]:
+    """Every text and blob cell of every table (the WAL included: sqlite reads it)."""
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in connection.execute(f'SELECT * FROM "{table}"'):
+                for cell in row:
+                    if isinstance(cell, str):
+                        yield cell.encode("utf-8", "replace")
+                    elif isinstance(cell, bytes):
+                        yield cell
+    finally:
+        connection.close()
+
+
+def secret_leaks(files: list[Path], needles: tuple[bytes, ...]) -> list[str]:
+    """`path: needle` for each needle found in a file, its decoded forms, or its database's cells."""
+    leaks = []
+    for path in files:
+        chunks = [path.read_bytes()]
+        if path.suffix == ".db":
+            chunks += list(sqlite_cells(path))
+        for chunk in chunks:
+            for form in readable_forms(chunk):
+                leaks += [f"{path}: {needle!r}" for needle in needles if needle in form]
+    return sorted(set(leaks))
+
+
+def test_the_scan_sees_a_secret_inside_prefect_results_and_databases(tmp_path: Path) -> None:
+    """The scan must see what a raw grep misses: base64 cloudpickle alone, inside JSON, and in SQLite."""
+    secret = b"sk-test-hidden-in-a-pickle-7f3a9c"
+    record = {"secret": secret.decode(), "nested": [{"deep": secret.decode()}]}
+    pickled = base64.b64encode(cloudpickle.dumps(record))
+    folder = tmp_path / "stored"
+    folder.mkdir()
+    (folder / "result").write_bytes(pickled)
+    (folder / "record.json").write_text(json.dumps({"result": pickled.decode(), "serializer": "pickle"}))
+    connection = sqlite3.connect(folder / "prefect.db")
+    connection.execute("CREATE TABLE state (data BLOB, message TEXT)")
+    connection.execute("INSERT INTO state VALUES (?, ?)", (zlib.compress(secret), json.dumps(
+        {"value": pickled.decode()})))
+    connection.commit()
+    connection.close()
+    files = sorted(folder.iterdir())
+    assert all(secret not in path.read_bytes() for path in files if path.suffix != ".db")  # a raw grep misses
+    assert secret_leaks(files, (secret,)) == [f"{folder / name}: {secret!r}"
+                                               for name in ("prefect.db", "record.json", "result")]
+
+
 @pytest.mark.slow
 def test_no_file_written_anywhere_holds_the_key(llm_runs: dict[str, Any]) -> None:
     from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
@@ -237,8 +345,7 @@ def test_no_file_written_anywhere_holds_the_key(llm_runs: dict[str, Any]) -> Non
     assert any("tts" in path.parts for path in files)  # the utterance cache in ZUNDACAST_HOME
     assert any("results" in path.parts for path in files)  # Prefect's persisted results
     assert any(path.suffix == ".db" for path in files)  # Prefect's database: logs, artifacts, parameters
-    leaks = [str(path) for path in files for needle in NEEDLES if needle in path.read_bytes()]
-    assert leaks == []
+    assert secret_leaks(files, NEEDLES) == []
 
 
 @pytest.mark.slow
@@ -256,3 +363,98 @@ def test_the_failure_webhook_names_stage_and_cause_without_secrets(llm_runs: dic
     assert "zundamon-ai" in text and "2026-11-20" in text
     assert not any(needle.decode() in text for needle in NEEDLES)
     assert "hook-secret-path" not in text
+
+
+# --- secrets inside URLs: the base URL's user:password@, the webhook's path -----------------------------
+
+BASE_URL_PASSWORD = "pw-in-base-url-5e8d1c"
+BASE_URL_USER = "zc-proxy-user-41"
+HOOK_PATH_SECRET = "hook-path-secret-b7c2"
+
+
+class EchoingWebhook:
+    """A chat webhook that answers 404 with a body repeating the path it was sent to (as some do)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.paths: list[str] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hook.paths.append(self.path)
+                body = f"no_such_hook: {self.path} (hook {self.path.strip('/')} was deleted)".encode()
+                self.send_response(404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T0/B0/{HOOK_PATH_SECRET}"
+
+    def __enter__(self) -> EchoingWebhook:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def url_secrets_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`zundacast demo` in a subprocess (its own Prefect home and database) whose LLM rejects the key,
+    with a base URL carrying user:password and a webhook that echoes its secret path in a 404."""
+    import subprocess
+    import sys
+
+    from tests.fakes.openai_server import Reply, fake_openai
+
+    root = tmp_path_factory.mktemp("url-secrets")
+    repo = Path(__file__).resolve().parents[2]
+    with fake_openai() as llm, EchoingWebhook() as hook:
+        llm.queue = [Reply(status=401, content="Incorrect API key provided") for _ in range(50)]
+        host = llm.base_url.split("://", 1)[1]
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith(("AWS_", "OPENAI_", "ZUNDACAST_", "VOICEVOX_", "PREFECT_"))}
+        env.update(PYTHONPATH=str(repo), ZUNDACAST_HOME=str(root / "home"),
+                   PREFECT_HOME=str(root / "prefect"),
+                   PREFECT_SERVER_ANALYTICS_ENABLED="false", OPENAI_API_KEY=SECRET_KEY,
+                   OPENAI_BASE_URL=f"http://{BASE_URL_USER}:{BASE_URL_PASSWORD}@{host}",
+                   ZUNDACAST_WEBHOOK_URL=hook.url)
+        command = [sys.executable, "-m", "zundacast.cli", "demo", "--store", str(root / "public")]
+        done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        yield {"root": root, "done": done, "llm_requests": list(llm.requests), "hook_paths": list(hook.paths)}
+
+
+URL_NEEDLES = (BASE_URL_PASSWORD.encode(), BASE_URL_USER.encode(), HOOK_PATH_SECRET.encode(),
+               SECRET_KEY.encode())
+
+
+@pytest.mark.slow
+def test_secrets_inside_urls_never_reach_the_terminal(url_secrets_run: dict[str, Any]) -> None:
+    done = url_secrets_run["done"]
+    assert done.returncode == 2, done.stderr
+    assert url_secrets_run["llm_requests"], "the LLM was asked"
+    assert url_secrets_run["hook_paths"] == [f"/services/T0/B0/{HOOK_PATH_SECRET}"]  # the webhook was called
+    errors = [line for line in done.stderr.splitlines() if line.startswith("zundacast: error: ")]
+    assert len(errors) == 1 and "OPENAI_API_KEY" in errors[0], done.stderr
+    assert "answered HTTP 404" in done.stderr  # the webhook's failure is told, its echo redacted
+    for needle in URL_NEEDLES:
+        assert needle.decode() not in done.stderr + done.stdout, needle
+
+
+@pytest.mark.slow
+def test_secrets_inside_urls_never_reach_prefect_or_the_disk(url_secrets_run: dict[str, Any]) -> None:
+    root: Path = url_secrets_run["root"]
+    files = files_under(root)
+    assert any(path.name == "prefect.db" for path in files)
+    assert any("storage" in path.parts for path in files)  # Prefect's persisted results (the failure)
+    assert secret_leaks(files, URL_NEEDLES) == []

@@ -19,8 +19,9 @@ from tests.faults.support import flow_env, free_port, run_flow, sample_site, sho
 from zundacast.llm.offline import OfflineWriter
 from zundacast.models import Summary
 from zundacast.sample_day import SAMPLE_DATE
-from zundacast.show import AudioConfig, ShowInfo
-from zundacast.voices import VoiceError
+from zundacast.show import AudioConfig, ShowInfo, VoicevoxConfig
+from zundacast.stage import is_permanent
+from zundacast.voices import PermanentVoiceError, VoiceError
 from zundacast.voices.voicevox import VoicevoxVoice
 
 SENTENCE = re.compile(r"「[^」]+」")
@@ -79,4 +80,34 @@ def test_engine_not_listening_is_retried_then_fails_naming_engine_and_sentence(t
     assert "voicevox" in message and url in message and "ConnectError" in message
     assert SENTENCE.search(message)
     assert attempts[:3] == [attempts[0]] * 3  # the same sentence, three tries
+    assert not list((tmp_path / "work").glob("*.mp3"))
+
+
+def _one_segment_script() -> Any:
+    show = ShowInfo(id="zundamon-test", title="テスト放送")
+    summary = Summary(url="https://example.com/a", source="例", title="ずんだ餅の新レシピ",
+                      spoken_title="ずんだ餅の新レシピ", summary="ずんだ餅の新しいレシピが出たのだ。" * 5,
+                      key_points=["枝豆を使うのだ。"], why_it_matters="おいしいのだ。")
+    return show, build_script(dt.date(2026, 11, 20), [summary], show, {}, OfflineWriter())
+
+
+@pytest.mark.parametrize(("config", "field"), [
+    (VoicevoxConfig(style="ハイテンション"), "voice.voicevox.style"),
+    (VoicevoxConfig(speaker_name="ずんだもんV2"), "voice.voicevox.speaker_name"),
+    (VoicevoxConfig(speaker=4242), "voice.voicevox.speaker"),
+])
+def test_a_voice_the_engine_does_not_offer_fails_at_once_naming_the_field(
+        config: VoicevoxConfig, field: str, tmp_path: Path) -> None:
+    show, script = _one_segment_script()
+    with fake_voicevox() as engine:
+        voice = VoicevoxVoice(config, url=engine.url, concurrency=2)
+        with pytest.raises(PermanentVoiceError) as failed:
+            synthesize_script(script, voice, AudioConfig(jingle=False), show, tmp_path / "work", attempts=3,
+                              backoff_s=0.01)
+        voice.close()
+    message = str(failed.value)
+    assert field in message and engine.url in message
+    assert is_permanent(failed.value)
+    assert engine.count("/synthesis") == 0  # not one sentence said with another voice
+    assert engine.count("/speakers") + engine.count("/audio_query") <= 2  # no retries of a refusal
     assert not list((tmp_path / "work").glob("*.mp3"))

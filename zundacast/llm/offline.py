@@ -117,7 +117,9 @@ def _dictionary_form(stem: str, ctype: str) -> str | None:
 
 def _plain_from_masu(sentence: str) -> str | None:
     """〜ます / ました / ません / ませんでした / ましょう → plain form, via OpenJTalk's morphemes."""
-    import pyopenjtalk  # late: loads the dictionary; only sentences in です/ます need it
+    from zundacast.voices.openjtalk import load_pyopenjtalk  # without its onnxruntime notice
+
+    pyopenjtalk = load_pyopenjtalk()  # late: loads the dictionary; only sentences in です/ます need it
 
     nodes = [n for n in pyopenjtalk.run_frontend(sentence) if n["pos"] != "記号"]
     tail = [n["string"] for n in nodes]

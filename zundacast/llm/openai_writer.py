@@ -28,7 +28,7 @@ from zundacast.llm.prompts import (
     summary_messages,
 )
 from zundacast.models import Candidate, Summary, Usage
-from zundacast.show import Environment, LLMConfig, Show, ShowInfo
+from zundacast.show import Environment, LLMConfig, Show, ShowInfo, public_url
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class OpenAIWriter:
         return Usage(requests=1, prompt_tokens=prompt, completion_tokens=output, cost_usd=round(cost, 6))
 
     def _where(self) -> str:
-        return f"OPENAI_BASE_URL={self._base_url}" if self._base_url else "the OpenAI API"
+        return f"OPENAI_BASE_URL={public_url(self._base_url)}" if self._base_url else "the OpenAI API"
 
     def _parse(self, messages: list[dict[str, str]], draft: type[Draft]) -> tuple[Draft, Usage]:
         usage = Usage()

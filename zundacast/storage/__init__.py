@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from zundacast.errors import PermanentError
+from zundacast.errors import PermanentError, ZundacastError
 
 
-class StoreError(RuntimeError):
+class StoreError(ZundacastError):
     """A write or read that failed; the message names the store and the key."""
 
 
@@ -71,8 +71,22 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_store_url(url: str) -> str:
+    """`url` if it can name a store: not empty, no `..` segment (a prefix or folder that climbs out of
+    where it seems to point, e.g. s3://bucket/../x or ../../etc, is refused rather than guessed at)."""
+    if not url.strip():
+        raise PermanentStoreError("store URL is empty: give a folder, file:///path or s3://bucket/prefix")
+    path = url.split("://", 1)[1] if "://" in url else url
+    if ".." in path.replace("\\", "/").split("/"):
+        raise PermanentStoreError(
+            f"store URL {url!r} has a '..' segment: name the folder or s3://bucket/prefix directly, "
+            "without '..' (an absolute path, or one below the show file's folder)")
+    return url
+
+
 def resolve_store_url(url: str) -> str:
     """The store URL in a form that means the same from any working folder (cache keys hold it)."""
+    check_store_url(url)
     if url.startswith(("s3://", "file://")):
         return url.rstrip("/")
     from pathlib import Path
@@ -81,6 +95,7 @@ def resolve_store_url(url: str) -> str:
 
 
 def open_store(url: str) -> Store:
+    check_store_url(url)
     if url.startswith("s3://"):
         from zundacast.storage.s3 import S3Store
 

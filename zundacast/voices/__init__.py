@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from zundacast.errors import PermanentError
+from zundacast.errors import PermanentError, ZundacastError
 
 if TYPE_CHECKING:
     from zundacast.show import Environment, VoiceConfig
 
 
-class VoiceError(RuntimeError):
+class VoiceError(ZundacastError):
     """Synthesis failed; the message names the engine and the sentence."""
 
 

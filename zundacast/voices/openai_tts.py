@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from zundacast.show import Environment, OpenAITTSConfig
+from zundacast.show import Environment, OpenAITTSConfig, public_url
 from zundacast.voices import PCM, PermanentVoiceError, VoiceError
 
 PCM_RATE = 24_000  # what the API's "pcm" format is defined as
@@ -34,7 +34,7 @@ class OpenAIVoice:
         c = self.config
         # The base URL picks the server (OpenAI or a compatible one), so it changes the sound; the key never
         # appears here.
-        server = self.env.openai_base_url or "api.openai.com"
+        server = public_url(self.env.openai_base_url) if self.env.openai_base_url else "api.openai.com"
         return f"openai:{server}:{c.model}:{c.voice}:speed={c.speed}:instructions={c.instructions}"
 
     def client(self):

@@ -7,6 +7,9 @@ serialize the pool, while separate instances release the GIL in C.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 import threading
 import warnings
 
@@ -24,12 +27,35 @@ _SCALE = 0.5 / 32768.0
 _local = threading.local()  # per thread, shared by all voices: loading the dictionary takes a while
 
 
-def _pyopenjtalk():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pyopenjtalk
+# pyopenjtalk-plus prints these two lines on stdout when onnxruntime is absent: it would only read 何 as
+# ナン/ナニ by context, which no listener misses, so the advice to install it is noise for our users.
+_ONNX_NOTICE = ("Warning: ONNX Runtime is not installed", "Please install ONNX Runtime by")
+_import_lock = threading.Lock()
+
+
+def load_pyopenjtalk():
+    """The pyopenjtalk module, imported without its onnxruntime notice (use it, not `import pyopenjtalk`)."""
+    if "pyopenjtalk" not in sys.modules:
+        with _import_lock:
+            if "pyopenjtalk" not in sys.modules:
+                _import_quietly()
+    import pyopenjtalk
 
     return pyopenjtalk
+
+
+def _import_quietly() -> None:
+    """Import pyopenjtalk without its onnxruntime notice; anything else it prints still goes out, and
+    import errors are raised as they are."""
+    printed = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
+            warnings.simplefilter("ignore")
+            import pyopenjtalk  # noqa: F401
+    finally:
+        for line in printed.getvalue().splitlines():
+            if not line.startswith(_ONNX_NOTICE):
+                print(line)
 
 
 class OpenJTalkVoice:
@@ -41,12 +67,12 @@ class OpenJTalkVoice:
         self.concurrency = max(1, concurrency)
 
     def cache_key(self) -> str:
-        version = getattr(_pyopenjtalk(), "__version__", "?")
+        version = getattr(load_pyopenjtalk(), "__version__", "?")
         return f"openjtalk:{version}:mei_normal:speed={self.config.speed}:half_tone={self.config.half_tone}"
 
     def _engines(self):
         if not hasattr(_local, "engines"):
-            pyopenjtalk = _pyopenjtalk()
+            pyopenjtalk = load_pyopenjtalk()
             from pyopenjtalk.htsengine import HTSEngine
             from pyopenjtalk.openjtalk import OpenJTalk
 
@@ -60,7 +86,7 @@ class OpenJTalkVoice:
     def synthesize(self, text: str) -> PCM:
         if not text.strip():
             raise PermanentVoiceError("openjtalk: nothing to say (empty text)")
-        pyopenjtalk = _pyopenjtalk()
+        pyopenjtalk = load_pyopenjtalk()
         jtalk, hts = self._engines()
         try:
             labels = pyopenjtalk.extract_fullcontext(text, jtalk=jtalk)

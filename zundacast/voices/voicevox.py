@@ -1,12 +1,16 @@
 """The VOICEVOX engine over HTTP: the real Zundamon voice.
 
-Two calls per utterance, as the engine's API defines them:
+The voice is a style of a speaker, found once by name in the engine's `GET /speakers`
+(`[voice.voicevox] speaker_name = "ずんだもん"`, `style = "ノーマル"`): style ids differ between
+engines and versions. An explicit numeric `speaker` (a style id) skips the lookup.
+Then two calls per utterance, as the engine's API defines them:
 `POST /audio_query?text=...&speaker=N` returns an AudioQuery (JSON) that we
 adjust with the show's speed/pitch/intonation/volume/pauses, then
 `POST /synthesis?speaker=N` with that query returns a WAV.
 The engine does not retry: HTTP 4xx raises `PermanentVoiceError` (the text or
-settings are wrong), 5xx and connection failures raise `VoiceError`, and the
-caller's utterance loop retries those with backoff.
+settings are wrong; an unknown style is the engine's 422 `{"message": …}`, request
+validation its 422 `{"detail": [...]}`), 5xx and connection failures raise `VoiceError`,
+and the caller's utterance loop retries those with backoff.
 """
 
 from __future__ import annotations
@@ -43,6 +47,35 @@ def decode_wav(data: bytes) -> PCM:
     return PCM(samples=np.ascontiguousarray(samples, dtype=np.float32), sample_rate=rate)
 
 
+def _engine_says(response: httpx.Response) -> str:
+    """What the engine's error body says: `message` (its own errors), FastAPI's `detail` (a string, or
+    validation items whose `input` is left out: it echoes the whole query), else the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):
+        items = [f"{'.'.join(str(part) for part in item.get('loc', []))}: {item.get('msg', '')}"
+                 for item in detail if isinstance(item, dict)]
+        return "; ".join(items)[:300]
+    if isinstance(detail, str):
+        return detail[:300]
+    return response.text[:300]
+
+
+def _is_engine_message(response: httpx.Response) -> bool:
+    """The engine's own refusal (`{"message": …}`: an unknown style, a missing core), not FastAPI's
+    request validation (`{"detail": …}`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "message" in body
+
+
 class VoicevoxVoice:
     name = "voicevox"
     max_chars = 300  # the engine takes more, but long queries are slow and fail as a whole
@@ -55,11 +88,16 @@ class VoicevoxVoice:
         self.timeout_s = timeout_s
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
+        self._style_id: int | None = self.config.speaker
+        self._style_lock = threading.Lock()
+        self._style_refused: PermanentVoiceError | None = None
 
     def cache_key(self) -> str:
         c = self.config
-        # The URL is not part of the key: any engine serving the same speaker sounds the same.
-        return (f"voicevox:speaker={c.speaker}:speed={c.speed_scale}:pitch={c.pitch_scale}"
+        # The URL is not part of the key: any engine serving the same voice sounds the same. The voice is
+        # named as the show names it (a style id means different voices in different engines).
+        voice = f"speaker={c.speaker}" if c.speaker is not None else f"voice={c.speaker_name}/{c.style}"
+        return (f"voicevox:{voice}:speed={c.speed_scale}:pitch={c.pitch_scale}"
                 f":intonation={c.intonation_scale}:volume={c.volume_scale}"
                 f":pre={c.pre_phoneme_length}:post={c.post_phoneme_length}")
 
@@ -78,6 +116,52 @@ class VoicevoxVoice:
                 self._client.close()
                 self._client = None
 
+    def style_id(self) -> int:
+        """The style id to speak with: the show's `speaker`, else looked up once by name in /speakers."""
+        with self._style_lock:
+            if self._style_refused is not None:  # the engine's answer will not change: ask it once
+                raise self._style_refused
+            if self._style_id is None:
+                try:
+                    self._style_id = self._look_up_style()
+                except PermanentVoiceError as exc:
+                    self._style_refused = exc
+                    raise
+            return self._style_id
+
+    def _look_up_style(self) -> int:
+        c = self.config
+        try:
+            response = self.client().get("/speakers")
+        except httpx.HTTPError as exc:
+            raise VoiceError(f"voicevox at {self.url}: /speakers failed: {type(exc).__name__}: {exc} "
+                             "(is the engine running? VOICEVOX_URL names it)") from exc
+        if response.status_code >= 400:
+            message = f"voicevox at {self.url}: /speakers answered HTTP {response.status_code}: " \
+                      f"{_engine_says(response)}"
+            if response.status_code >= 500:
+                raise VoiceError(message)
+            raise PermanentVoiceError(message + " (is VOICEVOX_URL a VOICEVOX engine?)")
+        try:
+            speakers = response.json()
+            offered = {str(speaker["name"]): speaker for speaker in speakers}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise VoiceError(f"voicevox at {self.url}: /speakers answered no speaker list") from exc
+        speaker = offered.get(c.speaker_name)
+        if speaker is None:
+            raise PermanentVoiceError(
+                f"voicevox at {self.url} offers no speaker {c.speaker_name!r} (it offers: "
+                f"{', '.join(offered) or 'none'}): set voice.voicevox.speaker_name in the show file")
+        styles = {str(style.get("name")): style.get("id") for style in speaker.get("styles", [])
+                  if isinstance(style, dict) and style.get("type", "talk") == "talk"}
+        style_id = styles.get(c.style)
+        if not isinstance(style_id, int):
+            listed = ", ".join(f"{name} ({number})" for name, number in styles.items()) or "none"
+            raise PermanentVoiceError(
+                f"voicevox at {self.url}: {c.speaker_name} has no style {c.style!r} (it has: {listed}): "
+                "set voice.voicevox.style in the show file")
+        return style_id
+
     def _post(self, path: str, text: str, **kwargs: object) -> httpx.Response:
         try:
             response = self.client().post(path, **kwargs)  # type: ignore[arg-type]
@@ -85,16 +169,23 @@ class VoicevoxVoice:
             raise VoiceError(f"voicevox at {self.url}: {path} failed for 「{text}」: "
                              f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
-            detail = response.text[:300]
             message = (f"voicevox at {self.url}: {path} answered HTTP {response.status_code} "
-                       f"for 「{text}」: {detail}")
+                       f"for 「{text}」: {_engine_says(response)}")
+            style_refused = response.status_code == 422 and _is_engine_message(response)
+            if style_refused:
+                message += (f" (style id {self.style_id()}: check voice.voicevox.speaker, speaker_name and "
+                            "style in the show file against the engine's /speakers)")
             if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                raise PermanentVoiceError(message)
+                refusal = PermanentVoiceError(message)
+                if style_refused:  # every later sentence would be refused the same way: ask no more
+                    with self._style_lock:
+                        self._style_refused = refusal
+                raise refusal
             raise VoiceError(message)
         return response
 
     def audio_query(self, text: str) -> dict:
-        response = self._post("/audio_query", text, params={"text": text, "speaker": self.config.speaker})
+        response = self._post("/audio_query", text, params={"text": text, "speaker": self.style_id()})
         try:
             query = response.json()
         except ValueError as exc:
@@ -109,7 +200,7 @@ class VoicevoxVoice:
 
     def synthesize(self, text: str) -> PCM:
         query = self.audio_query(text)
-        response = self._post("/synthesis", text, params={"speaker": self.config.speaker}, json=query)
+        response = self._post("/synthesis", text, params={"speaker": self.style_id()}, json=query)
         try:
             pcm = decode_wav(response.content)
         except VoiceError as exc:
