@@ -233,7 +233,8 @@ def not_enough_message(show: Show, found: int, start: dt.datetime, end: dt.datet
     failures = "; ".join(f"{name}: {why}" for name, why in feed_errors.items()) or "none"
     return (f"only {found} candidate article(s) for {show.show.id} between {start.isoformat()} and "
             f"{end.isoformat()}, need collect.min_candidates = {show.collect.min_candidates}. "
-            f"Feeds that failed ({len(feed_errors)} of {len(show.feeds)}): {failures}. "
+            f"Feeds that failed ({len({name.removesuffix(' (archive)') for name in feed_errors})} of "
+            f"{len(show.feeds)}): {failures}. "
             "Check the feed URLs in the show file, add feeds, or lower collect.min_candidates.")
 
 

@@ -27,6 +27,7 @@ from zundacast.archives import (
     read_archives,
 )
 from zundacast.dates import window
+from zundacast.errors import NotEnoughCandidates
 from zundacast.models import Candidate, CandidateSnapshot
 from zundacast.show import FeedConfig, Show, ShowFileError, load_show, parse_show
 from zundacast.storage import open_store
@@ -373,6 +374,19 @@ def test_a_hostile_archive_is_refused_and_the_others_still_count(site: FakeSite)
         assert {f"{h['name']} (archive)" for h in hostile} <= set(snapshot.feed_errors)
         assert titles(snapshot.candidates) == set(HN_KEPT)
         assert "larger than" in snapshot.feed_errors["Huge (archive)"]
+
+
+def test_a_past_date_whose_feeds_and_archives_all_fail_says_so_per_feed(site: FakeSite) -> None:
+    show = make_show(archive_feeds(site), allow=[site.host], min_candidates=3)  # nothing is served
+
+    with pytest.raises(NotEnoughCandidates) as failure:
+        collect_candidates(show, DAY, now=LATER)
+
+    message = str(failure.value)
+    assert "Feeds that failed (4 of 4)" in message
+    for name in LIVE_FEEDS:
+        assert f"{name}: " in message and f"{name} (archive): " in message
+    assert "/hotentry/it/20261119: HTTP 404" in message
 
 
 def test_an_archive_that_may_heal_is_retried_and_one_that_cannot_is_not(
