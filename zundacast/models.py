@@ -35,6 +35,7 @@ class Candidate(BaseModel):
     author: CleanStr = ""
     site_name: CleanStr = ""
     extraction_error: str = ""  # why the full text is missing, when it is
+    origin: str = "live"  # "live" (the feed as it was), or "archive:FORMAT" (a past day read back)
 
 
 class CandidateSnapshot(BaseModel):
