@@ -14,21 +14,18 @@ from typing import Literal
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.editing import gated_script, with_readable_picks
 from tasks.collect import collect
-from tasks.rank import promote_spares, publish_picks_table, rank
-from tasks.script import write_script
+from tasks.rank import publish_picks_table, rank
 from tasks.summarize import summarize
 from tasks.synthesize import synthesize
 from tasks.upload import read_history, upload, upload_staleness
 from zundacast.dates import parse_episode_date
-from zundacast.editorial import check_script, rejected_articles, script_markdown
-from zundacast.errors import EditorialGateError
 from zundacast.llm import get_writer
-from zundacast.models import EpisodeRecord, Pick, Ranking, RuleFired, RunSummary, Script, Summary
+from zundacast.models import EpisodeRecord, RunSummary
 from zundacast.notify import install_log_redaction, notify_failure
 from zundacast.runlock import run_lock
 from zundacast.runner import StageRunner
-from zundacast.scoring import unreadable_reason
 from zundacast.show import Environment, Show, load_show
 from zundacast.storage import Store, check_store_outlives_run, open_store, resolve_store_url
 
@@ -114,73 +111,6 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
         duration_s=round(time.perf_counter() - started, 3),
         mp3=published.episode_url, feed=published.feed_url,
     )
-
-
-def gated_script(run: "StageRunner", show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
-                 summary_key: str, script_key: str) -> tuple[Ranking, list[Summary], Script]:
-    """The script once every article passes the editorial gate and the whole script does.
-
-    An article the gate still rejects after rewrites and the offline writer is replaced by the next
-    spare (summarized, then the script is written again); with no spare left, or a script that fails
-    as a whole, the run fails naming the article and the rule, and nothing is published. The script
-    artifact is made here from the result, so a cached rerun leaves it too.
-    """
-    replaced: list[RuleFired] = []
-    while True:
-        rejected = rejected_articles(summaries)
-        script = None
-        if not rejected:
-            script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
-                         script_key)
-            rejected = rejected_articles(summaries, script)
-        if not rejected:
-            break
-        promoted = promote_spares(ranking, set(rejected))
-        titles = {pick.candidate.url: pick.candidate.title for pick in ranking.picks}
-        if len(promoted.picks) < len(ranking.picks):
-            url, rule = next(iter(rejected.items()))
-            raise EditorialGateError(
-                f"article {titles.get(url, url)!r} ({url}) fails the editorial gate "
-                f"({rule.rule}, {rule.field}: {rule.detail}) and no readable spare is left to replace it: "
-                "nothing was published "
-                "(add feeds or spares to the show file, or rerun with --refresh collect)")
-        replaced += [rule.model_copy(update={"action": "replaced by spare"}) for rule in rejected.values()]
-        names = ", ".join(titles.get(url, url) for url in rejected)
-        run.say(f"editorial gate: replacing {names} with spares")
-        ranking = promoted
-        done = {summary.url: summary for summary in summaries}
-        fresh = [pick.candidate for pick in ranking.picks if pick.candidate.url not in done]
-        done.update({summary.url: summary for summary in run.mapped(
-            "summarize", summarize, fresh, llm=show.llm, writer_key=summary_key)})
-        summaries = [done[pick.candidate.url] for pick in ranking.picks]
-    assert script is not None  # the loop leaves only with a script no rule rejects
-    quality = script.quality.model_copy(update={"rules_fired": [*replaced, *script.quality.rules_fired]})
-    script = script.model_copy(update={"quality": quality})
-    failures = check_script(script, [s.title for s in summaries], [s.spoken_title for s in summaries])
-    create_markdown_artifact(
-        key=f"script-{show.show.id}-{day.isoformat()}".lower(),
-        markdown=script_markdown(script, failures, summaries),
-        description=f"{show.show.title} {day.isoformat()}: script, quality, rules fired, token usage",
-    )
-    if failures:
-        raise EditorialGateError(
-            f"the script for {day.isoformat()} fails the editorial gate: {failures[0]}"
-            + (f" (and {len(failures) - 1} more; see the script artifact)" if len(failures) > 1 else "")
-            + ": nothing was published")
-    return ranking, summaries, script
-
-
-def with_readable_picks(ranking: Ranking) -> Ranking:
-    """Readable spares take the places of picks whose page could not be fetched or held too little
-    text, as many as there are; a pick no spare can replace stays, told from its feed's summary."""
-
-    def unreadable(pick: Pick) -> bool:  # the rank stage's rule (it never picks these when it can help it)
-        return bool(unreadable_reason(pick.candidate))
-
-    readable_spares = sum(not unreadable(spare) for spare in ranking.spares)
-    failed = [pick.candidate.url for pick in ranking.picks if unreadable(pick)][:readable_spares]
-    failed_spares = [spare.candidate.url for spare in ranking.spares if unreadable(spare)]
-    return promote_spares(ranking, {*failed, *failed_spares})
 
 
 def recent_history(store: Store, show: Show, day: dt.date) -> list[EpisodeRecord]:

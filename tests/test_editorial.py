@@ -355,7 +355,7 @@ def artifacts(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def test_a_rejected_article_is_replaced_by_a_spare(artifacts: list[dict[str, Any]]) -> None:
-    from flows.daily_episode import gated_script
+    from flows.editing import gated_script
 
     bad, spare = candidate("agent-ops"), candidate("llm-inference")
     runner = DirectRunner()
@@ -372,7 +372,7 @@ def test_a_rejected_article_is_replaced_by_a_spare(artifacts: list[dict[str, Any
 
 
 def test_no_spare_left_fails_naming_the_article_and_the_rule(artifacts: list[dict[str, Any]]) -> None:
-    from flows.daily_episode import gated_script
+    from flows.editing import gated_script
     from zundacast.errors import EditorialGateError
 
     bad = candidate("agent-ops")
