@@ -347,10 +347,10 @@ def _rejected(item: Candidate) -> Summary:
 
 @pytest.fixture
 def artifacts(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    import flows.daily_episode
+    import flows.editing
 
     made: list[dict[str, Any]] = []
-    monkeypatch.setattr(flows.daily_episode, "create_markdown_artifact", lambda **kw: made.append(kw))
+    monkeypatch.setattr(flows.editing, "create_markdown_artifact", lambda **kw: made.append(kw))
     return made
 
 
