@@ -114,11 +114,11 @@ def loudness(samples: np.ndarray, rate: int) -> float:
     return float(pyloudnorm.Meter(rate).integrated_loudness(np.asarray(samples, dtype=np.float64)))
 
 
-JINGLE_SAMPLE_MAX_S = 60.0  # of voice measured for the jingle's level: enough for a stable reading
+JINGLE_SAMPLE_MAX_S = 20.0  # of voice the jingle is matched to: a stable reading, about 25 MB to measure
 
 
 def jingle_for(clips: list[np.ndarray], rate: int) -> np.ndarray:
-    """The jingle, JINGLE_BELOW_VOICE_LU quieter than the voice (measured on up to a minute of it)."""
+    """The jingle, JINGLE_BELOW_VOICE_LU quieter than the voice (measured on `clips`, a spread of it)."""
     jingle = make_jingle(rate)
     voice = loudness(np.concatenate(clips), rate) if clips else float("-inf")
     if not math.isfinite(voice):
