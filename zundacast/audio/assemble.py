@@ -114,7 +114,7 @@ def loudness(samples: np.ndarray, rate: int) -> float:
     return float(pyloudnorm.Meter(rate).integrated_loudness(np.asarray(samples, dtype=np.float64)))
 
 
-JINGLE_SAMPLE_MAX_S = 20.0  # of voice the jingle is matched to: a stable reading, about 25 MB to measure
+JINGLE_SAMPLE_MAX_S = 10.0  # of voice the jingle is matched to: a stable reading, about 12 MB to measure
 
 
 def jingle_for(clips: list[np.ndarray], rate: int) -> np.ndarray:
