@@ -110,10 +110,14 @@ def load_cached(path: Path) -> PCM | None:
 
 
 def store_cached(path: Path, pcm: PCM) -> PCM:
-    """Save as int16 scaled to the utterance's peak (half the size of float32, inaudibly different).
+    """`write_cached`, returning the PCM as a later run will load it (so a fresh run and a cached one
+    build identical files)."""
+    quantized, scale = write_cached(path, pcm)
+    return PCM(samples=quantized.astype(np.float32) * np.float32(scale), sample_rate=pcm.sample_rate)
 
-    Returns the PCM as a later run will load it, so a fresh run and a cached one build identical files.
-    """
+
+def write_cached(path: Path, pcm: PCM) -> tuple[np.ndarray, float]:
+    """Save as int16 scaled to the utterance's peak (half the size of float32, inaudibly different)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     peak = float(np.max(np.abs(pcm.samples))) if pcm.samples.size else 0.0
     scale = peak / 32767.0 if peak > 0 else 1.0
@@ -127,7 +131,7 @@ def store_cached(path: Path, pcm: PCM) -> PCM:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return PCM(samples=quantized.astype(np.float32) * np.float32(scale), sample_rate=pcm.sample_rate)
+    return quantized, scale
 
 
 def prune_cache(root: Path, max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
@@ -147,7 +151,13 @@ def prune_cache(root: Path, max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
 
 
 def _with_retries(voice: Voice, utterance: Utterance, attempts: int, backoff_s: float,
-                  stop: threading.Event) -> PCM:
+                  stop: threading.Event, slots: threading.Semaphore | None = None) -> PCM:
+    with slots or contextlib.nullcontext():  # the engine's share: held through the retries' backoff too
+        return _attempts(voice, utterance, attempts, backoff_s, stop)
+
+
+def _attempts(voice: Voice, utterance: Utterance, attempts: int, backoff_s: float,
+              stop: threading.Event) -> PCM:
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
         if stop.is_set():
@@ -201,14 +211,18 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
             missing[utterance.speech] = utterance
 
     stop = threading.Event()
+    # `concurrency` utterances at the engine at any time; one more worker converts and stores the
+    # finished ones meanwhile, so the engine never waits on our disk writes.
+    slots = threading.BoundedSemaphore(max(1, voice.concurrency))
 
     def job(utterance: Utterance) -> None:
-        pcm = _with_retries(voice, utterance, attempts, backoff_s, stop)
-        store_cached(paths[utterance.speech], pcm)
+        pcm = _with_retries(voice, utterance, attempts, backoff_s, stop, slots)
+        write_cached(paths[utterance.speech], pcm)
 
     if missing:
         done_count = 0
-        with ThreadPoolExecutor(max_workers=max(1, voice.concurrency), thread_name_prefix="tts") as pool:
+        workers = max(1, voice.concurrency) + 1
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tts") as pool:
             # Longest first: the last utterance to finish is a short one, so both workers stay busy
             # to the end (the order of the results does not depend on it).
             ordered = sorted(missing.values(), key=lambda u: len(u.speech), reverse=True)
