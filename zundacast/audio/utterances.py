@@ -151,13 +151,7 @@ def prune_cache(root: Path, max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
 
 
 def _with_retries(voice: Voice, utterance: Utterance, attempts: int, backoff_s: float,
-                  stop: threading.Event, slots: threading.Semaphore | None = None) -> PCM:
-    with slots or contextlib.nullcontext():  # the engine's share: held through the retries' backoff too
-        return _attempts(voice, utterance, attempts, backoff_s, stop)
-
-
-def _attempts(voice: Voice, utterance: Utterance, attempts: int, backoff_s: float,
-              stop: threading.Event) -> PCM:
+                  stop: threading.Event) -> PCM:
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
         if stop.is_set():
@@ -211,18 +205,16 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
             missing[utterance.speech] = utterance
 
     stop = threading.Event()
-    # `concurrency` utterances at the engine at any time; one more worker converts and stores the
-    # finished ones meanwhile, so the engine never waits on our disk writes.
-    slots = threading.BoundedSemaphore(max(1, voice.concurrency))
 
     def job(utterance: Utterance) -> None:
-        pcm = _with_retries(voice, utterance, attempts, backoff_s, stop, slots)
+        pcm = _with_retries(voice, utterance, attempts, backoff_s, stop)
         write_cached(paths[utterance.speech], pcm)
 
     if missing:
         done_count = 0
-        workers = max(1, voice.concurrency) + 1
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tts") as pool:
+        # Exactly `concurrency` threads: OpenJTalk gives every thread its own front end, whose ~100 MB
+        # dictionary is paged in per instance (an extra storing thread cost more memory than it saved).
+        with ThreadPoolExecutor(max_workers=max(1, voice.concurrency), thread_name_prefix="tts") as pool:
             # Longest first: the last utterance to finish is a short one, so both workers stay busy
             # to the end (the order of the results does not depend on it).
             ordered = sorted(missing.values(), key=lambda u: len(u.speech), reverse=True)
