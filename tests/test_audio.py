@@ -474,3 +474,23 @@ def test_the_stage_holds_no_copy_of_the_episode(tmp_path: Path, isolated_env: Pa
     assert bundle.duration_s > 300 and bundle.synthesized == 0 and bundle.utterances == 160
     assert peak < one_copy / 3, f"{peak / 1e6:.1f} MB traced for a {one_copy / 1e6:.1f} MB episode"
     assert bundle.loudness_lufs == pytest.approx(-16.0, abs=0.5) and bundle.true_peak_dbtp <= -1.0
+
+
+def test_the_stage_mixes_background_music_into_the_streamed_episode(tmp_path: Path) -> None:
+    rate = 44100
+    music_file = tmp_path / "music.wav"
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * rate) / rate)).astype("<f4")
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
+                    str(music_file)], input=tone.tobytes(), check=True)
+    plain = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(), SHOW, work_dir=tmp_path / "a")
+    mixed = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(music=str(music_file)), SHOW,
+                              work_dir=tmp_path / "b")
+    assert mixed.cues == plain.cues and mixed.chapters == plain.chapters  # music moves nothing
+    assert mixed.loudness_lufs == pytest.approx(-16.0, abs=0.5) and mixed.true_peak_dbtp <= -1.0
+
+    def pause_level(bundle: AudioBundle) -> float:  # between the first two sentences
+        samples = decode(Path(bundle.mp3_path))[0]
+        a, b = int(bundle.cues[0].end_s * rate) + 2000, int(bundle.cues[1].start_s * rate) - 2000
+        return float(np.sqrt(np.mean(samples[a:b] ** 2)))
+
+    assert pause_level(plain) < 0.003 < pause_level(mixed)
