@@ -78,7 +78,8 @@ def run_demo_measured(env: dict[str, str], store: Path, label: str, server_pid: 
     result = {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime + server_cpu, 3),
               "server_cpu_s": round(server_cpu, 3), "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
               "flow_duration_s": summary["duration_s"], "statuses": statuses,
-              "computed": [name for name, report in summary["stages"].items() if report["status"] == "computed"],
+              "computed": [name for name, report in summary["stages"].items()
+                           if report["status"] == "computed"],
               "used_server": "(zundacast server)" in stderr}
     say(f"{label}: {wall:.1f} s wall, {result['cpu_s']:.1f} s CPU, stages {','.join(statuses)}")
     return result
