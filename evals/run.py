@@ -53,7 +53,7 @@ class Result:
     trap: str = ""
     script: Script | None = None
     summaries: list[Summary] = field(default_factory=list)
-    candidates: list[Candidate] = field(default_factory=list)  # the day's readable candidates (picks + spares)
+    candidates: list[Candidate] = field(default_factory=list)  # the readable candidates (picks + spares)
     error: str = ""
     seconds: float = 0.0
     forbidden: list[str] = field(default_factory=list)
@@ -209,7 +209,7 @@ def run_day(name: str, writer: str) -> Result:
     return result
 
 
-# --- the table -----------------------------------------------------------------------------------------------
+# --- the table ------------------------------------------------------------------------------------------
 
 
 def row(result: Result) -> dict[str, str]:
@@ -224,7 +224,8 @@ def row(result: Result) -> dict[str, str]:
         "articles": str(sum(section.kind == "article" for section in result.script.sections)),
         "chars": str(quality.characters), "sentences": str(quality.sentences),
         "persona": f"{quality.persona_ratio:.2f}", "distinct": f"{quality.distinct_sentence_ratio:.2f}",
-        "endings": str(quality.ending_kinds), "grounded": f"{quality.grounded_claim_ratio:.2f} ({quality.claims})",
+        "endings": str(quality.ending_kinds),
+        "grounded": f"{quality.grounded_claim_ratio:.2f} ({quality.claims})",
         "rules fired": ", ".join(f"{rule}×{count}" for rule, count in fired.most_common()) or "none",
         "fallbacks": str(fallbacks), "replaced": str(replaced),
         "verdict": "REFUSED: " + _gate_reason(result.error) if result.error else "published",
@@ -318,7 +319,8 @@ def _load() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evals.run", description=__doc__.split("\n")[0])
     parser.add_argument("--writer", choices=WRITERS, action="append", help="only this writer (repeatable)")
-    parser.add_argument("--day", action="append", help=f"only this day (repeatable): {', '.join(day_names())}")
+    parser.add_argument("--day", action="append",
+                        help=f"only this day (repeatable): {', '.join(day_names())}")
     parser.add_argument("--write", action="store_true", help="rewrite EVALS.md with the measured table")
     parser.add_argument("--details", action="store_true", help="print endings, titles, fallbacks per run")
     args = parser.parse_args(argv)

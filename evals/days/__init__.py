@@ -77,7 +77,7 @@ def _header(article: dict) -> str:
     published = dt.datetime.fromisoformat(article["published"])
     stamp = published.strftime("%Y年%-m月%-d日 %H時%M分")
     layout = article.get("layout", "news")
-    if layout == "dateline":  # a wire-style page: dateline, byline, photo credit, updated line, all in the body
+    if layout == "dateline":  # wire style: dateline, byline, photo credit, updated line, all in the body
         return (f"<h1>{title}</h1>\n<div class=\"article-body\">\n"
                 f"<p>{published:%Y年%-m月%-d日} {escape(article.get('desk', '編集部'))}</p>\n"
                 f"<p>（記者：{author}）</p>\n<p>{published:%Y/%m/%d %H:%M} 更新</p>\n"
@@ -184,4 +184,5 @@ def render_day(day: Day) -> dict[str, bytes]:
 
 
 def feed_paths(day: Day) -> list[tuple[dict, str]]:
-    return [(feed, f"/feeds/{feed['id']}{'.rdf' if feed.get('kind') == 'rdf' else '.xml'}") for feed in day.feeds]
+    return [(feed, f"/feeds/{feed['id']}{'.rdf' if feed.get('kind') == 'rdf' else '.xml'}")
+            for feed in day.feeds]

@@ -251,6 +251,11 @@ def _cut_japanese(text: str, limit: int) -> str:
     return text[:limit]
 
 
+def short_title(title: str, limit: int) -> str:
+    """The title cut to at most `limit` characters where a phrase or word ends."""
+    return _cut_japanese(title, limit) if _JAPANESE_CHAR.search(title) else _cut_words(title, limit)
+
+
 def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MAX_CHARS) -> str:
     """The headline rewritten for speaking: no site suffix, tag brackets, colons or pipes; ≤ `limit` chars.
 
@@ -262,6 +267,8 @@ def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MA
     text = _strip_site(text, sites)
     text = _untag(text)
     text = re.sub(r"[\s\u3000]+", " ", text).strip()
+    if text and not _JAPANESE_CHAR.search(text):
+        return english_title(text, limit)
     parts = [part.strip(" 、,-–—―") for part in _TITLE_BREAK.split(text)]
     parts = [part for part in parts if part]
     if not parts:
@@ -275,8 +282,128 @@ def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MA
             break
         spoken = spoken + joiner + part
         parts[0] = spoken
+    if japanese_share(spoken) < TITLE_MIN_JAPANESE:
+        # a head that is mostly Latin names ("Kubernetes 1.36がリリース") is not heard as a Japanese title:
+        # add the next phrase of the headline, cut where a phrase ends
+        rest = parts[0][len(spoken):] if parts[0].startswith(spoken) and parts[0] != spoken else \
+            next((part for part in parts[1:] if not part.isascii()), "")
+        rest = rest.strip(" 、,")
+        room = limit - len(spoken) - 1
+        if rest and room >= 6:
+            spoken = spoken + "、" + _cut_japanese(rest, room)
     spoken = spoken.replace("「", "『").replace("」", "』").strip(" 、,")
     return spoken.rstrip("-–—―:：|｜ ")
+
+
+# --- English headlines: the names and numbers kept, said in a Japanese frame ---------------------------
+
+_JAPANESE_CHAR = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+TITLE_MIN_JAPANESE = 0.3  # the editorial gate's share of kana/kanji a Japanese title keeps
+# Headline verbs and nouns of tech news, said in Japanese (longest phrase first where they overlap).
+_EN_VERBS = (("open-sources", "オープンソース化"), ("open-sourced", "オープンソース化"), ("releases", "公開"),
+             ("released", "公開"), ("release", "公開"), ("launches", "発表"), ("launched", "発表"),
+             ("announces", "発表"), ("announced", "発表"), ("unveils", "発表"), ("unveiled", "発表"),
+             ("introduces", "発表"), ("ships", "リリース"), ("shipped", "リリース"), ("shipping", "リリース"),
+             ("raises", "調達"), ("acquires", "買収"), ("buys", "買収"), ("fixes", "修正"),
+             ("patches", "修正"),
+             ("adds", "追加"), ("brings", "導入"), ("cuts", "削減"), ("delays", "延期"), ("drops", "終了"),
+             ("expands", "拡大"), ("updates", "更新"), ("debuts", "発表"), ("rolls out", "展開"))
+_EN_NOUNS = (("open-weight model", "オープンウェイトモデル"), ("language model", "言語モデル"),
+             ("model", "モデル"), ("chip", "チップ"), ("vulnerability", "脆弱性"), ("outage", "障害"),
+             ("breach", "情報漏えい"), ("benchmark", "ベンチマーク"), ("framework", "フレームワーク"),
+             ("database", "データベース"), ("browser", "ブラウザー"), ("agent", "エージェント"),
+             ("compiler", "コンパイラ"), ("kernel", "カーネル"), ("server", "サーバー"),
+             ("data center", "データセンター"), ("robot", "ロボット"), ("laptop", "ノートPC"),
+             ("phone", "スマホ"), ("app", "アプリ"), ("update", "アップデート"), ("review", "レビュー"),
+             ("startup", "スタートアップ"), ("funding", "資金調達"), ("security", "セキュリティ"),
+             ("cloud", "クラウド"), ("GPU", "GPU"), ("API", "API"), ("study", "研究"), ("paper", "論文"))
+_EN_STOP = {"a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "with", "by", "at", "from", "that",
+            "what", "we", "our", "is", "are", "its", "it", "how", "why", "new", "now", "as", "after", "than",
+            "into", "about", "vs", "this", "you", "your"}
+_NOUN_WORDS = {word for en, _ in _EN_NOUNS for word in en.lower().split()} | {
+    f"{word}s" for en, _ in _EN_NOUNS for word in en.lower().split()}
+_EN_TOKEN = re.compile(r"[A-Za-z0-9$][\w$.+/'%-]*[\w%+]|[A-Za-z0-9]|[,:;!?()]")
+
+
+def japanese_share(text: str) -> float:
+    """Kana and kanji among the text's letters and digits (the gate's measure of a Japanese title)."""
+    letters = [ch for ch in text if ch.isalnum()]
+    return sum(1 for ch in letters if _JAPANESE_CHAR.match(ch)) / len(letters) if letters else 0.0
+
+
+def _english_terms(text: str) -> tuple[list[str], bool, list[int]]:
+    """The headline's names and numbers in order, runs joined ("Tern 2", "42 tokens/s"); whether the
+    first is the subject (it opens the headline, a verb follows); the token position of each."""
+    tokens = _EN_TOKEN.findall(text)
+    verbs = {verb for verb, _ in _EN_VERBS}
+    starts: list[int] = []  # the token position where each term starts
+    terms: list[str] = []
+    run: list[str] = []
+    subject = False
+    for position, token in enumerate(tokens):
+        following = tokens[position + 1].lower() if position + 1 < len(tokens) else ""
+        word = token.lower()
+        # a name: inner capitals or digits (OpenHarbor, M5, 4-bit), or a capitalized word that is not a
+        # headline's verb, noun or small word (Title Case headlines capitalize those too)
+        named = bool(re.search(r"[A-Z0-9]", token[1:]) or re.search(r"\d", token)) or (
+            token[:1].isupper() and word not in verbs and word not in _EN_STOP and word not in _NOUN_WORDS)
+        if position == 0:
+            subject = named and following in verbs  # "Apple releases …"; "Shipping a …" has none
+        named = named or (bool(run) and token[:1].isupper())  # "Nothing Phone 3": one name
+        unit = len(run) == 1 and re.fullmatch(r"[$]?\d[\d,.]*", run[-1]) is not None and \
+            token.islower() and word not in _EN_STOP and word not in verbs and len(token) <= 10
+        if (named or unit) and token not in ",:;!?()":
+            if not run:
+                starts.append(position)
+            run.append(token)
+            continue
+        if run:
+            terms.append(" ".join(run))
+            run = []
+    if run:
+        terms.append(" ".join(run))
+    return terms, subject, starts
+
+
+def english_title(text: str, limit: int = TITLE_MAX_CHARS) -> str:
+    """An English headline as a Japanese spoken title: its names and numbers kept (the gate checks them),
+    the verb and head noun said in Japanese: 「OpenHarborがTern 2を公開、9B・6GBのモデルの話」."""
+    found, subject, starts = _english_terms(text)
+    unnamed = text
+    for term in found:  # "Phone" in "Nothing Phone 3" is the name, not the story's noun
+        unnamed = unnamed.replace(term, " ")
+    lowered = f" {unnamed.lower()} "
+    verb = next((ja for en, ja in _EN_VERBS if f" {en} " in lowered), "")
+    nouns = [ja for en, ja in _EN_NOUNS if re.search(rf"\b{re.escape(en.lower())}s?\b", lowered)]
+    terms = list(dict.fromkeys(found))
+    if not terms:  # no name or number: the first words, framed as the English article they are
+        return f"英語の記事『{_cut_words(text, limit - 9)}』の話"
+    head, tail = "", terms
+    if subject and verb:
+        # the object is the name right after the verb ("releases Tern 2", "launches the M5 …")
+        if len(found) > 1 and len(starts) > 1 and starts[1] <= starts[0] + 3:
+            head, tail = f"{terms[0]}が{terms[1]}を{verb}", terms[2:]
+        elif nouns:
+            head, tail, nouns = f"{terms[0]}が{nouns[0]}を{verb}", terms[1:], nouns[1:]
+        else:
+            head, tail = f"{terms[0]}の{verb}", []
+    variants = []
+    for count in range(len(tail), -1, -1):
+        listed = "・".join(tail[:count])
+        lead = "、".join(filter(None, (head, listed)))
+        for noun in [*nouns[:2], ""]:
+            variants.append(f"{lead}の{noun}の話" if noun else f"{lead}の話")
+    for variant in variants:
+        if len(variant) <= limit:
+            return variant
+    return _cut_words(variants[-1], limit - 2).rstrip("、・ ") + "の話"
+
+
+def _cut_words(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit + 1].rsplit(" ", 1)[0]
+    return (cut if len(cut) >= limit // 2 else text[:limit]).rstrip(" ,:;-")
 
 
 def spoken_title_of(candidate: Candidate) -> str:
@@ -951,6 +1078,8 @@ class OfflineWriter:
             if explanation is None or concept.picture in said:
                 continue  # a former segment explained this concept: explain the next one instead
             ask = _slot(_ASK, index, seed).format(term=concept.name)
+            if not _grounded(summary, ask, explanation, concept.picture):
+                continue  # 「パッケージ」 in a pip story must not bring npm and JavaScript into it
             return [ask, explanation, concept.picture], concept.topic, own
         return [], "general", None
 
@@ -961,6 +1090,14 @@ class OfflineWriter:
         return self._remember(index, _without_repeats([
             *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
             _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]))
+
+
+def _grounded(summary: Summary, *lines: str) -> bool:
+    """Every name and number in the host's stock lines is in the article (the editorial gate's rule)."""
+    from zundacast.editorial import grounding, source_of_summary
+
+    source = source_of_summary(summary)
+    return not any(grounding(line, source, "")[0] for line in lines)
 
 
 _OWN_CONNECTORS = ("それから", "さらに", "ちなみに", "あと", "また", "たとえば", "例えば", "そこで", "ただ",
