@@ -26,6 +26,7 @@ from zundacast.models import Candidate, Summary, Usage
 from zundacast.speech import sentence_ends_in_persona, split_sentences
 
 OFFLINE = "offline"
+FRAME_EXCESS_CHARS = 150
 TITLE_MAX_CHARS = 40  # a spoken title the listener can hold in mind (about 5 seconds of speech)
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -628,6 +629,9 @@ _LEANS_ON_BEFORE = re.compile(
 
 
 SUMMARY_MAX_CHARS = 1250  # the article's sentences a segment can hold (segment_chars for three articles)
+# A cap in sentences too (the gate allows 40 per segment, the host adds about 8): news written in short
+# sentences (40 characters, not the sample day's 75) still fills its segment from the characters it holds.
+SUMMARY_MAX_SENTENCES = 24
 
 
 def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
@@ -648,7 +652,7 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
                 continue
             group = [index - 1, index]
         cost = sum(len(sentences[i]) for i in group)
-        if used + cost > SUMMARY_MAX_CHARS or len(chosen) + len(group) > 16:
+        if used + cost > SUMMARY_MAX_CHARS or len(chosen) + len(group) > SUMMARY_MAX_SENTENCES:
             continue
         chosen.update(group)
         used += cost
@@ -1015,7 +1019,9 @@ class OfflineWriter:
         seed = f"{_show_id(show)}|{self.seed}"
         rng = _rng(summary.url or summary.title)  # per article: which connector, nothing shared
         high = segment_chars(total)[1]
-        budget = high - 30 - len(summary.spoken_title)  # room for the header the script adds
+        # room for the header the script adds, and for the frame's share beyond FRAME_CHARS (opening and
+        # recap run about 450 characters, not 300: the episode must stay under 4,600)
+        budget = high - 30 - len(summary.spoken_title) - FRAME_EXCESS_CHARS // max(total, 1)
         if summary.language.startswith("en"):
             return self._english(summary, index, seed), Usage()
 
