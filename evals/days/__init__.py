@@ -28,6 +28,7 @@ class Day:
     feeds: list[dict]
     articles: list[dict]
     forbidden: list[str]  # text that must never reach the transcript (injected lines, bylines, datelines)
+    duplicates: list[list[str]]  # slugs of pages telling the same story (at most one may become a segment)
 
 
 def day_names() -> list[str]:
@@ -37,7 +38,8 @@ def day_names() -> list[str]:
 def load_day(name: str) -> Day:
     data = tomllib.loads((DAYS_DIR / f"{name}.toml").read_text(encoding="utf-8"))
     return Day(name=name, date=dt.date.fromisoformat(str(data["date"])), trap=data["trap"],
-               feeds=data["feeds"], articles=data["articles"], forbidden=data.get("forbidden", []))
+               feeds=data["feeds"], articles=data["articles"], forbidden=data.get("forbidden", []),
+               duplicates=data.get("duplicates", []))
 
 
 def _paragraphs(body: str) -> list[str]:
