@@ -294,6 +294,12 @@ The days (evals/days/*.toml, written for the project; the sample day is zundacas
 
 {table}
 
+Reading it: `REFUSED` is the flow's outcome too: the editorial gate failed the whole script and
+nothing would be published (the row still measures the script the gate saw). `length×N` counts every
+attempt: an LLM segment is asked up to three times, then written offline. "Enough text" for the
+3,400–4,600 band means three Japanese articles of about 1,000+ characters each (the sample day's hold
+1,230+); days of 500–800-character news make shorter episodes, never padded ones.
+
 ## Details
 
 {details}

@@ -673,7 +673,7 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
 _EN_STOPWORDS = "of|the|and|to|in|on|for|a|an|with|by|at|from|or|is|are|was|were|per|than"
 _EN_NUMBER_FACT = re.compile(
     r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
-    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)[a-z][a-z/]{{2,}})?"
+    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)(?:[a-z][a-z/]{{2,}}|[A-Z]{{2,}}s?\b))?"
 )
 _EN_UNITS = {"GB", "MB", "KB", "TB", "MS", "OK", "US", "UK", "AM", "PM", "II", "III"}
 _EN_STARTERS = {  # capitalized only because they start a sentence
@@ -708,11 +708,16 @@ def _summarize_english(candidate: Candidate, text: str) -> Summary:
     site = candidate.site_name or candidate.source
     names = [name for name in _english_names(text) if name not in site.split()][:5]
     facts: list[str] = []
+    numbers_said: set[str] = set()
     for match in _EN_NUMBER_FACT.finditer(text[:8000]):
         fact = match.group(0).strip(" ,.-")
+        if re.search(r"[A-Z][\w.-]*[ -]$", text[max(0, match.start() - 24):match.start()]):
+            continue  # "Tern 2 runs", "Apache 2.0 license", "PostgreSQL 17": the number is part of a name
+        number = re.sub(r"[^\d.]", "", re.match(r"\$?\s?[\d,.]+", fact).group(0))  # type: ignore[union-attr]
         if (not re.fullmatch(r"(19|20)\d\d", fact) and re.search(r"[^\d,.]", fact)
-                and fact not in facts):
+                and number not in numbers_said):
             facts.append(fact)
+            numbers_said.add(number)  # "4-bit precision" and "4-bit version": one fact
     about = f"で、{'や'.join(names[:2])}が出てくるお話" if names else ""
     summary = f"これは{site}に載っていた英語の記事{about}なのだ。"
     key_points = []
