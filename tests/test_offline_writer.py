@@ -358,3 +358,24 @@ def test_titles_are_rewritten_for_speaking(title: str, expected: str) -> None:
 ])
 def test_written_style_becomes_spoken(written: str, spoken: list[str]) -> None:
     assert [host_sentence(piece) for piece in spoken_style(written)] == spoken
+
+
+def test_the_frame_never_repeats_a_lead_and_its_recap_does_not_echo_the_headers() -> None:
+    from tasks.script import closing_lines, segment_header
+
+    titles = ["vLLM 0.14が投機的デコーディングを標準で有効に", "TypeScript 7.0正式リリース",
+              "社内文書RAGの正答率を62%から91%に上げるまでにやったこと",
+              "OpenHarborがTern 2を公開、9B・6GBのモデルの話",
+              "ミナト銀行、勘定系システムをパブリッククラウドへ全面移行",
+              "Kubernetes 1.36がリリース、AIワークロード向けのGPU共有機能"]
+    summaries = [Summary(url=f"https://news.example/{n}", source="s", title=t, spoken_title=t, summary="")
+                 for n, t in enumerate(titles)]
+    for day in (dt.date(2026, 11, 20), dt.date(2026, 11, 24), dt.date(2026, 12, 1)):
+        headers = [segment_header(s, n, len(summaries), day) for n, s in enumerate(summaries)]
+        leads = [re.sub(r"[一二三四五六七八九十]つ目", "N", header[0]) for header in headers]
+        assert len(set(leads)) == len(leads), leads  # 「次の記事に行くのだ！」 at most once
+        closing = closing_lines(day, SHOW.show, summaries)
+        recap = closing[1:1 + len(summaries)]
+        assert len({re.sub(r"[一二三四五六七八九十]つ目|「[^」]*」", "", line) for line in recap}) >= 4
+        said = [header[1] for header in headers]
+        assert near_repeats(said + recap, ratio=0.8) == []
