@@ -62,7 +62,7 @@ def opening_lines(day: dt.date, show: ShowInfo, articles: int) -> list[str]:
     rng = _rng(show.id, day.isoformat(), "opening")
     host = show.host
     greeting = rng.choice((
-        [f"おーっす、みんな！ぼく、{host}なのだ！", f"「{show.title}」、今日も元気に始めるのだ！"],
+        [f"おーっす、みんな元気なのだ？ぼく、{host}なのだ！", f"「{show.title}」、今日も元気に始めるのだ！"],
         [f"やっほー、みんな元気なのだ？ぼくは{host}なのだ。", f"「{show.title}」にようこそなのだ！"],
         [f"みんな、おはようなのだ！{host}なのだ。", f"「{show.title}」の時間なのだ！"],
     ))
