@@ -29,7 +29,7 @@ from zundacast.editorial import (
     source_of_summary,
 )
 from zundacast.llm import LLMError, Writer, writer_for
-from zundacast.llm.offline import OfflineWriter
+from zundacast.llm.offline import OfflineWriter, short_title
 from zundacast.models import RuleFired, Script, Section, Sentence, Summary, Usage
 from zundacast.show import Environment, LLMConfig, ShowInfo
 from zundacast.speech import split_sentences, to_speech
@@ -62,7 +62,7 @@ def opening_lines(day: dt.date, show: ShowInfo, articles: int) -> list[str]:
     rng = _rng(show.id, day.isoformat(), "opening")
     host = show.host
     greeting = rng.choice((
-        [f"おーっす、みんな！ぼく、{host}なのだ！", f"「{show.title}」、今日も元気に始めるのだ！"],
+        [f"おーっす、みんな元気なのだ？ぼく、{host}なのだ！", f"「{show.title}」、今日も元気に始めるのだ！"],
         [f"やっほー、みんな元気なのだ？ぼくは{host}なのだ。", f"「{show.title}」にようこそなのだ！"],
         [f"みんな、おはようなのだ！{host}なのだ。", f"「{show.title}」の時間なのだ！"],
     ))
@@ -88,23 +88,52 @@ def opening_lines(day: dt.date, show: ShowInfo, articles: int) -> list[str]:
     ]
 
 
+# Header leads, one list read by segment index (rotated per date), so no lead is said twice in an episode
+# of up to len(HEADER_LEADS) + 2 articles; the first and the last segment have their own.
+FIRST_LEADS = ("じゃあ、さっそく{ordinal}の記事なのだ。", "まずは{ordinal}の記事なのだ。")
+HEADER_LEADS = ("続いて{ordinal}の記事なのだ。", "次の記事に行くのだ！{ordinal}の記事なのだ。",
+                "お次は{ordinal}の記事なのだ。", "どんどんいくのだ！{ordinal}の記事なのだ。",
+                "ここからは{ordinal}の記事なのだ。", "さてさて、{ordinal}の記事を紹介するのだ。")
+LAST_LEADS = ("さあ、いよいよ最後の記事なのだ。", "最後は{ordinal}の記事なのだ。")
+# Recap lines, read by index like the leads: they name the story by the head of its title, in other words
+# than the header's 「タイトルは「…」なのだ。」, so the closing does not sound like the segments again.
+RECAP_LINES = ("{ordinal}は、{name}の話だったのだ。", "{ordinal}の記事では、{name}を見てきたのだ。",
+               "{ordinal}は、{name}について紹介したのだ。", "それから{ordinal}は、{name}のお話をしたのだ。",
+               "{ordinal}で取り上げたのは、{name}だったのだ。", "{ordinal}は、{name}がテーマだったのだ。")
+RECAP_NAME_CHARS = 22
+
+
+def _rotated(pool: tuple[str, ...], index: int, rng: random.Random) -> str:
+    return pool[(rng.randrange(len(pool)) + index) % len(pool)]
+
+
 def segment_header(summary: Summary, index: int, total: int, day: dt.date) -> list[str]:
-    rng = _rng(summary.url, day.isoformat(), "header")
+    rng = _rng(day.isoformat(), "header")  # per episode: the rotation, read at the segment's index
     ordinal = ordinal_ja(index)
     if index == 0:
-        lead = rng.choice((f"じゃあ、さっそく{ordinal}の記事なのだ。", f"まずは{ordinal}の記事なのだ。"))
+        lead = rng.choice(FIRST_LEADS)
     elif index == total - 1:
-        lead = rng.choice(("さあ、いよいよ最後の記事なのだ。", f"最後は{ordinal}の記事なのだ。"))
+        lead = _rng(summary.url, day.isoformat(), "last").choice(LAST_LEADS)
     else:
-        lead = rng.choice((f"続いて{ordinal}の記事なのだ。", f"次の記事に行くのだ！{ordinal}の記事なのだ。"))
-    return [lead, f"タイトルは「{summary.spoken_title}」なのだ。"]
+        lead = _rotated(HEADER_LEADS, index - 1, rng)
+    return [lead.format(ordinal=ordinal), f"タイトルは「{summary.spoken_title}」なのだ。"]
+
+
+def recap_name(spoken_title: str) -> str:
+    """The story named by the head of its title (up to its first 、 or about 22 characters)."""
+    head = spoken_title.split("、", 1)[0]
+    if len(head) < 8:
+        head = spoken_title
+    return "「" + short_title(head, RECAP_NAME_CHARS) + "」"
 
 
 def closing_lines(day: dt.date, show: ShowInfo, summaries: list[Summary]) -> list[str]:
     rng = _rng(show.id, day.isoformat(), "closing")
     lines = [f"さて、今日は{count_ja(len(summaries))}の記事を紹介したのだ。"]
+    recap = _rng(show.id, day.isoformat(), "recap")
     for index, summary in enumerate(summaries):
-        lines.append(f"{ordinal_ja(index)}は、「{summary.spoken_title}」のお話だったのだ。")
+        line = _rotated(RECAP_LINES, index, recap)
+        lines.append(line.format(ordinal=ordinal_ja(index), name=recap_name(summary.spoken_title)))
     lines += [
         rng.choice(("どれも興味深い内容だったのだ！", "どれもワクワクするお話だったのだ！")),
         rng.choice((
@@ -216,12 +245,17 @@ def build_script(day: dt.date, summaries: list[Summary], show: ShowInfo, pronunc
     grounded = sum(summary.grounded_claims for summary in summaries)
     for position, failure in duplicate_titles(summaries).items():
         fired.append(failure.fired(summaries[position].url, "rejected"))
+    # One offline writer per episode, seeded by the date: it writes every offline or fallback segment, so
+    # its guard (nothing said twice) covers them all, and its stock lines change from day to day.
+    if writer.is_offline and isinstance(writer, OfflineWriter) and not writer.seed:
+        writer = OfflineWriter(seed=day.isoformat())
+    offline = writer if writer.is_offline else OfflineWriter(seed=day.isoformat())
     opening = opening_lines(day, show, total)
     said = {sentence_form(line) for line in opening}
     sections = [Section(kind="opening", title="オープニング", sentences=_sentences(opening, pronunciation))]
     for index, summary in enumerate(summaries):
         lines, used, reason, segment_fired, segment_claims, segment_grounded = write_segment_checked(
-            writer, summary, index, total, show, max_attempts)
+            writer, summary, index, total, show, max_attempts, fallback=offline)
         usage = usage + used
         fired += segment_fired
         claims += segment_claims
