@@ -175,7 +175,8 @@ def _clean_lines(lines: list[str]) -> list[str]:
 
 
 SegmentResult = tuple[list[str], Usage, str, list[RuleFired], int, int]
-# Rules a rewrite by the offline writer cannot fix: its segment is kept, and the episode's length decides.
+# Rules about size alone: a segment breaking only these is kept (the offline writer, working from the
+# same summary, would not say more), and the whole episode's length decides.
 _KEPT_OFFLINE = {"length", "segment.sentences"}
 
 
@@ -210,6 +211,10 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
         lines = _clean_lines(lines)
         failures, claims, grounded = check_segment(lines, summary, total, source)
         if not failures:
+            return lines, usage, "", fired, claims, grounded
+        if attempt == attempts and all(failure.rule in _KEPT_OFFLINE for failure in failures):
+            # grounded, clean and in the host's voice, only short or long: better than an extract
+            fired += [failure.fired(summary.url, "kept") for failure in failures]
             return lines, usage, "", fired, claims, grounded
         action = "rewritten" if attempt < attempts else "offline"
         fired += [failure.fired(summary.url, action) for failure in failures]
