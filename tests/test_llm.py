@@ -113,6 +113,13 @@ def test_structured_output_becomes_a_summary(server: FakeOpenAI) -> None:
     assert f"{ARTICLE_OPEN}\n{ARTICLE_JA}\n{ARTICLE_CLOSE}" in user["content"]
 
 
+def test_usage_counts_reasoning_and_cached_tokens_as_billed(server: FakeOpenAI) -> None:
+    server.queue.append(Reply(cached_tokens=64, reasoning_tokens=30))
+    usage = writer().summarize(article()).usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (100, 80)  # the details are inside the totals
+    assert usage.cost_usd == pytest.approx((100 * 0.15 + 80 * 0.60) / 1e6)
+
+
 def test_get_writer_picks_the_model_per_stage(server: FakeOpenAI) -> None:
     env = Environment()
     llm = LLMConfig(summarize_model="model-a", script_model="model-b")

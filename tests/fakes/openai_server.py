@@ -514,8 +514,10 @@ class FakeOpenAI:
             content = content[: max(1, len(content) // 2)]  # the answer stops where the token budget ran out
         elif reply.finish_reason == "content_filter":
             content = None
+        # as billed: cached tokens are part of the prompt's, reasoning tokens part of the completion's
         return reply.status, chat_completion(
-            content, model, finish_reason=reply.finish_reason, refusal=refusal,
+            content, model, prompt_tokens=max(100, reply.cached_tokens),
+            completion_tokens=50 + reply.reasoning_tokens, finish_reason=reply.finish_reason, refusal=refusal,
             cached_tokens=reply.cached_tokens, reasoning_tokens=reply.reasoning_tokens), reply.headers
 
     def speech(self, request: Any, headers: dict[str, str]) -> tuple[int, bytes, str, dict[str, str]]:

@@ -146,14 +146,11 @@ class OpenAIWriter:
         usage = getattr(completion, "usage", None)
         prompt = getattr(usage, "prompt_tokens", 0) or 0
         output = getattr(usage, "completion_tokens", 0) or 0
-        cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0
-        reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", 0) or 0
+        # prompt_tokens includes prompt_tokens_details.cached_tokens and completion_tokens includes
+        # completion_tokens_details.reasoning_tokens: the totals are what is billed (cached input at full
+        # price here, so the estimate errs high)
         cost = (prompt * self.llm.price_input_per_m + output * self.llm.price_output_per_m) / 1_000_000
-        extra: dict[str, int] = {}
-        if "cached_prompt_tokens" in Usage.model_fields:
-            extra = {"cached_prompt_tokens": cached, "reasoning_tokens": reasoning}
-        return Usage(requests=1, prompt_tokens=prompt, completion_tokens=output, cost_usd=round(cost, 6),
-                     **extra)
+        return Usage(requests=1, prompt_tokens=prompt, completion_tokens=output, cost_usd=round(cost, 6))
 
     def _where(self) -> str:
         return f"OPENAI_BASE_URL={public_url(self._base_url)}" if self._base_url else "the OpenAI API"
