@@ -224,6 +224,45 @@ def test_row_quota_429_insufficient_quota_fails_at_once_saying_add_credit(server
                      SHOW.pronunciation, writer(), 2)
 
 
+def test_row_rate_limit_connection_refused_is_retried_then_offline(monkeypatch: pytest.MonkeyPatch,
+                                                                   waits: list[float]) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    summary = summarize_article(article(), writer())
+    assert summary.writer == FALLBACK
+    assert len(waits) == 4 and 0.375 <= waits[0] <= 0.5 and waits[3] <= 4.0  # the backoff, doubled
+
+
+REFUSED_FOR_EVERY_ARTICLE = {"error": {
+    "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+    "type": "invalid_request_error", "param": "response_format", "code": None}}
+
+
+def test_row_request_refused_for_every_article_400_names_the_parameter_and_setting(
+        server: FakeOpenAI, waits: list[float]) -> None:
+    server.queue = [Reply(status=400, body=REFUSED_FOR_EVERY_ARTICLE) for _ in range(5)]
+    summary_writer = writer_for(LLMConfig(), Environment(), "summarize")
+    with pytest.raises(LLMError) as caught:
+        summarize_article(article(), summary_writer)  # the offline writer would hide it every day
+    message = str(caught.value)
+    assert "response_format" in message and "[llm] summarize_model" in message
+    assert "OPENAI_BASE_URL" in message
+    assert len(server.requests) == 1 and waits == []
+
+
+def test_a_400_about_this_articles_messages_hands_only_it_to_the_offline_writer(server: FakeOpenAI) -> None:
+    body = {"error": {"message": "Invalid prompt: your prompt was flagged as potentially violating our usage "
+                      "policy.", "type": "invalid_request_error", "param": None, "code": "invalid_prompt"}}
+    server.queue = [Reply(status=400, body=body)]
+    assert summarize_article(article(), writer()).writer == FALLBACK
+    assert len(server.requests) == 1
+
+
 def test_row_context_length_exceeded_400_cuts_the_article_and_asks_once_more(
         monkeypatch: pytest.MonkeyPatch, waits: list[float]) -> None:
     long_text = ARTICLE_JA * 12  # about 3,000 tokens: within [llm] max_input_tokens, not the server's window
