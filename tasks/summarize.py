@@ -66,6 +66,11 @@ def summarize_article(candidate: Candidate, writer: Writer, max_attempts: int = 
             except Exception as exc:  # the writer already retried (HTTP, unparsable answers)
                 log.warning("summary of %s by %s failed (%s): the offline writer takes over", candidate.url,
                             writer.name, exc)
+                # recorded for the script artifact and episode.json; the reason is cut before any quote of
+                # the model's answer (which may be the attack)
+                fired = [*fired, RuleFired(rule="llm.fallback", field="summary", article=candidate.url,
+                                           action="offline", detail=f"{type(exc).__name__}: "
+                                                                    f"{str(exc).split(' (')[0]}"[:200])]
                 break
             usage = usage + summary.usage
             gated, failures = _gated(summary, source, True, fired, usage)
