@@ -47,6 +47,7 @@ RULES: dict[str, str] = {
     "script.date": "the opening's date or weekday is wrong",
     "script.structure": "the script's frame or its segments do not match the picks",
     "summary.empty": "a summary field that must not be empty is empty",
+    "llm.fallback": "the LLM gave no usable answer (refused, filtered, cut off or down): written offline",
 }
 
 MAX_TITLE_CHARS = 80
