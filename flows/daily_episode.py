@@ -14,20 +14,19 @@ from typing import Literal
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.editing import gated_script, with_readable_picks
 from tasks.collect import collect
-from tasks.rank import promote_spares, publish_picks_table, rank
-from tasks.script import write_script
+from tasks.rank import publish_picks_table, rank
 from tasks.summarize import summarize
 from tasks.synthesize import synthesize
 from tasks.upload import read_history, upload, upload_staleness
 from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
-from zundacast.models import EpisodeRecord, Pick, Ranking, RunSummary
+from zundacast.models import EpisodeRecord, RunSummary
 from zundacast.notify import install_log_redaction, notify_failure
 from zundacast.review import maybe_review
 from zundacast.runlock import run_lock
 from zundacast.runner import StageRunner
-from zundacast.scoring import unreadable_reason
 from zundacast.show import Environment, Show, load_show
 from zundacast.storage import Store, check_store_outlives_run, open_store, resolve_store_url
 
@@ -95,8 +94,8 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
     ranking = with_readable_picks(ranking)
     summaries = run.mapped("summarize", summarize, [pick.candidate for pick in ranking.picks],
                            llm=show.llm, writer_key=summary_writer.cache_key)
-    script = run("script", write_script, day, summaries, show.show, show.pronunciation, show.llm,
-                 script_writer.cache_key)
+    ranking, summaries, script = gated_script(run, show, day, ranking, summaries, summary_writer.cache_key,
+                                              script_writer.cache_key)
     script, ranking, summaries = maybe_review(show, day, ranking, summaries, script)  # [review]: an editor
     bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show, store_url)
     published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
@@ -114,19 +113,6 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
         duration_s=round(time.perf_counter() - started, 3),
         mp3=published.episode_url, feed=published.feed_url,
     )
-
-
-def with_readable_picks(ranking: Ranking) -> Ranking:
-    """Readable spares take the places of picks whose page could not be fetched or held too little
-    text, as many as there are; a pick no spare can replace stays, told from its feed's summary."""
-
-    def unreadable(pick: Pick) -> bool:  # the rank stage's rule (it never picks these when it can help it)
-        return bool(unreadable_reason(pick.candidate))
-
-    readable_spares = sum(not unreadable(spare) for spare in ranking.spares)
-    failed = [pick.candidate.url for pick in ranking.picks if unreadable(pick)][:readable_spares]
-    failed_spares = [spare.candidate.url for spare in ranking.spares if unreadable(spare)]
-    return promote_spares(ranking, {*failed, *failed_spares})
 
 
 def recent_history(store: Store, show: Show, day: dt.date) -> list[EpisodeRecord]:

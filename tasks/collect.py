@@ -25,6 +25,9 @@
 `collect` (the Prefect task) snapshots the result in the store as `{date}/candidates.json` and
 reuses that snapshot unless asked to refresh, so a rerun of a past date picks the same articles
 after the feeds have moved on.
+
+A date with no snapshot whose window ended `zundacast.archives.ARCHIVE_AFTER` ago or more is read from
+the feeds' archives too (`archive_url`/`archive_format`): each candidate's `origin` says which.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ValidationError
 
-from zundacast import extraction, readability
+from zundacast import archives, extraction, readability
 from zundacast.dates import window
 from zundacast.errors import NotEnoughCandidates, PermanentError
 from zundacast.models import Candidate, CandidateSnapshot
@@ -184,6 +187,9 @@ def collect_candidates(show: Show, day: dt.date, now: dt.datetime | None = None,
     start, end = window(day, show.show.timezone, show.schedule.cutoff, show.schedule.window_hours)
     logger = _logger()
     results = (read_feeds or read_feeds_in_threads)(show.feeds, config)
+    if archives.window_passed(end, now):  # a past day: the live feeds moved on, read what the sources kept
+        results += [FeedResult(feed=r.feed, items=r.items, error=r.error) for r in archives.read_archives(
+            show.feeds, config, start, end, show.show.timezone, FEED_MAX_BYTES)]
 
     seen_path = Environment().home / "seen" / f"{show.show.id}.json"
     seen = load_seen(seen_path)
@@ -227,7 +233,8 @@ def not_enough_message(show: Show, found: int, start: dt.datetime, end: dt.datet
     failures = "; ".join(f"{name}: {why}" for name, why in feed_errors.items()) or "none"
     return (f"only {found} candidate article(s) for {show.show.id} between {start.isoformat()} and "
             f"{end.isoformat()}, need collect.min_candidates = {show.collect.min_candidates}. "
-            f"Feeds that failed ({len(feed_errors)} of {len(show.feeds)}): {failures}. "
+            f"Feeds that failed ({len({name.removesuffix(' (archive)') for name in feed_errors})} of "
+            f"{len(show.feeds)}): {failures}. "
             "Check the feed URLs in the show file, add feeds, or lower collect.min_candidates.")
 
 

@@ -21,18 +21,18 @@ from pathlib import Path
 from prefect import task
 
 from zundacast.audio import (
-    assemble,
+    assemble_to_file,
     check_mp3,
     cover_image,
-    master_and_decode,
-    mix_music,
+    load_utterance,
+    master_file,
+    mix_music_into,
     plan_utterances,
     prune_cache,
-    synthesize_utterances,
+    synthesize_to_cache,
     write_tags,
 )
 from zundacast.audio.assemble import decode_audio_file
-from zundacast.audio.check import CHECK_RATE
 from zundacast.audio.master import ffmpeg_exe
 from zundacast.errors import PermanentError
 from zundacast.models import AudioBundle, Script
@@ -77,17 +77,10 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
         raise ScriptAudioError(f"the script for {script.date} has no sentence with anything to say "
                                "(every Sentence.speech is empty or punctuation)")
     cache_root = env.home / "tts"
-    pcms, synthesized = synthesize_utterances(voice, utterances, cache_root, attempts=attempts,
-                                              backoff_s=backoff_s)
+    # Only cache paths are held: assembly reads the utterances back one at a time (memory stays flat).
+    paths, synthesized = synthesize_to_cache(voice, utterances, cache_root, attempts=attempts,
+                                             backoff_s=backoff_s)
     timings["tts"] = time.perf_counter() - started
-
-    mark = time.perf_counter()
-    timeline = assemble(script, utterances, pcms, audio)
-    samples = timeline.samples
-    if audio.music:
-        music = decode_audio_file(Path(audio.music), timeline.sample_rate, ffmpeg_exe())
-        samples = mix_music(timeline, music)
-    timings["assemble"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -95,18 +88,25 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        cover = cover_image(show)
-        # Tags go on before mastering's verification decode, so that one decode is of the final file
-        # and also serves the check below (no second decode of the whole episode).
-        mastered, decoded = master_and_decode(
-            samples, timeline.sample_rate, audio, tmp,
-            finish=lambda path: write_tags(path, script, show, timeline.chapters, cover))
+        with tempfile.TemporaryDirectory(prefix=".assembly-", dir=work_dir) as scratch:
+            raw = Path(scratch) / "episode.f32"  # the assembled episode (raw float32), never all in memory
+            timeline = assemble_to_file(script, utterances, lambda i: load_utterance(paths[i]), audio, raw)
+            if audio.music:
+                music = decode_audio_file(Path(audio.music), timeline.sample_rate, ffmpeg_exe())
+                mix_music_into(raw, timeline, music)
+            timings["assemble"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            cover = cover_image(show)
+            # Tags go on before mastering's verification decode, so that one decode is of the final file
+            # and also serves the check below (no second decode of the whole episode).
+            mastered, scan = master_file(
+                raw, timeline.sample_rate, audio, tmp,
+                finish=lambda path: write_tags(path, script, show, timeline.chapters, cover))
         timings["master"] = time.perf_counter() - mark
         mark = time.perf_counter()
         # Background music fills the pauses, so only the voice-only layout bounds the silences.
         checked = check_mp3(tmp, timeline.duration_s, timeline.longest_pause_s + SILENCE_MARGIN_S,
-                            decoded=decoded if timeline.sample_rate == CHECK_RATE else None)
-        del decoded
+                            decoded=scan)
         timings["check"] = time.perf_counter() - mark
         sha = _sha256(tmp)
         final = work_dir / f"episode-{sha[:12]}.mp3"

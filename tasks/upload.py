@@ -196,6 +196,7 @@ def plan_episode_files(
         files.pop("page")
     published_at = previous.published_at if previous else first_published_at(show, day)
     record = build_record(bundle, script, ranking, summaries, show, files, published_at=published_at)
+    record = record.model_copy(update={"quality": script.quality})  # the editorial gate's figures
 
     plan = [
         PlannedWrite(

@@ -381,3 +381,116 @@ def test_background_music_is_ducked_under_the_voice() -> None:
     assert level(4.5, 5.5) < level(2.5, 3.0) / 2.5  # ducked by about 10 dB while the host speaks
     assert level(8.5, 9.0) > 0  # back between sentences (the last two seconds fade out)
     assert level(0.0, 0.05) < level(2.5, 3.0) / 5  # fades in
+
+
+# --- streaming: the stage never holds the episode --------------------------------------------------------
+
+def test_streamed_assembly_writes_exactly_what_the_in_memory_one_builds(tmp_path: Path,
+                                                                         isolated_env: Path) -> None:
+    from zundacast.audio import assemble, assemble_to_file, load_utterance, synthesize_to_cache
+
+    script = make_script()
+    utterances = plan_utterances(script, OpenJTalkVoice.max_chars)
+    paths, _ = synthesize_to_cache(OpenJTalkVoice(), utterances, isolated_env / "tts")
+    pcms = [load_utterance(path) for path in paths]
+    assert pcms[0].sample_rate == 48000 and pcms[0].samples.dtype == np.float32  # resampled per utterance
+    timeline = assemble(script, utterances, pcms, AudioConfig())
+    raw = tmp_path / "episode.f32"
+    layout = assemble_to_file(script, utterances, lambda i: load_utterance(paths[i]), AudioConfig(), raw)
+    streamed = np.fromfile(raw, dtype="<f4")
+    np.testing.assert_array_equal(streamed, timeline.samples)
+    assert layout.cues == timeline.cues and layout.chapters == timeline.chapters
+    assert layout.length == len(timeline.samples) and layout.duration_s == timeline.duration_s
+    assert layout.peak == pytest.approx(float(np.max(np.abs(timeline.samples))))
+
+
+def test_music_mixed_into_the_file_chunk_by_chunk_equals_the_whole_mix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from zundacast.audio.assemble import Layout, Timeline, mix_music, mix_music_into
+    from zundacast.models import Cue
+
+    rate = 8000
+    voice = np.zeros(10 * rate + 123, dtype=np.float32)
+    voice[4 * rate: 6 * rate] = 0.5 * np.sin(2 * np.pi * 300 * np.arange(2 * rate) / rate)
+    cues = [Cue(start_s=4.0, end_s=6.0, text="x")]
+    music = np.sin(2 * np.pi * 1000 * np.arange(int(1.3 * rate)) / rate).astype(np.float32)
+    whole = mix_music(Timeline(samples=voice, sample_rate=rate, cues=cues, chapters=[], longest_pause_s=1.0),
+                      music)
+    raw = tmp_path / "episode.f32"
+    voice.astype("<f4").tofile(raw)
+    # chunk edges inside the fades too (the package's `assemble` is the function: import the module)
+    monkeypatch.setattr(importlib.import_module("zundacast.audio.assemble"), "CHUNK_SAMPLES", 4099)
+    layout = Layout(sample_rate=rate, length=len(voice), cues=cues, chapters=[], longest_pause_s=1.0,
+                    peak=float(np.max(np.abs(voice))))
+    mix_music_into(raw, layout, music)
+    np.testing.assert_allclose(np.fromfile(raw, dtype="<f4"), whole, atol=1e-6)
+    assert not np.allclose(whole, voice)  # the music is really there
+
+
+def test_one_streamed_decode_measures_like_the_reference_meters(tmp_path: Path) -> None:
+    from scipy.signal import resample_poly
+
+    from zundacast.audio import scan_mp3
+    from zundacast.audio.check import longest_silence
+
+    rate = 44100
+    t = np.arange(40 * rate) / rate
+    tone = (0.2 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))).astype(np.float32)
+    tone[21 * rate: 24 * rate] = 0.0
+    tone[30 * rate: 30 * rate + 300] = 0.9  # a burst: the true peak is there
+    path = tmp_path / "tone.mp3"
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
+                    "-c:a", "libmp3lame", "-b:a", "96k", str(path)], input=tone.astype("<f4").tobytes(),
+                   check=True)
+    scan = scan_mp3(path)  # read in chunks of about 20 s: runs and peaks across chunk edges count
+    decoded, errors, code = decode(path, rate)
+    assert (scan.exit_code, scan.errors, code, errors) == (0, "", 0, "")
+    assert scan.samples == len(decoded)
+    assert (scan.longest_silence_s, scan.longest_silence_at_s) == longest_silence(decoded, rate)
+    assert scan.longest_silence_s == pytest.approx(3.0, abs=0.05)
+    reference = pyloudnorm.Meter(rate).integrated_loudness(decoded.astype(np.float64))
+    assert scan.loudness_lufs == pytest.approx(reference, abs=0.1)
+    reference_peak = 20 * math.log10(float(np.max(np.abs(resample_poly(decoded, 4, 1)))))
+    assert scan.true_peak_dbtp == pytest.approx(reference_peak, abs=0.2)
+
+
+def test_the_stage_holds_no_copy_of_the_episode(tmp_path: Path, isolated_env: Path) -> None:
+    import tracemalloc
+
+    sentences = [s for section in make_script().sections for s in section.sentences]
+    long_script = make_script()
+    for section in long_script.sections:  # about 8 minutes from 8 distinct sentences
+        section.sentences = [sentences[(i * 3 + len(section.title)) % len(sentences)] for i in range(40)]
+    synthesize_utterances(OpenJTalkVoice(), plan_utterances(long_script, 400), isolated_env / "tts")
+    tracemalloc.start()
+    try:
+        bundle = synthesize_script(long_script, OpenJTalkVoice(), AudioConfig(), SHOW, work_dir=tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    one_copy = bundle.duration_s * 44100 * 4  # the episode as float32
+    assert bundle.duration_s > 300 and bundle.synthesized == 0 and bundle.utterances == 160
+    assert peak < one_copy / 3, f"{peak / 1e6:.1f} MB traced for a {one_copy / 1e6:.1f} MB episode"
+    assert bundle.loudness_lufs == pytest.approx(-16.0, abs=0.5) and bundle.true_peak_dbtp <= -1.0
+
+
+def test_the_stage_mixes_background_music_into_the_streamed_episode(tmp_path: Path) -> None:
+    rate = 44100
+    music_file = tmp_path / "music.wav"
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * rate) / rate)).astype("<f4")
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
+                    str(music_file)], input=tone.tobytes(), check=True)
+    plain = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(), SHOW, work_dir=tmp_path / "a")
+    mixed = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(music=str(music_file)), SHOW,
+                              work_dir=tmp_path / "b")
+    assert mixed.cues == plain.cues and mixed.chapters == plain.chapters  # music moves nothing
+    assert mixed.loudness_lufs == pytest.approx(-16.0, abs=0.5) and mixed.true_peak_dbtp <= -1.0
+
+    def pause_level(bundle: AudioBundle) -> float:  # between the first two sentences
+        samples = decode(Path(bundle.mp3_path))[0]
+        a, b = int(bundle.cues[0].end_s * rate) + 2000, int(bundle.cues[1].start_s * rate) - 2000
+        return float(np.sqrt(np.mean(samples[a:b] ** 2)))
+
+    assert pause_level(plain) < 0.003 < pause_level(mixed)

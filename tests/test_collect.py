@@ -438,7 +438,7 @@ def test_readability_is_about_content_not_length(text: str, readable: bool) -> N
 
 
 def test_unreadable_pages_are_never_picked_while_a_readable_spare_exists(site: FakeSite) -> None:
-    from flows.daily_episode import with_readable_picks
+    from flows.editing import with_readable_picks
 
     site.route("/a/gone", "gone", status=404)
     site.route("/files/report.pdf", b"%PDF-1.7 " + b"0" * 2000, content_type="application/pdf")

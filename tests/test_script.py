@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks.script import build_script, validate_script, write_segment_checked
+from tasks.script import build_script, recap_name, validate_script, write_segment_checked
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
+from tests.test_llm import segment_sentences
 from zundacast.llm.offline import OfflineWriter, to_persona
 from zundacast.llm.openai_writer import OpenAIWriter
 from zundacast.llm.prompts import episode_bounds
@@ -227,7 +228,7 @@ def test_offline_script_shape(summaries: list[Summary]) -> None:
             assert ascii_letters(sentence.speech) == [], sentence.speech
     closing = "".join(s.text for s in script.sections[-1].sentences)
     assert closing.endswith("バイバイなのだ！")
-    assert all(f"「{s.spoken_title}」" in closing for s in summaries)  # one recap line per article
+    assert all(recap_name(s.spoken_title) in closing for s in summaries)  # one recap line per article
     assert "\n----\n" in script.transcript()
     assert script.writer == "offline" and script.fallbacks == [] and script.usage.requests == 0
 
@@ -342,7 +343,7 @@ def test_validation_catches_a_script_too_short(summaries: list[Summary]) -> None
     short = script.model_copy(deep=True)
     for section in short.sections[1:-1]:
         section.sentences = section.sentences[:4]
-    assert any(f.startswith("length ") for f in failures_of(short, summaries))
+    assert any(f.startswith("[length] script: length ") for f in failures_of(short, summaries))
 
 
 # --- an LLM segment that keeps failing falls back to the offline writer -------------------------------
@@ -369,8 +370,8 @@ def test_llm_segment_failing_twice_falls_back_to_offline(llm_server: FakeOpenAI,
     script = build_script(day, summaries, SHOW.show, SHOW.pronunciation, writer, max_attempts=2)
     assert len(llm_server.requests) == 2 * len(summaries)
     assert len(script.fallbacks) == len(summaries)
-    assert "のだ" in script.fallbacks[0]  # the reason names the failed rule
-    offline_lines, _ = OfflineWriter().write_segment(summaries[0], 0, 3, SHOW.show, [])
+    assert "persona.ratio" in script.fallbacks[0]  # the reason names the failed rule
+    offline_lines, _ = OfflineWriter(seed=day.isoformat()).write_segment(summaries[0], 0, 3, SHOW.show, [])
     body = "".join(s.text for s in script.sections[1].sentences)
     assert "".join(offline_lines) in body
     assert "これはとても良い記事です" not in script.transcript()
@@ -382,12 +383,11 @@ def test_llm_segment_failing_twice_falls_back_to_offline(llm_server: FakeOpenAI,
 
 
 def test_llm_segment_fixed_after_feedback_is_kept(llm_server: FakeOpenAI, summaries: list[Summary]) -> None:
-    good = [f"これは{n}番目の説明で、新人エンジニアにもわかるように、具体的な数字で話すのだ。"
-            for n in range(1, 26)]
+    good = segment_sentences()
     replies = iter([_segment_reply(["ダメな文です。"] * 8), _segment_reply(good)])
     llm_server.responder = lambda request: next(replies)
     writer = OpenAIWriter(LLMConfig(), model="gpt-4o-mini", env=Environment())
-    lines, usage, reason = write_segment_checked(writer, summaries[0], 0, 3, SHOW.show, max_attempts=3)
+    lines, usage, reason, *_ = write_segment_checked(writer, summaries[0], 0, 3, SHOW.show, max_attempts=3)
     assert reason == "" and lines == good
     assert usage.requests == 2 and len(llm_server.requests) == 2
 
@@ -399,7 +399,7 @@ def test_llm_endpoint_down_hands_the_segment_to_offline_at_once(llm_server: Fake
     for _ in range(20):
         llm_server.queue.append(Reply(status=503, content="overloaded", headers={"retry-after-ms": "10"}))
     writer = OpenAIWriter(LLMConfig(), model="gpt-4o-mini", env=Environment())
-    lines, _, reason = write_segment_checked(writer, summaries[0], 0, 3, SHOW.show, max_attempts=3)
+    lines, _, reason, *_ = write_segment_checked(writer, summaries[0], 0, 3, SHOW.show, max_attempts=3)
     assert len(llm_server.requests) == 5  # one call and the client's 4 retries, not 3 attempts of 5
     assert "503" in reason
     assert "".join(lines) == "".join(OfflineWriter().write_segment(summaries[0], 0, 3, SHOW.show, [])[0])

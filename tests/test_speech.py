@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from zundacast import speech
 from zundacast.speech import (
     ascii_letters,
+    number_kana,
     persona_ratio,
     sentence_ends_in_persona,
     split_sentences,
     to_speech,
 )
 
-# The terms of /work/shared/reference/episode-*.txt and the reading chosen for each. The reference
-# writes K as ケイ (キミケイツー, ケイブイ); we use the standard letter name ケー throughout.
+# The terms of /work/shared/reference/episode-*.txt and the reading chosen for each. K is ケイ as the
+# reference writes it (キミケイツー, ケイブイ); numbers in names are written out as they are said.
 REFERENCE_TERMS = [
     ("FastVLM", "ファストブイエルエム"),
     ("NVIDIA NIM", "エヌビディアニム"),
-    ("Kimi-K2-Instruct", "キミケーツーインストラクト"),
+    ("Kimi-K2-Instruct", "キミケイツーインストラクト"),
     ("MoE", "エムオーイー"),
     ("FlashAttention", "フラッシュアテンション"),
     ("MobileDiffusion", "モバイルディフュージョン"),
-    ("CLIP-ViT/L14", "クリップビットエル14"),
-    ("GraphRAG 1.0", "グラフラグ1.0"),
+    ("CLIP-ViT/L14", "クリップビットエルジューヨン"),
+    ("GraphRAG 1.0", "グラフラグイッテンゼロ"),
     ("settings.yaml", "セッティングスドットヤムル"),
     ("AirPods Pro 2", "エアポッズプロツー"),
     ("CUDA", "クーダ"),
-    ("KV cache", "ケーブイキャッシュ"),
-    ("iOS 18", "アイオーエス18"),
+    ("KV cache", "ケイブイキャッシュ"),
+    ("iOS 18", "アイオーエスジューハチ"),
 ]
 
 
@@ -45,14 +49,14 @@ def test_reference_terms_read_as_chosen(display: str, spoken: str) -> None:
         ("vLLM", "ブイエルエルエム"),
         ("GPT-4o-mini", "ジーピーティーフォーオーミニ"),  # a lone digit inside a name is English
         ("DeepSeek-R1", "ディープシークアールワン"),
-        ("H100", "エイチ100"),  # longer numbers stay digits: OpenJTalk reads エイチヒャク
+        ("H100", "エイチヒャク"),  # longer numbers the Japanese way
         ("Python 3", "パイソンスリー"),
-        ("Python 3.11", "パイソン3.11"),
+        ("Python 3.11", "パイソンサンテンイチイチ"),
         ("C++とC#と.NET", "シープラスプラスとシーシャープとドットネット"),
         ("Q&A", "キューアンドエー"),
         ("I/O", "アイオー"),
         ("Hugging Face", "ハギングフェイス"),
-        ("gihyo.jp", "ギヒョードットジェーピー"),
+        ("gihyo.jp", "ギヒョードットジェイピー"),
         ("`.env`ファイル", "ドットエンブファイル"),
         ("OpenAI's model", "オープンエーアイモデル"),
         ("text-to-image", "テキストトゥーイメージ"),
@@ -219,6 +223,150 @@ def test_sentence_ends_in_persona(sentence: str, expected: bool) -> None:
 def test_persona_ratio() -> None:
     assert persona_ratio(["そうなのだ。", "そうだよ。", "始めるのだ！", "みたい。"]) == 0.5
     assert persona_ratio([]) == 0.0
+
+
+VOCABULARY = Path(__file__).parent / "data" / "readings.tsv"
+
+
+def _katakana(text: str) -> str:
+    """Hiragana folded to katakana, so a reading may be written in either."""
+    return "".join(chr(ord(ch) + 0x60) if "ぁ" <= ch <= "ゖ" else ch for ch in text)
+
+
+def _vocabulary(path: Path = VOCABULARY) -> list[tuple[str, list[str]]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            term, readings = line.split("\t")
+            rows.append((term, [_katakana(reading) for reading in readings.split("|")]))
+    return rows
+
+
+def _misses(rows: list[tuple[str, list[str]]], **options: str) -> list[tuple[str, str, str]]:
+    misses = []
+    for term, readings in rows:
+        spoken = to_speech(term, **options)  # type: ignore[arg-type]
+        if _katakana(spoken) not in readings:
+            misses.append((term, spoken, readings[0]))
+    return misses
+
+
+def test_reading_vocabulary_scores_at_least_98_percent() -> None:
+    rows = _vocabulary()
+    assert len(rows) >= 300
+    assert len({term for term, _ in rows}) == len(rows), "a term is listed twice"
+    misses = _misses(rows)
+    score = 1 - len(misses) / len(rows)
+    print(f"\nreading vocabulary: {len(rows) - len(misses)}/{len(rows)} = {score:.3f}")
+    for term, spoken, expected in misses:
+        print(f"  miss: {term!r} → {spoken} (expected {expected})")
+    assert all(ascii_letters(to_speech(term)) == [] for term, _ in rows)
+    assert score >= 0.98, f"{len(misses)} misses: {misses}"
+
+
+def test_held_out_names_score_is_reported_and_does_not_regress() -> None:
+    """Terms the table was never filled from: how the rules and models do on names not seen before."""
+    rows = _vocabulary(VOCABULARY.with_name("readings_heldout.tsv"))
+    misses = _misses(rows)
+    score = 1 - len(misses) / len(rows)
+    print(f"\nheld-out names: {len(rows) - len(misses)}/{len(rows)} = {score:.3f}")
+    for term, spoken, expected in misses:
+        print(f"  miss: {term!r} → {spoken} (expected {expected})")
+    assert all(ascii_letters(to_speech(term)) == [] for term, _ in rows)
+    assert score >= 0.85
+
+
+def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: pytest.MonkeyPatch) -> None:
+    """e2k alone, kanalizer alone and the combination, on the vocabulary terms that reach the model."""
+    rows = _vocabulary()
+    asked: list[str] = []
+    real = speech.english_to_katakana
+
+    def spy(word: str, model: speech.EnglishModel = "combined") -> str:
+        asked.append(word)
+        return real(word, model)
+
+    monkeypatch.setattr(speech, "english_to_katakana", spy)
+    modelled = []
+    for term, readings in rows:
+        asked.clear()
+        speech._to_speech.cache_clear()
+        to_speech(term)
+        if asked:
+            modelled.append((term, readings))
+    monkeypatch.setattr(speech, "english_to_katakana", real)
+    speech._to_speech.cache_clear()
+    scores = {
+        model: 1 - len(_misses(modelled, english_model=model)) / len(modelled)
+        for model in ("e2k", "kanalizer", "combined")
+    }
+    print(
+        f"\n{len(modelled)} vocabulary terms reach the English model: "
+        + ", ".join(f"{model} {score:.3f}" for model, score in scores.items())
+    )
+    assert len(modelled) >= 100
+    assert scores["combined"] > max(scores["e2k"], scores["kanalizer"])
+
+
+@pytest.mark.parametrize(
+    ("display", "spoken"),
+    [
+        # rules that carry over to names the tables do not hold
+        ("arXiv stat.ML", "アーカイブスタットエムエル"),  # arXiv categories: no dot, letters
+        ("HTTP/4", "エイチティーティーピーフォー"),  # a slash inside a name is silent, the digit English
+        ("IPv5", "アイピーブイファイブ"),
+        ("Kotlin 2.1", "コトリンニーテンイチ"),
+        ("Zig 0.14", "ジグレーテンイチヨン"),
+        ("iPadOS 26", "アイパッドオーエスニジューロク"),
+        ("Foo-V2", "フーブイツー"),
+        ("13B", "ジューサンビー"),
+        ("8K", "ハチケイ"),
+        ("XR2", "エックスアールツー"),
+        ("pnpm", "ピーエヌピーエム"),  # no vowel: letters
+        ("uv", "ユーブイ"),  # two lowercase letters that are not an English word: letters
+        ("QLoRA", "キューローラ"),  # a letter before a known name
+        ("SageMaker", "セージメーカー"),  # a long a is エー (kanalizer writes メイカー) ...
+        ("Tailwind", "テイルウィンド"),  # ... unless the spelling has the diphthong
+        ("GPT-4o 3個", "ジーピーティーフォーオー3個"),  # a counter after the number: OpenJTalk reads it
+    ],
+)
+def test_reading_rules_for_unlisted_names(display: str, spoken: str) -> None:
+    assert to_speech(display) == spoken
+
+
+def test_js_after_a_library_name_is_said_without_the_dot() -> None:
+    for name in ("Remix", "Ember", "Solid"):
+        assert to_speech(f"{name}.js") == to_speech(name) + "ジェイエス"
+    for stem in ("server", "index", "next.config"):  # file names keep the dot
+        assert to_speech(f"{stem}.js") == to_speech(stem) + "ドットジェイエス"
+
+
+@pytest.mark.parametrize(
+    ("number", "reading"),
+    [
+        ("3", "サン"),
+        ("18", "ジューハチ"),
+        ("100", "ヒャク"),
+        ("405", "ヨンヒャクゴ"),
+        ("4090", "ヨンセンキュージュー"),
+        ("3.13", "サンテンイチサン"),
+        ("1.22", "イッテンニーニー"),
+        ("2.5", "ニーテンゴ"),
+        ("8.0", "ハッテンゼロ"),
+        ("10.5", "ジュッテンゴ"),
+        ("24.04", "ニジューヨンテンゼロヨン"),
+        ("0031", "ゼロゼロサンイチ"),  # IDs and long numbers digit by digit
+        ("20261119", "ニゼロニロクイチイチイチキュー"),
+    ],
+)
+def test_number_kana_follows_openjtalk(number: str, reading: str) -> None:
+    assert number_kana(number) == reading
+
+
+def test_number_kana_matches_openjtalk_reading_of_the_digits() -> None:
+    pyopenjtalk = pytest.importorskip("pyopenjtalk")
+    for number in ("18", "405", "3.13", "1.22", "2.5", "8.0", "10.5", "2019"):
+        assert pyopenjtalk.g2p(number, kana=True) == number_kana(number)
 
 
 def test_ascii_letters() -> None:

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(exc, verbose=args.verbose)
     if summary is None:  # preview: served until interrupted, nothing to summarize
         return 0
+    if isinstance(summary, int):  # server: its exit status
+        return summary
     _print_summary(summary, as_json=args.json)
     for note in getattr(args, "notes", []):  # at the very end, where a person reads them
         print(note, file=sys.stderr)
@@ -149,6 +151,11 @@ def _prefect_api_starting() -> Iterator[None]:
         except Exception:  # the flow starts it again itself and reports the error properly
             pass
 
+    from zundacast.prefect_api import use_running_server
+
+    server_url = use_running_server()  # a started `zundacast server` answers: no temporary API at all
+    if server_url:
+        print(f"Prefect server {server_url} (zundacast server)", file=sys.stderr)
     thread = threading.Thread(target=start, name="prefect-api-start", daemon=True)
     if not os.environ.get("PREFECT_API_URL"):
         thread.start()
@@ -196,7 +203,34 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
     preview.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     preview.set_defaults(handler=_preview)
+
+    server = commands.add_parser("server", help="a local Prefect server (with its UI) that runs reuse "
+                                                "instead of starting Prefect's temporary API each time")
+    server.add_argument("action", choices=["start", "stop", "status"],
+                        help="start it in the background, stop it, or say whether it answers "
+                             "(status exits 1 when it does not)")
+    server.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (0: any free port)")
+    server.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    server.set_defaults(handler=_server)
     return parser
+
+
+def _server(args: argparse.Namespace) -> int:
+    from zundacast import prefect_api
+
+    if args.action == "start":
+        state, started = prefect_api.start_server(args.port)
+        print(f"{'started' if started else 'already running'}: {state.api_url} (pid {state.pid}); "
+              f"UI {state.api_url.removesuffix('/api')}; runs of this Prefect home use it "
+              f"({state.prefect_home})")
+        return 0
+    if args.action == "stop":
+        stopped = prefect_api.stop_server()
+        print(f"stopped: {stopped.api_url} (pid {stopped.pid})" if stopped else "not running")
+        return 0
+    running, lines = prefect_api.status_lines()
+    print("\n".join(lines))
+    return 0 if running else 1
 
 
 def _use_base_url(args: argparse.Namespace) -> None:

@@ -58,3 +58,8 @@ def os_error_message(exc: OSError, places: dict[str, str] | None = None) -> str:
         return f"{where} is a file where a folder is needed: remove it {elsewhere}"
     reason = exc.strerror or type(exc).__name__
     return f"{where}: {reason}: check that it exists and can be written, {elsewhere}"
+
+
+class EditorialGateError(PermanentError):
+    """The editorial gate rejected the episode (an article no spare could replace, or the whole script):
+    nothing is published; the message names the article and the rule."""

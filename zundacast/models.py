@@ -35,6 +35,7 @@ class Candidate(BaseModel):
     author: CleanStr = ""
     site_name: CleanStr = ""
     extraction_error: str = ""  # why the full text is missing, when it is
+    origin: str = "live"  # "live" (the feed as it was), or "archive:FORMAT" (a past day read back)
 
 
 class CandidateSnapshot(BaseModel):
@@ -89,6 +90,31 @@ class Usage(BaseModel):
         )
 
 
+class RuleFired(BaseModel):
+    """One editorial rule that failed on one field, and what the pipeline did about it."""
+
+    rule: str  # stable id, e.g. grounding.number (see zundacast.editorial)
+    field: str  # spoken_title, summary, key_points[1], why_it_matters, segment, script ...
+    article: str = ""  # the article's URL ("" for the episode frame)
+    action: str  # rewritten (asked again with feedback), offline (offline writer took over), rejected
+    detail: str = ""
+
+
+class Quality(BaseModel):
+    """What an editor would measure in a script (see zundacast.editorial.measure)."""
+
+    characters: int = 0
+    sentences: int = 0
+    persona_ratio: float = 0.0
+    distinct_sentence_ratio: float = 0.0
+    ending_kinds: int = 0  # distinct sentence endings (のだ。 / なのだ！ / のだ？ ...)
+    endings: dict[str, int] = Field(default_factory=dict)
+    claims: int = 0  # numbers and Latin-script names in writer-made text
+    grounded_claim_ratio: float = 1.0
+    rules_fired: list[RuleFired] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
+
+
 class Summary(BaseModel):
     """One article, digested for the host."""
 
@@ -102,6 +128,9 @@ class Summary(BaseModel):
     language: str = "ja"  # the article's language
     writer: str = "offline"  # "offline" or the model's name
     usage: Usage = Field(default_factory=Usage)
+    rules_fired: list[RuleFired] = Field(default_factory=list)  # the editorial gate's findings
+    claims: int = 0  # numbers and Latin names in the summary's text, and how many the article holds
+    grounded_claims: int = 0
 
 
 class Sentence(BaseModel):
@@ -138,6 +167,7 @@ class Script(BaseModel):
     writer: str = "offline"
     usage: Usage = Field(default_factory=Usage)
     fallbacks: list[str] = Field(default_factory=list)  # segments the offline writer had to take over
+    quality: Quality = Field(default_factory=Quality)
     review: ReviewRecord | None = None  # the editor's decision, when the show asks for review
 
     def transcript(self) -> str:
@@ -203,6 +233,7 @@ class EpisodeRecord(BaseModel):
     # role -> SHA-256 of the published bytes (every file but episode.json, which is this record):
     # the upload stage republishes a date whose files went missing or changed
     file_sha256: dict[str, str] = Field(default_factory=dict)
+    quality: Quality | None = None  # the script's quality figures and every editorial rule that fired
     review: ReviewRecord | None = None  # the editor's decision ([review] in the show file)
 
 

@@ -38,7 +38,8 @@ from typing import Literal
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from tasks.script import spoken_text_problems, validate_script
+from tasks.script import recap_name, validate_script
+from zundacast.editorial import spoken_text_problems
 from zundacast.errors import PermanentError
 from zundacast.models import Ranking, ReviewRecord, Script, Section, Sentence, Summary
 from zundacast.show import Show
@@ -96,9 +97,11 @@ def apply_edits(script: Script, summaries: list[Summary], edits: list[ReviewEdit
         section = article_sections[edit.article - 1]
         if edit.sentence is None:  # the spoken title, wherever the host says it
             old = spoken[edit.article - 1]
-            for part in (section, sections[-1]):
-                part.sentences = [_say(s.text.replace(f"「{old}」", f"「{text}」"), pronunciation)
-                                  if f"「{old}」" in s.text else s for s in part.sentences]
+            # the title line says it whole; the closing's recap says its head (tasks/script.recap_name)
+            for part, said, now in ((section, f"「{old}」", f"「{text}」"),
+                                    (sections[-1], recap_name(old), recap_name(text))):
+                part.sentences = [_say(s.text.replace(said, now), pronunciation) if said in s.text else s
+                                  for s in part.sentences]
             spoken[edit.article - 1] = text
             described.append(f"{where}: {old} → {text}")
         elif edit.sentence > len(section.sentences):

@@ -44,19 +44,11 @@ class StageRunner:
         if os.environ.get("ZUNDACAST_PROGRESS"):
             print(line, file=sys.stderr, flush=True)
 
-    def _task(self, name: str, task: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
-              ) -> Any:
+    def _task(self, name: str, task: Any) -> Any:
         self.guard()
         self.current = name
         self.say(f"▶ {name}")
-        refresh = name in self.refreshed
-        check = self.stale_checks.get(name)
-        if not refresh and check is not None:
-            reason = check(*args, **(kwargs or {}))
-            if reason:
-                self.say(f"↻ {name}: {reason}; running it again")
-                refresh = True
-        return task.with_options(refresh_cache=True) if refresh else task
+        return task.with_options(refresh_cache=True) if name in self.refreshed else task
 
     def _done(self, name: str, started: float, cached: bool) -> None:
         report = StageReport(status="cached" if cached else "computed",
@@ -66,7 +58,14 @@ class StageRunner:
 
     def __call__(self, name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        state = self._task(name, task, args, kwargs)(*args, return_state=True, **kwargs)
+        state = self._task(name, task)(*args, return_state=True, **kwargs)
+        check = self.stale_checks.get(name)
+        if state.name == "Cached" and check is not None:
+            # the cache remembers work the store may have lost since: probe it before trusting the cache
+            reason = check(*args, **kwargs)
+            if reason:
+                self.say(f"↻ {name}: {reason}; running it again")
+                state = task.with_options(refresh_cache=True)(*args, return_state=True, **kwargs)
         result = state.result()  # raises the stage's error when it failed
         self._done(name, started, cached=state.name == "Cached")
         return result

@@ -52,6 +52,20 @@ class FeedConfig(_Strict):
     weight: float = Field(1.0, ge=0, le=100)
     language: str = "ja"
     topics: list[str] = Field(default_factory=list)  # keep only items mentioning one of these (empty: all)
+    # where the source keeps past days (a URL template) and in what shape: see zundacast.archives
+    archive_url: str = ""
+    archive_format: Literal["hatena-hotentry", "arxiv-atom", "hn-algolia", "rss"] | None = None
+
+    @model_validator(mode="after")
+    def _archive_named_whole(self) -> FeedConfig:
+        from zundacast.archives import template_problem  # here: archives' imports lead back to show
+
+        if bool(self.archive_url) != bool(self.archive_format):
+            raise ValueError("archive_url and archive_format go together: give both or neither")
+        problem = template_problem(self.archive_url) if self.archive_url else ""
+        if problem:
+            raise ValueError(f"archive_url: {problem}")
+        return self
 
 
 class ShowInfo(_Strict):

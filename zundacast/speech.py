@@ -12,78 +12,41 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable
+from importlib import resources
+from typing import Literal
 
 # --- tables --------------------------------------------------------------------------------------------
 
-# The Japanese way of naming the Latin letters (what listeners hear in エーアイ, ジーピーユー).
+# The Japanese way of naming the Latin letters (what listeners hear in エーアイ, ジーピーユー). K and J as the
+# reference episodes and engineers say them: ケイブイキャッシュ, ネクストジェイエス.
 LETTER_NAMES: dict[str, str] = {
     "A": "エー", "B": "ビー", "C": "シー", "D": "ディー", "E": "イー", "F": "エフ", "G": "ジー",
-    "H": "エイチ", "I": "アイ", "J": "ジェー", "K": "ケー", "L": "エル", "M": "エム", "N": "エヌ",
+    "H": "エイチ", "I": "アイ", "J": "ジェイ", "K": "ケイ", "L": "エル", "M": "エム", "N": "エヌ",
     "O": "オー", "P": "ピー", "Q": "キュー", "R": "アール", "S": "エス", "T": "ティー", "U": "ユー",
     "V": "ブイ", "W": "ダブリュー", "X": "エックス", "Y": "ワイ", "Z": "ゼット",
 }  # fmt: skip
 
-# A lone digit glued to a name is read in English (K2 → ケーツー, GPT-4o → ジーピーティーフォーオー).
+# A lone digit glued to a name is read in English (K2 → ケイツー, GPT-4o → ジーピーティーフォーオー).
 ENGLISH_DIGITS: dict[str, str] = {
     "0": "ゼロ", "1": "ワン", "2": "ツー", "3": "スリー", "4": "フォー", "5": "ファイブ", "6": "シックス",
     "7": "セブン", "8": "エイト", "9": "ナイン",
 }  # fmt: skip
 
-# Names and words whose reading is not derivable from letters or e2k (or that e2k gets wrong).
+
+def _load_readings(name: str) -> dict[str, str]:
+    """A term<TAB>reading table shipped in zundacast/readings (# starts a comment line)."""
+    text = resources.files("zundacast").joinpath("readings", name).read_text(encoding="utf-8")
+    readings: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            term, reading = line.split("\t")
+            readings[term] = reading
+    return readings
+
+
+# Names and words whose reading is not derivable from letters, rules or the model (Nintendo, Azure).
 # Matched as whole words, case-sensitive first, then case-insensitive.
-BUILTIN_READINGS: dict[str, str] = {
-    # companies and services
-    "NVIDIA": "エヌビディア", "Apple": "アップル", "Google": "グーグル", "GitHub": "ギットハブ",
-    "GitLab": "ギットラボ", "OpenAI": "オープンエーアイ", "PyPI": "パイピーアイ",
-    "Microsoft": "マイクロソフト",
-    "Meta": "メタ", "Anthropic": "アンスロピック", "Amazon": "アマゾン", "Intel": "インテル",
-    "Qualcomm": "クアルコム", "Samsung": "サムスン", "Tesla": "テスラ", "xAI": "エックスエーアイ",
-    "Hugging Face": "ハギングフェイス", "HuggingFace": "ハギングフェイス", "DeepSeek": "ディープシーク",
-    "Moonshot": "ムーンショット", "Mistral": "ミストラル", "Cohere": "コヒア",
-    "Perplexity": "パープレキシティ",
-    "Cloudflare": "クラウドフレア", "YouTube": "ユーチューブ", "Slack": "スラック", "Kaggle": "カグル",
-    "arXiv": "アーカイブ", "Qiita": "キータ", "Zenn": "ゼン", "GIGAZINE": "ギガジン",
-    "ITmedia": "アイティメディア",
-    "gihyo": "ギヒョー", "Publickey": "パブリッキー", "TechCrunch": "テッククランチ",
-    # products and models
-    "iOS": "アイオーエス", "iPadOS": "アイパッドオーエス", "macOS": "マックオーエス",
-    "iPhone": "アイフォーン",
-    "iPad": "アイパッド", "MacBook": "マックブック", "AirPods": "エアポッズ", "Vision Pro": "ビジョンプロ",
-    "Siri": "シリ", "Alexa": "アレクサ", "Android": "アンドロイド", "Pixel": "ピクセル",
-    "Windows": "ウィンドウズ",
-    "Linux": "リナックス", "Ubuntu": "ウブントゥ", "Debian": "デビアン", "ChatGPT": "チャットジーピーティー",
-    "Claude": "クロード", "Gemini": "ジェミニ", "Gemma": "ジェマ", "Grok": "グロック",
-    "Copilot": "コパイロット",
-    "Llama": "ラマ", "LLaMA": "ラマ", "Qwen": "クウェン", "Kimi": "キミ", "Sora": "ソラ", "DALL-E": "ダリ",
-    "Midjourney": "ミッドジャーニー", "Stable Diffusion": "ステーブルディフュージョン",
-    "Whisper": "ウィスパー",
-    "CUDA": "クーダ", "NIM": "ニム", "Wi-Fi": "ワイファイ", "Bluetooth": "ブルートゥース",
-    "App Store": "アップストア", "Xcode": "エックスコード", "VS Code": "ブイエスコード",
-    "VSCode": "ブイエスコード",
-    # languages, tools, formats
-    "Python": "パイソン", "PyTorch": "パイトーチ", "TensorFlow": "テンソルフロー", "NumPy": "ナムパイ",
-    "JavaScript": "ジャバスクリプト", "TypeScript": "タイプスクリプト", "Node.js": "ノードジェーエス",
-    "Rust": "ラスト", "Kotlin": "コトリン", "Swift": "スウィフト", "SwiftUI": "スウィフトユーアイ",
-    "C++": "シープラスプラス", "C#": "シーシャープ", "F#": "エフシャープ", ".NET": "ドットネット",
-    "ASP.NET": "エーエスピードットネット", "Kubernetes": "クバネティス", "Docker": "ドッカー",
-    "Azure": "アジュール", "Jupyter": "ジュピター", "LangChain": "ラングチェーン", "Ollama": "オラマ",
-    "YAML": "ヤムル", "JSON": "ジェイソン", "SQLite": "エスキューライト",
-    "PostgreSQL": "ポストグレスキューエル",
-    "MySQL": "マイエスキューエル", "ONNX": "オニキス", "WASM": "ワズム", "Wasm": "ワズム",
-    "ASCII": "アスキー",
-    "UNIX": "ユニックス", "Raspberry Pi": "ラズベリーパイ",
-    # acronyms read as words, or whose letters are not all capitals
-    "AWS": "エーダブリューエス", "API": "エーピーアイ", "CLIP": "クリップ", "ViT": "ビット", "RAG": "ラグ",
-    "MoE": "エムオーイー", "LoRA": "ローラ", "GAN": "ガン", "BERT": "バート", "NASA": "ナサ", "RAM": "ラム",
-    "VRAM": "ブイラム", "DRAM": "ディーラム", "LAN": "ラン", "SIM": "シム", "IoT": "アイオーティー",
-    "SaaS": "サース", "SoC": "エスオーシー", "Q&A": "キューアンドエー", "R&D": "アールアンドディー",
-    # words e2k reads wrongly or that Japanese says its own way
-    "Transformer": "トランスフォーマー", "Transformers": "トランスフォーマーズ", "mobile": "モバイル",
-    "app": "アプリ", "apps": "アプリ", "lab": "ラボ", "labs": "ラボ", "thought": "ソート",
-    "pages": "ページズ",
-    "env": "エンブ", "jp": "ジェーピー", "io": "アイオー", "com": "コム", "org": "オーグ",
-    "the": "ザ", "of": "オブ", "for": "フォー", "with": "ウィズ", "is": "イズ", "by": "バイ", "to": "トゥー",
-}  # fmt: skip
+BUILTIN_READINGS: dict[str, str] = _load_readings("terms.tsv")
 _BUILTIN_ENTRIES: tuple[tuple[str, str], ...] = tuple(BUILTIN_READINGS.items())
 # Entries with spaces or symbols are found in the running text; plain words when each token is read, so
 # that "gihyo.jp" or "Kimi-K2" stay one token.
@@ -123,7 +86,13 @@ _TOKEN = re.compile(r"[A-Za-z0-9ァ-ヺー]+(?:[-/._&+'][A-Za-z0-9ァ-ヺー]+)*
 _TOKEN_PIECES = re.compile(r"\d+(?:\.\d+)*|[A-Za-z]+|[ァ-ヺー]+|[-/._&+']")
 # camelCase / PascalCase / acronym pieces: "GPUs", "VLM" in "FastVLM", "Attention", "v" in "vLLM".
 _CAMEL_PIECES = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
-_SINGLE_DIGIT_AFTER_WORD = re.compile(r"(?<=[A-Za-z])\ue000(\d)(?![\d.,]\d|[\d])")
+# A number after a name (Python 3.13, iOS 18) unless a counter or unit follows (GPT-4o 3個, M4 16GB).
+_NUMBER_AFTER_NAME = re.compile(
+    r"(?<=[A-Za-z])\ue000(\d+(?:\.\d+)?)(?![.,]?\d)"
+    r"(?! ?(?:[%％年月日時分秒個台人件回円倍枚本社万億兆歳位割点:/~〜xX×]|(?:"
+    + "|".join(sorted(UNIT_READINGS, key=len, reverse=True))
+    + r")(?![A-Za-z0-9])))"
+)
 
 
 # --- text clean-up -------------------------------------------------------------------------------------
@@ -167,7 +136,8 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     # 1.2.3 → 1テン2テン3 (OpenJTalk stops reading after the second dot)
     (re.compile(r"\d+(?:\.\d+){2,}"), lambda m: "テン".join(m[0].split("."))),
     # v2, v1.0 standing alone → バージョン2
-    (re.compile(r"(?<![A-Za-z0-9.])[vV](\d+(?:\.\d+)*)(?![A-Za-z0-9])"), r"バージョン\1"),
+    # (not after a hyphen: DeepSeek-V3 is ブイスリー)
+    (re.compile(r"(?<![A-Za-z0-9.\-])[vV](\d+(?:\.\d+)*)(?![A-Za-z0-9])"), r"バージョン\1"),
     # .env, .yaml at the start of a name → ドット (inside a name the token reader says it)
     (re.compile(r"(?<![A-Za-z0-9])\.(?=[A-Za-z])"), "ドット"),
     (re.compile(r"\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
@@ -257,9 +227,71 @@ def _lookup(word: str, tables: Tables) -> str | None:
     return None
 
 
+# --- numbers inside names -----------------------------------------------------------------------------
+
+_DIGIT_KANA = ("ゼロ", "イチ", "ニ", "サン", "ヨン", "ゴ", "ロク", "ナナ", "ハチ", "キュー")
+_HUNDREDS = {1: "ヒャク", 3: "サンビャク", 6: "ロッピャク", 8: "ハッピャク"}
+_THOUSANDS = {1: "セン", 3: "サンゼン", 8: "ハッセン"}
+
+
+def _integer_kana(n: int) -> str:
+    if n == 0:
+        return "ゼロ"
+    if n >= 10000:
+        high, low = divmod(n, 10000)
+        return _integer_kana(high) + "マン" + (_integer_kana(low) if low else "")
+    thousands, rest = divmod(n, 1000)
+    hundreds, rest = divmod(rest, 100)
+    tens, ones = divmod(rest, 10)
+    out = _THOUSANDS.get(thousands, _DIGIT_KANA[thousands] + "セン") if thousands else ""
+    out += _HUNDREDS.get(hundreds, _DIGIT_KANA[hundreds] + "ヒャク") if hundreds else ""
+    out += ("" if tens == 1 else _DIGIT_KANA[tens]) + "ジュー" if tens else ""
+    return out + (_DIGIT_KANA[ones] if ones else "")
+
+
+def number_kana(number: str) -> str:
+    """A version or model number as said: 18 → ジューハチ, 3.13 → サンテンイチサン, 1.22 → イッテンニーニー.
+
+    Written out in katakana (not left as digits) so the reading is the same whatever engine or checker
+    reads it; the forms follow OpenJTalk's own reading of the digits.
+    """
+    whole, _, fraction = number.partition(".")
+    if len(whole) > 4 or (len(whole) > 1 and whole.startswith("0")):  # an ID (tn-20261119-0031): digits
+        head = "".join(_DIGIT_KANA[int(digit)] for digit in whole)
+    else:
+        head = _integer_kana(int(whole))
+    if not fraction:
+        return head
+    head = {"ゼロ": "レー", "ニ": "ニー", "ゴ": "ゴー"}.get(head, head)
+    for full, clipped in (("イチ", "イッ"), ("ハチ", "ハッ"), ("ジュー", "ジュッ")):
+        if head.endswith(full):
+            head = head[: -len(full)] + clipped
+            break
+    stretched = {"2": "ニー", "5": "ゴー"} if len(fraction) > 1 else {}
+    return head + "テン" + "".join(stretched.get(digit, _DIGIT_KANA[int(digit)]) for digit in fraction)
+
+
+def _name_number(number: str, english: bool) -> str:
+    """A number in or after a name: one digit in English (GPT-4o, Python 3), others the Japanese way."""
+    return ENGLISH_DIGITS[number] if english and len(number) == 1 else number_kana(number)
+
+
 # --- English → katakana --------------------------------------------------------------------------------
 
-_e2k_lock = threading.Lock()
+EnglishModel = Literal["combined", "kanalizer", "e2k"]
+_model_lock = threading.Lock()
+_VOWEL = re.compile(r"[aeiouyAEIOUY]")
+# Two lowercase letters are an abbreviation (uv, ai, ml) unless they are one of these English words.
+_TWO_LETTER_WORDS = frozenset(
+    {"am", "an", "as", "at", "be", "by", "do", "go", "he", "hi", "if", "in", "is", "it", "me", "my", "no"}
+    | {"of", "oh", "on", "or", "so", "to", "up", "us", "we"}
+)
+# Kanalizer writes the English diphthong of a long a as エイ (レプリケイト, メイカー, デイト); Japanese
+# writes エー unless the spelling itself has the diphthong (Rails → レイルズ, Tailwind → テイルウィンド).
+_DIPHTHONG_SPELLING = re.compile(r"ai|ay|ei|ey")
+_LONG_E_AS_DIPHTHONG = re.compile(r"([エケセテネヘメレゲゼデベペェ])イ")
+# Kanalizer writes ヴ; Japanese tech writing (and OpenJTalk's reading) uses the バ row: ビジョン, デブ.
+_V_ROW = (("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴュ", "ビュ"), ("ヴ", "ブ"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -269,13 +301,50 @@ def _c2k() -> Callable[[str], str]:
     return e2k.C2K()
 
 
+def _e2k(word: str) -> str | None:
+    with _model_lock:
+        reading = _c2k()(word)
+    return reading or None
+
+
+def _kanalizer(word: str) -> str | None:
+    """Kanalizer's reading (the model in the wheel, no download), None if it does not finish the word."""
+    import kanalizer
+
+    try:
+        with _model_lock:
+            return kanalizer.convert(word, on_incomplete="error") or None
+    except (kanalizer.IncompleteConversionError, ValueError):
+        return None
+
+
 @functools.lru_cache(maxsize=16384)
-def english_to_katakana(word: str) -> str:
-    """e2k's katakana for one English word (case ignored); letter names if the model gives nothing."""
-    with _e2k_lock:
-        reading = _c2k()(word.lower())
+def english_to_katakana(word: str, model: EnglishModel = "combined") -> str:
+    """Katakana for one English word; letter names if the model gives nothing.
+
+    "combined" picks the model by case. A capitalized word is most often a name (Nintendo, Toyota,
+    Snowflake, the Tech of "Tech Blog"): kanalizer reads names closer to how they are said (ニンテンドー,
+    テック, where e2k says ニンテンド, テッチ), with its long a written the Japanese way (メーカー).
+    A lowercase word is ordinary English (image, training, storage): e2k writes the established
+    loanword (イメージ, トレーニング, ストレージ, where kanalizer writes イマージュ, トレイニング,
+    ストレッジ). The other model answers when the first gives nothing.
+    """
+    lowered = word.lower()
+    if model == "e2k":
+        reading = _e2k(lowered)
+    elif model == "kanalizer":
+        reading = _kanalizer(lowered)
+    elif word[:1].isupper():
+        reading = _kanalizer(lowered)
+        if reading and not _DIPHTHONG_SPELLING.search(lowered):
+            reading = _LONG_E_AS_DIPHTHONG.sub(r"\1ー", reading)  # Replicate → レプリケート
+        reading = reading or _e2k(lowered)
+    else:
+        reading = _e2k(lowered) or _kanalizer(lowered)
     if not reading or _LETTERS.search(reading):
         return spell_letters(word)
+    for written, said in _V_ROW:
+        reading = reading.replace(written, said)
     return reading
 
 
@@ -283,26 +352,47 @@ def spell_letters(letters: str) -> str:
     return "".join(LETTER_NAMES.get(ch.upper(), "") for ch in letters)
 
 
-def _read_letter_run(run: str, tables: Tables) -> str:
+def _read_letter_run(run: str, tables: Tables, model: EnglishModel) -> str:
     """One run of ASCII letters: dictionary, then camelCase pieces, each an acronym or an English word."""
     known = _lookup(run, tables)
     if known is not None:
         return known
+    if len(run) == 2 and run.islower() and run not in _TWO_LETTER_WORDS:
+        return spell_letters(run)
+    if len(run) > 4 and (known := _lookup(run[1:], tables)) is not None:  # QLoRA, iCloud: a letter + a name
+        return spell_letters(run[0]) + known
     readings: list[str] = []
     for piece in _CAMEL_PIECES.findall(run):
         known = _lookup(piece, tables)
         if known is not None:
             readings.append(known)
-        elif len(piece) == 1 or piece.isupper():
-            readings.append(spell_letters(piece))
         elif len(piece) > 2 and piece[:-1].isupper() and piece.endswith("s"):  # GPUs, LLMs
             readings.append(spell_letters(piece[:-1]) + "ズ")
+        elif len(piece) == 1 or piece.isupper() or not _VOWEL.search(piece):  # GPU, the v of IPv6, cs, npm
+            readings.append(spell_letters(piece))
         else:
-            readings.append(english_to_katakana(piece))
+            readings.append(english_to_katakana(piece, model))
     return "".join(readings)
 
 
-def _read_token(token: str, tables: Tables) -> str:
+# Stems of file names, where ".js" is said as ドットジェイエス (index.js); elsewhere it ends a library name
+# and is said without the dot (Next.js → ネクストジェイエス).
+_FILE_STEMS = frozenset(
+    {"index", "main", "app", "server", "client", "config", "script", "scripts", "bundle", "test", "tests"}
+    | {"setup", "util", "utils", "worker", "sw", "vite", "webpack", "babel", "eslint", "jest", "rollup"}
+)
+_ARXIV_CATEGORY = re.compile(r"[a-z]{2,5}\.[A-Z]{2}")  # cs.CL, stat.ML: the dot is not said
+
+
+def _silent_dot(token: str, pieces: list[str], index: int) -> bool:
+    after = pieces[index + 1] if index + 1 < len(pieces) else ""
+    last = all(not piece.isascii() for piece in pieces[index + 2 :])  # Next.js, Next.js15 (a read number)
+    if after.lower() == "js" and last and token.count(".") == 1:
+        return pieces[index - 1].lower() not in _FILE_STEMS if index else False
+    return bool(_ARXIV_CATEGORY.fullmatch(token))
+
+
+def _read_token(token: str, tables: Tables, model: EnglishModel) -> str:
     """An ASCII token such as Kimi-K2-Instruct, CLIP-ViT/L14, settings.yaml or GPT-4o."""
     known = _lookup(token, tables)
     if known is not None:
@@ -315,14 +405,16 @@ def _read_token(token: str, tables: Tables) -> str:
         if piece[0].isdigit():
             before = pieces[index - 1] if index else ""
             after = pieces[index + 1] if index + 1 < len(pieces) else ""
-            glued = before.isalpha() or after.isalpha() or before in "-_" or after in "-_"
-            readings.append(ENGLISH_DIGITS[piece] if len(piece) == 1 and glued else piece)
+            # 7B, 4K, 1M (sizes, resolutions) are Japanese numbers; K2, 4o, HTTP/3, Qwen3 are English
+            size = after in ("B", "K", "M") and index + 2 == len(pieces) and not before.isalpha()
+            glued = before.isalpha() or after.isalpha() or before in "-_/" or after in "-_/"
+            readings.append(_name_number(piece, glued and not size))
         elif piece.isascii() and piece.isalpha():
-            readings.append(_read_letter_run(piece, tables))
+            readings.append(_read_letter_run(piece, tables, model))
         elif piece.isalpha():  # katakana a dictionary put there
             readings.append(piece)
         elif piece == ".":
-            readings.append("ドット")
+            readings.append("" if _silent_dot(token, pieces, index) else "ドット")
         elif piece == "&":
             readings.append("アンド")
         elif piece == "+":
@@ -334,29 +426,32 @@ def _read_token(token: str, tables: Tables) -> str:
 # --- public functions ----------------------------------------------------------------------------------
 
 
-def to_speech(text: str, dictionary: dict[str, str] | None = None) -> str:
+def to_speech(
+    text: str, dictionary: dict[str, str] | None = None, *, english_model: EnglishModel = "combined"
+) -> str:
     """What a TTS engine should read for display text: Japanese untouched, no ASCII letters left.
 
     Order: NFKC; drop URLs, markdown and emoji; the show's pronunciation dictionary (wins over all);
-    the built-in readings; numbers and symbols; then each remaining ASCII word by letter names (acronyms),
-    camelCase pieces and e2k.
+    numbers after names (Python 3.13, iOS 18); the built-in readings; numbers and symbols; then each
+    remaining ASCII word by letter names (acronyms), camelCase pieces and the English→katakana model
+    (`english_model`: kanalizer then e2k, or one of them alone to measure it).
     """
     entries = tuple(sorted((dictionary or {}).items()))
-    return _to_speech(text, entries)
+    return _to_speech(text, entries, english_model)
 
 
 @functools.lru_cache(maxsize=4096)
-def _to_speech(text: str, entries: tuple[tuple[str, str], ...]) -> str:
+def _to_speech(text: str, entries: tuple[tuple[str, str], ...], model: EnglishModel) -> str:
     text = _nfkc_keeping_japanese_punctuation(text)
     text = _strip_markup(text)
     text = _ENGLISH_GAP.sub(_WORD_GAP, text)
     text = _apply_dictionary(text, entries)
-    # "AirPods Pro 2", "Python 3": a lone digit after a name is part of the name, read in English
-    text = _SINGLE_DIGIT_AFTER_WORD.sub(lambda m: ENGLISH_DIGITS[m[1]], text)
+    # "AirPods Pro 2", "Python 3.13", "iOS 18": a number after a name is part of the name
+    text = _NUMBER_AFTER_NAME.sub(lambda m: _name_number(m[1], english=True), text)
     text = _apply_dictionary(text, _BUILTIN_PHRASES)
     text = _read_numbers(text)
     tables = _tables(entries)
-    text = _TOKEN.sub(lambda m: _read_token(m[0], tables), text)
+    text = _TOKEN.sub(lambda m: _read_token(m[0], tables, model), text)
     text = _read_symbols(text)
     text = _LETTERS.sub(lambda m: spell_letters(m[0]), text)  # anything a dictionary value brought back
     text = re.sub(f"(?<=\\d){_WORD_GAP}(?=\\d)", " ", text).replace(_WORD_GAP, "")

@@ -110,7 +110,7 @@ def test_unreadable_pages_are_recorded_with_why(faulty_day: dict[str, Any]) -> N
 
 
 def test_an_unreadable_page_is_never_picked_while_a_readable_one_remains(faulty_day: dict[str, Any]) -> None:
-    from flows.daily_episode import with_readable_picks
+    from flows.editing import with_readable_picks
     from tasks.rank import rank_candidates
 
     ranking = rank_candidates(snapshot(faulty_day), faulty_day["show"], SAMPLE_DATE, [])

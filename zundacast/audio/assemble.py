@@ -1,8 +1,8 @@
 """Assembly: utterance PCM -> one episode timeline, with its cues and chapters.
 
-Everything is numpy on one preallocated buffer (no growing concatenations):
-first the layout is computed (where every piece goes, in samples), then each
-piece is copied into place once.
+The episode is streamed: each utterance is read, resampled to the output rate,
+trimmed and written at its place (`assemble_to_file` writes raw float32 to a
+file), so memory holds one utterance at a time, never the whole episode.
 
 Layout: jingle, opening; then for every article a section pause, the jingle
 and the article; then the closing and the jingle again as an outro. Sentences
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,46 +114,71 @@ def loudness(samples: np.ndarray, rate: int) -> float:
     return float(pyloudnorm.Meter(rate).integrated_loudness(np.asarray(samples, dtype=np.float64)))
 
 
+JINGLE_SAMPLE_MAX_S = 10.0  # of voice the jingle is matched to: a stable reading, about 12 MB to measure
+
+
 def jingle_for(clips: list[np.ndarray], rate: int) -> np.ndarray:
-    """The jingle, JINGLE_BELOW_VOICE_LU quieter than the voice (measured on up to a minute of it)."""
+    """The jingle, JINGLE_BELOW_VOICE_LU quieter than the voice (measured on `clips`, a spread of it)."""
     jingle = make_jingle(rate)
-    step = max(1, len(clips) // 30)
-    sample = [clip for clip in clips[::step] if clip.size]
-    voice = loudness(np.concatenate(sample), rate) if sample else float("-inf")
+    voice = loudness(np.concatenate(clips), rate) if clips else float("-inf")
     if not math.isfinite(voice):
         return jingle
     gain_db = voice - JINGLE_BELOW_VOICE_LU - loudness(jingle, rate)
     return jingle * np.float32(10 ** (gain_db / 20))
 
 
-def assemble(script: Script, utterances: list[Utterance], pcms: list[PCM], audio: AudioConfig) -> Timeline:
-    """Lay the utterances out with pauses and jingles; cues per sentence, chapters per section."""
+class Layout(BaseModel):
+    """Where everything went in an assembled episode (the samples themselves are elsewhere)."""
+
+    sample_rate: int
+    length: int  # samples
+    cues: list[Cue]
+    chapters: list[Chapter]
+    longest_pause_s: float
+    peak: float  # the largest magnitude placed (voice and jingles)
+
+    @property
+    def duration_s(self) -> float:
+        return self.length / self.sample_rate
+
+
+def lay_out(script: Script, utterances: list[Utterance], clip_at: Callable[[int], np.ndarray],
+            audio: AudioConfig, put: Callable[[int, np.ndarray], None]) -> Layout:
+    """Lay the utterances out with pauses and jingles; cues per sentence, chapters per section.
+
+    `clip_at(i)` gives utterance i trimmed at the output rate; it is asked for each one once, in order,
+    and `put(offset, clip)` receives it at once, so no more than one utterance is held at a time. The
+    jingles are put last (their level comes from the voice), into slots left silent for them. Pieces
+    never overlap: `put` may write them anywhere, the rest of the episode is silence.
+    """
     rate = audio.sample_rate
-    clips = [trim_silence(to_rate(pcm, rate), rate) for pcm in pcms]
-    jingle = jingle_for(clips, rate) if audio.jingle else np.zeros(0, np.float32)
     sentence_pause = round(audio.sentence_pause_s * rate)
     section_pause = round(audio.section_pause_s * rate)
     part_pause = round(PART_PAUSE_S * rate)
+    jingle_length = len(make_jingle(rate)) if audio.jingle else 0
     jingle_gap = round(JINGLE_GAP_S * rate) if audio.jingle else 0
 
     by_section: dict[int, list[int]] = {}
     for index, utterance in enumerate(utterances):
         by_section.setdefault(utterance.section, []).append(index)
 
-    placements: list[tuple[int, np.ndarray]] = []  # (offset, clip)
+    step = max(1, len(utterances) // 30)  # the voice the jingle is matched to: a spread of utterances
+    voice_sample: list[np.ndarray] = []
+    sampled = 0
+    jingle_slots: list[int] = []
     cue_spans: list[tuple[int, int, str]] = []
     section_starts: list[tuple[int, int]] = []  # (section index, sample where its speech starts)
     cursor = int(LEAD_IN_S * rate)
     longest_pause = 0
+    peak = 0.0
 
-    def place(clip: np.ndarray) -> None:
+    def place_jingle() -> None:
         nonlocal cursor
-        placements.append((cursor, clip))
-        cursor += len(clip)
+        jingle_slots.append(cursor)
+        cursor += jingle_length + jingle_gap
 
     if audio.jingle:
-        place(jingle)
-        cursor += jingle_gap
+        place_jingle()
     spoken_sections = [i for i in range(len(script.sections)) if i in by_section]
     for position, s_index in enumerate(spoken_sections):
         section = script.sections[s_index]
@@ -160,14 +186,20 @@ def assemble(script: Script, utterances: list[Utterance], pcms: list[PCM], audio
             cursor += section_pause
             longest_pause = max(longest_pause, section_pause)
             if section.kind == "article" and audio.jingle:
-                place(jingle)
-                cursor += jingle_gap
+                place_jingle()
         section_starts.append((s_index, cursor))
         indices = by_section[s_index]
         for k, index in enumerate(indices):
             utterance = utterances[index]
             start = cursor
-            place(clips[index])
+            clip = clip_at(index)
+            if clip.size:
+                put(cursor, clip)
+                peak = max(peak, float(np.max(np.abs(clip))))
+                if index % step == 0 and sampled < JINGLE_SAMPLE_MAX_S * rate:
+                    voice_sample.append(clip)
+                    sampled += clip.size
+            cursor += len(clip)
             next_index = indices[k + 1] if k + 1 < len(indices) else None
             last_of_sentence = next_index is None or utterances[next_index].sentence != utterance.sentence
             if cue_spans and utterance.part > 0:  # a later part of a split sentence extends its cue
@@ -181,12 +213,16 @@ def assemble(script: Script, utterances: list[Utterance], pcms: list[PCM], audio
                 longest_pause = max(longest_pause, gap)
     if audio.jingle and spoken_sections:
         cursor += section_pause
-        place(jingle)
+        jingle_slots.append(cursor)
+        cursor += jingle_length
     cursor += int(TAIL_S * rate)
 
-    samples = np.zeros(cursor, dtype=np.float32)
-    for offset, clip in placements:
-        samples[offset:offset + len(clip)] += clip
+    if jingle_slots:
+        jingle = jingle_for(voice_sample, rate)
+        peak = max(peak, float(np.max(np.abs(jingle))))
+        for offset in jingle_slots:
+            put(offset, jingle)
+    del voice_sample
 
     cues = [Cue(start_s=round(a / rate, 3), end_s=round(b / rate, 3), text=text) for a, b, text in cue_spans]
     chapters: list[Chapter] = []
@@ -197,7 +233,40 @@ def assemble(script: Script, utterances: list[Utterance], pcms: list[PCM], audio
         chapters.append(Chapter(title=section.title, start_s=round(begin / rate, 3),
                                 end_s=round(end / rate, 3), url=section.url))
     longest = max(longest_pause, jingle_gap, int(TAIL_S * rate)) / rate + 2 * TRIM_KEEP_S
-    return Timeline(samples=samples, sample_rate=rate, cues=cues, chapters=chapters, longest_pause_s=longest)
+    return Layout(sample_rate=rate, length=cursor, cues=cues, chapters=chapters, longest_pause_s=longest,
+                  peak=peak)
+
+
+def assemble(script: Script, utterances: list[Utterance], pcms: list[PCM], audio: AudioConfig) -> Timeline:
+    """The episode in memory (small episodes and tests; the stage streams with `assemble_to_file`)."""
+    rate = audio.sample_rate
+    placements: list[tuple[int, np.ndarray]] = []
+    layout = lay_out(script, utterances, lambda i: trim_silence(to_rate(pcms[i], rate), rate), audio,
+                     lambda offset, clip: placements.append((offset, clip)))
+    samples = np.zeros(layout.length, dtype=np.float32)
+    for offset, clip in placements:
+        samples[offset:offset + len(clip)] += clip
+    return Timeline(samples=samples, sample_rate=rate, cues=layout.cues, chapters=layout.chapters,
+                    longest_pause_s=layout.longest_pause_s)
+
+
+def assemble_to_file(script: Script, utterances: list[Utterance], load: Callable[[int], PCM],
+                     audio: AudioConfig, path: Path) -> Layout:
+    """Assemble straight into `path` as raw float32 mono (little-endian) at the output rate.
+
+    `load(i)` gives utterance i (e.g. read from the utterance cache): each is resampled, trimmed and
+    written at its place, so memory holds one utterance, not the episode.
+    """
+    rate = audio.sample_rate
+    with path.open("wb") as handle:
+
+        def put(offset: int, clip: np.ndarray) -> None:
+            handle.seek(offset * 4)
+            handle.write(np.ascontiguousarray(clip, dtype="<f4").tobytes())
+
+        layout = lay_out(script, utterances, lambda i: trim_silence(to_rate(load(i), rate), rate), audio, put)
+        handle.truncate(layout.length * 4)  # the unwritten rest reads as zeros: silence
+    return layout
 
 
 def speech_mask(timeline_length: int, rate: int, cues: list[Cue]) -> np.ndarray:
@@ -219,32 +288,74 @@ def decode_audio_file(path: Path, rate: int, ffmpeg: str) -> np.ndarray:
     return np.frombuffer(result.stdout, dtype="<f4").copy()
 
 
-def mix_music(timeline: Timeline, music: np.ndarray, under_voice_db: float = -24.0,
-              between_db: float = -14.0) -> np.ndarray:
-    """Loop `music` under the episode, ducked while the host speaks (levels relative to the voice's peak).
+CHUNK_SAMPLES = 1 << 20  # about 24 s at 44.1 kHz: 4 MB of float32 per chunk in flight
 
-    The speech mask comes from the cues, so ducking needs no detection: it starts 0.3 s before a
-    sentence and eases back over about half a second after it.
-    """
-    rate = timeline.sample_rate
-    length = len(timeline.samples)
-    if music.size == 0:
-        return timeline.samples
-    bed = np.resize(music.astype(np.float32), length)  # repeats the track as needed
-    peak = float(np.max(np.abs(bed))) or 1.0
-    bed /= peak
-    mask = speech_mask(length, rate, timeline.cues)
+
+class MusicBed(BaseModel):
+    """Background music looped under an episode, with its ducking gain per 10 ms frame."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    music: np.ndarray  # float32, scaled so the looped bed peaks at 1
+    frame_gain: np.ndarray  # linear, per 10 ms frame
+    length: int
+    rate: int
+    level: float  # the voice's peak: the bed's levels are relative to it
+
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """The ducked, faded music for samples start..stop of the episode."""
+        index = np.arange(start, stop)
+        bed = self.music[index % len(self.music)]
+        gain = np.interp(index / self.rate * 100, np.arange(len(self.frame_gain)),
+                         self.frame_gain).astype(np.float32)
+        fade = min(self.length // 2, int(2.0 * self.rate))
+        if fade:
+            ramp = np.linspace(0, 1, fade, dtype=np.float32)
+            head = index < fade
+            gain[head] *= ramp[index[head]]
+            tail = index >= self.length - fade
+            gain[tail] *= ramp[::-1][index[tail] - (self.length - fade)]
+        return bed * gain * np.float32(self.level)
+
+
+def music_bed(music: np.ndarray, length: int, rate: int, cues: list[Cue], voice_peak: float,
+              under_voice_db: float = -24.0, between_db: float = -14.0) -> MusicBed:
+    """The ducking plan: the speech mask comes from the cues, so ducking needs no detection: it starts
+    0.3 s before a sentence and eases back over about half a second after it."""
+    music = np.asarray(music, dtype=np.float32)
+    looped = music[:length] if len(music) >= length else music  # what np.resize would repeat
+    peak = float(np.max(np.abs(looped))) or 1.0
+    mask = speech_mask(length, rate, cues)
     from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
     mask = maximum_filter1d(mask, size=61)  # hold through short pauses, start early (30 frames each side)
     mask = uniform_filter1d(mask, size=25)  # 250 ms ramps
     gain_db = between_db + (under_voice_db - between_db) * mask
-    frame_gain = (10 ** (gain_db / 20)).astype(np.float32)
-    voice_peak = float(np.max(np.abs(timeline.samples))) or 1.0
-    frame_of_sample = np.arange(length) / rate * 100
-    gain = np.interp(frame_of_sample, np.arange(len(frame_gain)), frame_gain).astype(np.float32)
-    fade = min(length // 2, int(2.0 * rate))
-    if fade:
-        gain[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)
-        gain[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
-    return timeline.samples + bed * gain * np.float32(voice_peak)
+    return MusicBed(music=music / np.float32(peak), frame_gain=(10 ** (gain_db / 20)).astype(np.float32),
+                    length=length, rate=rate, level=voice_peak or 1.0)
+
+
+def mix_music(timeline: Timeline, music: np.ndarray, under_voice_db: float = -24.0,
+              between_db: float = -14.0) -> np.ndarray:
+    """Loop `music` under the episode, ducked while the host speaks (levels relative to the voice's peak)."""
+    length = len(timeline.samples)
+    if music.size == 0:
+        return timeline.samples
+    voice_peak = float(np.max(np.abs(timeline.samples))) if length else 0.0
+    bed = music_bed(music, length, timeline.sample_rate, timeline.cues, voice_peak, under_voice_db,
+                    between_db)
+    return timeline.samples + bed.span(0, length)
+
+
+def mix_music_into(path: Path, layout: Layout, music: np.ndarray) -> None:
+    """`mix_music` on an episode assembled into a raw float32 file, in place, a chunk at a time."""
+    if music.size == 0 or layout.length == 0:
+        return
+    bed = music_bed(music, layout.length, layout.sample_rate, layout.cues, layout.peak)
+    with path.open("r+b") as handle:
+        for start in range(0, layout.length, CHUNK_SAMPLES):
+            stop = min(layout.length, start + CHUNK_SAMPLES)
+            handle.seek(start * 4)
+            voice = np.frombuffer(handle.read((stop - start) * 4), dtype="<f4")
+            handle.seek(start * 4)
+            handle.write((voice + bed.span(start, stop)).astype("<f4").tobytes())

@@ -110,10 +110,14 @@ def load_cached(path: Path) -> PCM | None:
 
 
 def store_cached(path: Path, pcm: PCM) -> PCM:
-    """Save as int16 scaled to the utterance's peak (half the size of float32, inaudibly different).
+    """`write_cached`, returning the PCM as a later run will load it (so a fresh run and a cached one
+    build identical files)."""
+    quantized, scale = write_cached(path, pcm)
+    return PCM(samples=quantized.astype(np.float32) * np.float32(scale), sample_rate=pcm.sample_rate)
 
-    Returns the PCM as a later run will load it, so a fresh run and a cached one build identical files.
-    """
+
+def write_cached(path: Path, pcm: PCM) -> tuple[np.ndarray, float]:
+    """Save as int16 scaled to the utterance's peak (half the size of float32, inaudibly different)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     peak = float(np.max(np.abs(pcm.samples))) if pcm.samples.size else 0.0
     scale = peak / 32767.0 if peak > 0 else 1.0
@@ -127,7 +131,7 @@ def store_cached(path: Path, pcm: PCM) -> PCM:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return PCM(samples=quantized.astype(np.float32) * np.float32(scale), sample_rate=pcm.sample_rate)
+    return quantized, scale
 
 
 def prune_cache(root: Path, max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
@@ -177,37 +181,44 @@ def _with_retries(voice: Voice, utterance: Utterance, attempts: int, backoff_s: 
     raise VoiceError(message) from last
 
 
-def synthesize_utterances(voice: Voice, utterances: list[Utterance], cache_root: Path, attempts: int = 4,
-                          backoff_s: float = 0.5,
-                          on_progress: Callable[[int, int], None] | None = None) -> tuple[list[PCM], int]:
-    """PCM for every utterance (from the cache where possible) and how many were synthesized now."""
+def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: Path, attempts: int = 4,
+                        backoff_s: float = 0.5,
+                        on_progress: Callable[[int, int], None] | None = None) -> tuple[list[Path], int]:
+    """The cache file of every utterance (synthesizing the missing ones) and how many were synthesized now.
+
+    Nothing is kept in memory: a 10-minute episode is about 115 MB of float32 at 48 kHz, so assembly
+    reads the utterances back one at a time.
+    """
     engine_dir = engine_cache_dir(cache_root, voice)
     engine_dir.mkdir(parents=True, exist_ok=True)
     key_file = engine_dir / "engine.txt"  # for humans browsing the cache
     if not key_file.exists():
         key_file.write_text(voice.cache_key() + "\n", encoding="utf-8")
 
-    by_speech: dict[str, PCM] = {}
+    paths = {u.speech: cache_path(engine_dir, u.speech) for u in utterances}
     missing: dict[str, Utterance] = {}
     for utterance in utterances:
-        if utterance.speech in by_speech or utterance.speech in missing:
+        if utterance.speech in missing:
             continue
-        cached = load_cached(cache_path(engine_dir, utterance.speech))
-        if cached is not None:
-            by_speech[utterance.speech] = cached
-        else:
+        path = paths[utterance.speech]
+        if not path.is_file() or load_cached(path) is None:  # also refreshes its "last used" time
             missing[utterance.speech] = utterance
 
     stop = threading.Event()
 
-    def job(utterance: Utterance) -> tuple[str, PCM]:
+    def job(utterance: Utterance) -> None:
         pcm = _with_retries(voice, utterance, attempts, backoff_s, stop)
-        return utterance.speech, store_cached(cache_path(engine_dir, utterance.speech), pcm)
+        write_cached(paths[utterance.speech], pcm)
 
     if missing:
         done_count = 0
+        # Exactly `concurrency` threads: OpenJTalk gives every thread its own front end, whose ~100 MB
+        # dictionary is paged in per instance (an extra storing thread cost more memory than it saved).
         with ThreadPoolExecutor(max_workers=max(1, voice.concurrency), thread_name_prefix="tts") as pool:
-            pending = {pool.submit(job, u) for u in missing.values()}
+            # Longest first: the last utterance to finish is a short one, so both workers stay busy
+            # to the end (the order of the results does not depend on it).
+            ordered = sorted(missing.values(), key=lambda u: len(u.speech), reverse=True)
+            pending = {pool.submit(job, u) for u in ordered}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in done:
@@ -216,9 +227,25 @@ def synthesize_utterances(voice: Voice, utterances: list[Utterance], cache_root:
                         for other in pending:
                             other.cancel()
                         raise future.exception()  # type: ignore[misc]
-                    speech, pcm = future.result()
-                    by_speech[speech] = pcm
                     done_count += 1
                 if on_progress:
                     on_progress(done_count, len(missing))
-    return [by_speech[u.speech] for u in utterances], len(missing)
+    return [paths[u.speech] for u in utterances], len(missing)
+
+
+def load_utterance(path: Path) -> PCM:
+    """One utterance from the cache that `synthesize_to_cache` filled."""
+    pcm = load_cached(path)
+    if pcm is None:
+        raise VoiceError(f"cached utterance {path} vanished or is unreadable (another run pruned it?): "
+                         "run the stage again")
+    return pcm
+
+
+def synthesize_utterances(voice: Voice, utterances: list[Utterance], cache_root: Path, attempts: int = 4,
+                          backoff_s: float = 0.5,
+                          on_progress: Callable[[int, int], None] | None = None) -> tuple[list[PCM], int]:
+    """PCM for every utterance (from the cache where possible) and how many were synthesized now."""
+    paths, synthesized = synthesize_to_cache(voice, utterances, cache_root, attempts, backoff_s, on_progress)
+    loaded = {path: load_utterance(path) for path in dict.fromkeys(paths)}
+    return [loaded[path] for path in paths], synthesized

@@ -26,6 +26,7 @@ from zundacast.models import Candidate, Summary, Usage
 from zundacast.speech import sentence_ends_in_persona, split_sentences
 
 OFFLINE = "offline"
+FRAME_EXCESS_CHARS = 150
 TITLE_MAX_CHARS = 40  # a spoken title the listener can hold in mind (about 5 seconds of speech)
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -251,6 +252,11 @@ def _cut_japanese(text: str, limit: int) -> str:
     return text[:limit]
 
 
+def short_title(title: str, limit: int) -> str:
+    """The title cut to at most `limit` characters where a phrase or word ends."""
+    return _cut_japanese(title, limit) if _JAPANESE_CHAR.search(title) else _cut_words(title, limit)
+
+
 def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MAX_CHARS) -> str:
     """The headline rewritten for speaking: no site suffix, tag brackets, colons or pipes; ≤ `limit` chars.
 
@@ -262,6 +268,8 @@ def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MA
     text = _strip_site(text, sites)
     text = _untag(text)
     text = re.sub(r"[\s\u3000]+", " ", text).strip()
+    if text and not _JAPANESE_CHAR.search(text):
+        return english_title(text, limit)
     parts = [part.strip(" 、,-–—―") for part in _TITLE_BREAK.split(text)]
     parts = [part for part in parts if part]
     if not parts:
@@ -275,8 +283,128 @@ def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MA
             break
         spoken = spoken + joiner + part
         parts[0] = spoken
+    if japanese_share(spoken) < TITLE_MIN_JAPANESE:
+        # a head that is mostly Latin names ("Kubernetes 1.36がリリース") is not heard as a Japanese title:
+        # add the next phrase of the headline, cut where a phrase ends
+        rest = parts[0][len(spoken):] if parts[0].startswith(spoken) and parts[0] != spoken else \
+            next((part for part in parts[1:] if not part.isascii()), "")
+        rest = rest.strip(" 、,")
+        room = limit - len(spoken) - 1
+        if rest and room >= 6:
+            spoken = spoken + "、" + _cut_japanese(rest, room)
     spoken = spoken.replace("「", "『").replace("」", "』").strip(" 、,")
     return spoken.rstrip("-–—―:：|｜ ")
+
+
+# --- English headlines: the names and numbers kept, said in a Japanese frame ---------------------------
+
+_JAPANESE_CHAR = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+TITLE_MIN_JAPANESE = 0.3  # the editorial gate's share of kana/kanji a Japanese title keeps
+# Headline verbs and nouns of tech news, said in Japanese (longest phrase first where they overlap).
+_EN_VERBS = (("open-sources", "オープンソース化"), ("open-sourced", "オープンソース化"), ("releases", "公開"),
+             ("released", "公開"), ("release", "公開"), ("launches", "発表"), ("launched", "発表"),
+             ("announces", "発表"), ("announced", "発表"), ("unveils", "発表"), ("unveiled", "発表"),
+             ("introduces", "発表"), ("ships", "リリース"), ("shipped", "リリース"), ("shipping", "リリース"),
+             ("raises", "調達"), ("acquires", "買収"), ("buys", "買収"), ("fixes", "修正"),
+             ("patches", "修正"),
+             ("adds", "追加"), ("brings", "導入"), ("cuts", "削減"), ("delays", "延期"), ("drops", "終了"),
+             ("expands", "拡大"), ("updates", "更新"), ("debuts", "発表"), ("rolls out", "展開"))
+_EN_NOUNS = (("open-weight model", "オープンウェイトモデル"), ("language model", "言語モデル"),
+             ("model", "モデル"), ("chip", "チップ"), ("vulnerability", "脆弱性"), ("outage", "障害"),
+             ("breach", "情報漏えい"), ("benchmark", "ベンチマーク"), ("framework", "フレームワーク"),
+             ("database", "データベース"), ("browser", "ブラウザー"), ("agent", "エージェント"),
+             ("compiler", "コンパイラ"), ("kernel", "カーネル"), ("server", "サーバー"),
+             ("data center", "データセンター"), ("robot", "ロボット"), ("laptop", "ノートPC"),
+             ("phone", "スマホ"), ("app", "アプリ"), ("update", "アップデート"), ("review", "レビュー"),
+             ("startup", "スタートアップ"), ("funding", "資金調達"), ("security", "セキュリティ"),
+             ("cloud", "クラウド"), ("GPU", "GPU"), ("API", "API"), ("study", "研究"), ("paper", "論文"))
+_EN_STOP = {"a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "with", "by", "at", "from", "that",
+            "what", "we", "our", "is", "are", "its", "it", "how", "why", "new", "now", "as", "after", "than",
+            "into", "about", "vs", "this", "you", "your"}
+_NOUN_WORDS = {word for en, _ in _EN_NOUNS for word in en.lower().split()} | {
+    f"{word}s" for en, _ in _EN_NOUNS for word in en.lower().split()}
+_EN_TOKEN = re.compile(r"[A-Za-z0-9$][\w$.+/'%-]*[\w%+]|[A-Za-z0-9]|[,:;!?()]")
+
+
+def japanese_share(text: str) -> float:
+    """Kana and kanji among the text's letters and digits (the gate's measure of a Japanese title)."""
+    letters = [ch for ch in text if ch.isalnum()]
+    return sum(1 for ch in letters if _JAPANESE_CHAR.match(ch)) / len(letters) if letters else 0.0
+
+
+def _english_terms(text: str) -> tuple[list[str], bool, list[int]]:
+    """The headline's names and numbers in order, runs joined ("Tern 2", "42 tokens/s"); whether the
+    first is the subject (it opens the headline, a verb follows); the token position of each."""
+    tokens = _EN_TOKEN.findall(text)
+    verbs = {verb for verb, _ in _EN_VERBS}
+    starts: list[int] = []  # the token position where each term starts
+    terms: list[str] = []
+    run: list[str] = []
+    subject = False
+    for position, token in enumerate(tokens):
+        following = tokens[position + 1].lower() if position + 1 < len(tokens) else ""
+        word = token.lower()
+        # a name: inner capitals or digits (OpenHarbor, M5, 4-bit), or a capitalized word that is not a
+        # headline's verb, noun or small word (Title Case headlines capitalize those too)
+        named = bool(re.search(r"[A-Z0-9]", token[1:]) or re.search(r"\d", token)) or (
+            token[:1].isupper() and word not in verbs and word not in _EN_STOP and word not in _NOUN_WORDS)
+        if position == 0:
+            subject = named and following in verbs  # "Apple releases …"; "Shipping a …" has none
+        named = named or (bool(run) and token[:1].isupper())  # "Nothing Phone 3": one name
+        unit = len(run) == 1 and re.fullmatch(r"[$]?\d[\d,.]*", run[-1]) is not None and \
+            token.islower() and word not in _EN_STOP and word not in verbs and len(token) <= 10
+        if (named or unit) and token not in ",:;!?()":
+            if not run:
+                starts.append(position)
+            run.append(token)
+            continue
+        if run:
+            terms.append(" ".join(run))
+            run = []
+    if run:
+        terms.append(" ".join(run))
+    return terms, subject, starts
+
+
+def english_title(text: str, limit: int = TITLE_MAX_CHARS) -> str:
+    """An English headline as a Japanese spoken title: its names and numbers kept (the gate checks them),
+    the verb and head noun said in Japanese: 「OpenHarborがTern 2を公開、9B・6GBのモデルの話」."""
+    found, subject, starts = _english_terms(text)
+    unnamed = text
+    for term in found:  # "Phone" in "Nothing Phone 3" is the name, not the story's noun
+        unnamed = unnamed.replace(term, " ")
+    lowered = f" {unnamed.lower()} "
+    verb = next((ja for en, ja in _EN_VERBS if f" {en} " in lowered), "")
+    nouns = [ja for en, ja in _EN_NOUNS if re.search(rf"\b{re.escape(en.lower())}s?\b", lowered)]
+    terms = list(dict.fromkeys(found))
+    if not terms:  # no name or number: the first words, framed as the English article they are
+        return f"英語の記事『{_cut_words(text, limit - 9)}』の話"
+    head, tail = "", terms
+    if subject and verb:
+        # the object is the name right after the verb ("releases Tern 2", "launches the M5 …")
+        if len(found) > 1 and len(starts) > 1 and starts[1] <= starts[0] + 3:
+            head, tail = f"{terms[0]}が{terms[1]}を{verb}", terms[2:]
+        elif nouns:
+            head, tail, nouns = f"{terms[0]}が{nouns[0]}を{verb}", terms[1:], nouns[1:]
+        else:
+            head, tail = f"{terms[0]}の{verb}", []
+    variants = []
+    for count in range(len(tail), -1, -1):
+        listed = "・".join(tail[:count])
+        lead = "、".join(filter(None, (head, listed)))
+        for noun in [*nouns[:2], ""]:
+            variants.append(f"{lead}の{noun}の話" if noun else f"{lead}の話")
+    for variant in variants:
+        if len(variant) <= limit:
+            return variant
+    return _cut_words(variants[-1], limit - 2).rstrip("、・ ") + "の話"
+
+
+def _cut_words(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit + 1].rsplit(" ", 1)[0]
+    return (cut if len(cut) >= limit // 2 else text[:limit]).rstrip(" ,:;-")
 
 
 def spoken_title_of(candidate: Candidate) -> str:
@@ -501,6 +629,9 @@ _LEANS_ON_BEFORE = re.compile(
 
 
 SUMMARY_MAX_CHARS = 1250  # the article's sentences a segment can hold (segment_chars for three articles)
+# A cap in sentences too (the gate allows 40 per segment, the host adds about 8): news written in short
+# sentences (40 characters, not the sample day's 75) still fills its segment from the characters it holds.
+SUMMARY_MAX_SENTENCES = 24
 
 
 def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
@@ -521,7 +652,7 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
                 continue
             group = [index - 1, index]
         cost = sum(len(sentences[i]) for i in group)
-        if used + cost > SUMMARY_MAX_CHARS or len(chosen) + len(group) > 16:
+        if used + cost > SUMMARY_MAX_CHARS or len(chosen) + len(group) > SUMMARY_MAX_SENTENCES:
             continue
         chosen.update(group)
         used += cost
@@ -542,7 +673,7 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
 _EN_STOPWORDS = "of|the|and|to|in|on|for|a|an|with|by|at|from|or|is|are|was|were|per|than"
 _EN_NUMBER_FACT = re.compile(
     r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
-    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)[a-z][a-z/]{{2,}})?"
+    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)(?:[a-z][a-z/]{{2,}}|[A-Z]{{2,}}s?\b))?"
 )
 _EN_UNITS = {"GB", "MB", "KB", "TB", "MS", "OK", "US", "UK", "AM", "PM", "II", "III"}
 _EN_STARTERS = {  # capitalized only because they start a sentence
@@ -577,11 +708,16 @@ def _summarize_english(candidate: Candidate, text: str) -> Summary:
     site = candidate.site_name or candidate.source
     names = [name for name in _english_names(text) if name not in site.split()][:5]
     facts: list[str] = []
+    numbers_said: set[str] = set()
     for match in _EN_NUMBER_FACT.finditer(text[:8000]):
         fact = match.group(0).strip(" ,.-")
+        if re.search(r"[A-Z][\w.-]*[ -]$", text[max(0, match.start() - 24):match.start()]):
+            continue  # "Tern 2 runs", "Apache 2.0 license", "PostgreSQL 17": the number is part of a name
+        number = re.sub(r"[^\d.]", "", re.match(r"\$?\s?[\d,.]+", fact).group(0))  # type: ignore[union-attr]
         if (not re.fullmatch(r"(19|20)\d\d", fact) and re.search(r"[^\d,.]", fact)
-                and fact not in facts):
+                and number not in numbers_said):
             facts.append(fact)
+            numbers_said.add(number)  # "4-bit precision" and "4-bit version": one fact
     about = f"で、{'や'.join(names[:2])}が出てくるお話" if names else ""
     summary = f"これは{site}に載っていた英語の記事{about}なのだ。"
     key_points = []
@@ -876,7 +1012,8 @@ class OfflineWriter:
         self.seed = seed
         self._said: list[str] = []  # this episode's lines so far (see _remember)
 
-    def summarize(self, candidate: Candidate, show: object | None = None) -> Summary:
+    def summarize(self, candidate: Candidate, show: object | None = None,
+                  feedback: list[str] | None = None) -> Summary:
         text = candidate.text or candidate.feed_summary or candidate.title
         if _is_english(candidate, text):
             return _summarize_english(candidate, text)
@@ -887,7 +1024,9 @@ class OfflineWriter:
         seed = f"{_show_id(show)}|{self.seed}"
         rng = _rng(summary.url or summary.title)  # per article: which connector, nothing shared
         high = segment_chars(total)[1]
-        budget = high - 30 - len(summary.spoken_title)  # room for the header the script adds
+        # room for the header the script adds, and for the frame's share beyond FRAME_CHARS (opening and
+        # recap run about 450 characters, not 300: the episode must stay under 4,600)
+        budget = high - 30 - len(summary.spoken_title) - FRAME_EXCESS_CHARS // max(total, 1)
         if summary.language.startswith("en"):
             return self._english(summary, index, seed), Usage()
 
@@ -950,6 +1089,8 @@ class OfflineWriter:
             if explanation is None or concept.picture in said:
                 continue  # a former segment explained this concept: explain the next one instead
             ask = _slot(_ASK, index, seed).format(term=concept.name)
+            if not _grounded(summary, ask, explanation, concept.picture):
+                continue  # 「パッケージ」 in a pip story must not bring npm and JavaScript into it
             return [ask, explanation, concept.picture], concept.topic, own
         return [], "general", None
 
@@ -960,6 +1101,14 @@ class OfflineWriter:
         return self._remember(index, _without_repeats([
             *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
             _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]))
+
+
+def _grounded(summary: Summary, *lines: str) -> bool:
+    """Every name and number in the host's stock lines is in the article (the editorial gate's rule)."""
+    from zundacast.editorial import grounding, source_of_summary
+
+    source = source_of_summary(summary)
+    return not any(grounding(line, source, "")[0] for line in lines)
 
 
 _OWN_CONNECTORS = ("それから", "さらに", "ちなみに", "あと", "また", "たとえば", "例えば", "そこで", "ただ",
