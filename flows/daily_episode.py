@@ -96,7 +96,7 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
                            llm=show.llm, writer_key=summary_writer.cache_key)
     ranking, summaries, script = gated_script(run, show, day, ranking, summaries, summary_writer.cache_key,
                                               script_writer.cache_key)
-    script, ranking, summaries = maybe_review(show, day, ranking, summaries, script)  # [review]: an editor
+    script, ranking, summaries = maybe_review(run, show, day, ranking, summaries, script)  # [review]
     bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show, store_url)
     published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
 

@@ -7,11 +7,13 @@ scores and the whole script, sentences numbered per article; the editor answers 
 
 - `approve`: the script goes to synthesis unchanged;
 - `drop`: the articles numbered in `drop` leave the episode; the next spares take their places
-  (summarized and scripted like the others) and the form comes back with the new script;
+  through the editorial gate's own replacement path (flows/editing.gated_script: summarized, the
+  script written again, every article and the whole script checked) and the form comes back;
 - `edit`: `edits` replace a spoken title (`sentence` left empty) or one sentence of an article; the
-  edited script is checked again (the script rules of tasks/script.py: spoken text without URLs,
-  markdown or emoji, persona ratio, length, titles named); a rule the edit breaks that the original
-  met sends the form back with the problems listed at the top, and nothing is synthesized;
+  edited script is checked again by the editorial gate (`zundacast.editorial` through
+  tasks/script.validate_script: spoken text without URLs, markdown or emoji, persona, length, titles
+  named, ...); a rule the edit breaks that the original met sends the form back with the problems
+  listed at the top, and nothing is synthesized;
 - `reject`: nothing is synthesized or published; the run fails with `ReviewRejected` naming the
   editor and the reason (the failure webhook says so).
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
@@ -44,6 +46,9 @@ from zundacast.errors import PermanentError
 from zundacast.models import Ranking, ReviewRecord, Script, Section, Sentence, Summary
 from zundacast.show import Show
 from zundacast.speech import to_speech
+
+if TYPE_CHECKING:
+    from zundacast.runner import StageRunner
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +122,13 @@ def apply_edits(script: Script, summaries: list[Summary], edits: list[ReviewEdit
     return edited, described, problems
 
 
-def replace_articles(show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
+def replace_articles(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
                      numbers: list[int]) -> tuple[Ranking, list[Summary], Script, list[str]]:
-    """The episode with the articles `numbers` (1-based) replaced by the next spares: the ranking,
-    the summaries (the kept ones reused, the spares summarized by the summarize task), the script
-    written again by the script task, and one line per replacement."""
+    """The episode with the articles `numbers` (1-based) replaced by the next spares, through the same
+    path as the editorial gate's own replacements (flows/editing.gated_script: the spares summarized,
+    the script written again, every article and the whole script checked); one line per replacement."""
+    from flows.editing import gated_script
     from tasks.rank import promote_spares
-    from tasks.script import write_script
     from tasks.summarize import summarize
     from zundacast.llm import get_writer
     from zundacast.show import Environment
@@ -131,13 +136,15 @@ def replace_articles(show: Show, day: dt.date, ranking: Ranking, summaries: list
     dropped = [ranking.picks[number - 1] for number in sorted(set(numbers))]
     promoted = promote_spares(ranking, {pick.candidate.url for pick in dropped})
     env = Environment()
-    kept = {summary.url: summary for summary in summaries}
     summary_key = get_writer(show, env, stage="summarize").cache_key
-    new_summaries = [kept.get(pick.candidate.url)
-                     or summarize(pick.candidate, llm=show.llm, writer_key=summary_key)
-                     for pick in promoted.picks]
-    script = write_script(day, new_summaries, show.show, show.pronunciation, show.llm,
-                          get_writer(show, env, stage="script").cache_key)
+    done = {summary.url: summary for summary in summaries}
+    fresh = [pick.candidate for pick in promoted.picks if pick.candidate.url not in done]
+    done.update({summary.url: summary for summary in run.mapped(
+        "summarize", summarize, fresh, llm=show.llm, writer_key=summary_key)})
+    new_summaries = [done[pick.candidate.url] for pick in promoted.picks]
+    promoted, new_summaries, script = gated_script(run, show, day, promoted, new_summaries, summary_key,
+                                                   get_writer(show, env, stage="script").cache_key)
+    kept = {summary.url for summary in summaries}
     arrived = [pick for pick in promoted.picks if pick.candidate.url not in kept]
     lines = [f"dropped article: {old.candidate.title} → {new.candidate.title}"
              for old, new in zip(dropped, arrived, strict=False)]
@@ -191,7 +198,7 @@ def record_markdown(show: Show, record: ReviewRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-def maybe_review(show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
+def maybe_review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
                  script: Script) -> tuple[Script, Ranking, list[Summary]]:
     """The episode unchanged when the show wants no review; else the episode an editor decided on
     (the script with its `review` record, and the picks and summaries after any replacement).
@@ -234,8 +241,8 @@ def maybe_review(show: Show, day: dt.date, ranking: Ranking, summaries: list[Sum
         if decision.action == "drop" and not by_timeout:
             problems = drop_problems(ranking, decision.drop)
             if not problems:
-                ranking, summaries, script, replaced = replace_articles(show, day, ranking, summaries,
-                                                                        decision.drop)
+                ranking, summaries, script, replaced = replace_articles(run, show, day, ranking,
+                                                                        summaries, decision.drop)
                 changes += replaced
                 say.info("review: %s by %s", "; ".join(replaced), decision.editor)
             else:
