@@ -42,17 +42,37 @@ def runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Ite
             serve_sample_day(port=0) as base_url:
         show = sample_show(base_url)
         first = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store))
-        second = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store))
+        second_state = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store), return_state=True)
+        second = second_state.result()
         feed_after_second = (store / "feed.xml").read_bytes()
         refreshed = daily_episode(episode_date=SAMPLE_DATE, show=show, store=str(store),
                                   refresh=["synthesize"])
     mp.undo()
-    yield {"first": first, "second": second, "refreshed": refreshed, "store": store, "home": root / "home",
+    yield {"first": first, "second": second, "second_run_id": second_state.state_details.flow_run_id,
+           "refreshed": refreshed, "store": store, "home": root / "home",
            "date": SAMPLE_DATE, "feed_after_second": feed_after_second}
 
 
 def _statuses(summary: RunSummary) -> dict[str, str]:
     return {name: report.status for name, report in summary.stages.items()}
+
+
+def test_a_cached_rerun_leaves_the_three_artifacts(runs: dict[str, Any]) -> None:
+    """The README promises the picks table, the script and the links on every run: the rerun whose
+    stages all came from cache made them too (from the stage results, in the flow), on the API server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    assert set(_statuses(runs["second"]).values()) == {"cached"}
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[runs["second_run_id"]])))
+    by_prefix = {artifact.key.split("-")[0]: artifact for artifact in artifacts if artifact.key}
+    assert set(by_prefix) >= {"picks", "script", "episode"}, sorted(a.key or "" for a in artifacts)
+    assert by_prefix["picks"].type == "table" and "score" in str(by_prefix["picks"].data)
+    script = str(by_prefix["script"].data)
+    assert "バイバイ" in script and "persona" in script  # the script itself, with its quality figures
+    assert runs["second"].feed in str(by_prefix["episode"].data)
 
 
 def test_first_run_computes_every_stage(runs: dict[str, Any]) -> None:
