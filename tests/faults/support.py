@@ -58,13 +58,41 @@ def short_show(base_url: str, *, picks: int = 1, feeds: list[dict[str, Any]] | N
     return parse_show(raw, "tests/faults (sample show)")
 
 
+_SHARED_SPEECH: list[Path] = []
+
+
+def shared_speech_cache() -> Path:
+    """This test process's utterance cache, shared by flow runs that do not test caching or the engine.
+
+    The cache is keyed by engine settings and text, so runs of the sample day speak most sentences once
+    per session instead of once per run. One per process (per xdist worker): no two writers race.
+    """
+    if not _SHARED_SPEECH:
+        import tempfile
+
+        _SHARED_SPEECH.append(Path(tempfile.mkdtemp(prefix="zundacast-speech-")))
+    return _SHARED_SPEECH[0]
+
+
+def share_speech_cache(home: Path) -> Path:
+    """Make `home`'s utterance cache (home/tts) the shared one; `home`."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "tts").symlink_to(shared_speech_cache(), target_is_directory=True)
+    return home
+
+
 @contextmanager
-def flow_env(root: Path, **env: str) -> Iterator[pytest.MonkeyPatch]:
-    """For module-scoped flow runs: a home and result storage of their own, no stray credentials."""
+def flow_env(root: Path, *, shared_speech: bool = False, **env: str) -> Iterator[pytest.MonkeyPatch]:
+    """For module-scoped flow runs: a home and result storage of their own, no stray credentials.
+
+    `shared_speech`: the home's utterance cache is the session's (for runs not about caching or speech).
+    """
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
     mp = pytest.MonkeyPatch()
     mp.setenv("ZUNDACAST_HOME", str(root / "home"))
+    if shared_speech:
+        share_speech_cache(root / "home")
     for name in _ENV_CLEARED:
         mp.delenv(name, raising=False)
     for name, value in env.items():

@@ -128,7 +128,7 @@ def deny_put(suffix: str, status: int = 403, code: str = "AccessDenied", times: 
 def s3_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("s3-faults")
     mp = pytest.MonkeyPatch()
-    with running_s3(mp) as s3, sample_site() as (_site, base), flow_env(root) as env:
+    with running_s3(mp) as s3, sample_site() as (_site, base), flow_env(root, shared_speech=True) as env:
         proxy = S3Proxy(s3.endpoint)
         env.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
         try:
