@@ -91,7 +91,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ModuleScheduling(config, log)
 
 
+# The longest modules (measured), started before the other slow ones.
+LONGEST_FIRST = ("tests/test_workers.py", "tests/test_flow.py", "tests/test_runlock_e2e.py",
+                 "tests/test_cli_publish.py", "tests/test_deployment.py", "tests/faults/test_resume.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Modules with a slow test first (stable otherwise), so no worker starts a long one last."""
+    """The longest modules first, then those with a slow test, then the rest (each part as collected),
+    so no worker starts a long module last."""
     slow_modules = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: 0 if item.nodeid.split("::", 1)[0] in slow_modules else 1)
+
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        if module in LONGEST_FIRST:
+            return LONGEST_FIRST.index(module)
+        return len(LONGEST_FIRST) + (0 if module in slow_modules else 1)
+
+    items.sort(key=rank)
