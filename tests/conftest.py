@@ -73,6 +73,9 @@ def prefect_results(tmp_path: Path, prefect_harness: None) -> Iterator[Path]:
 SAME_WORKER = {
     "tests/faults/test_llm_faults.py": "tests/faults::llm_runs",
     "tests/faults/test_security.py": "tests/faults::llm_runs",
+    # the suite's one cold full episode (test_flow), then the CLI's demos speaking from its utterance cache
+    "tests/test_flow.py": "shared speech: full episode",
+    "tests/test_cli_publish.py": "shared speech: full episode",
 }
 
 

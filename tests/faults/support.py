@@ -62,15 +62,23 @@ _SHARED_SPEECH: list[Path] = []
 
 
 def shared_speech_cache() -> Path:
-    """This test process's utterance cache, shared by flow runs that do not test caching or the engine.
+    """This test run's utterance cache, shared by flow runs that do not test caching or the engine.
 
     The cache is keyed by engine settings and text, so runs of the sample day speak most sentences once
-    per session instead of once per run. One per process (per xdist worker): no two writers race.
+    per test run instead of once per flow run. xdist's workers share it (one folder per test run): the
+    cache writes each file atomically, so concurrent runs never read half a file.
     """
     if not _SHARED_SPEECH:
+        import os
         import tempfile
 
-        _SHARED_SPEECH.append(Path(tempfile.mkdtemp(prefix="zundacast-speech-")))
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        if run:
+            folder = Path(tempfile.gettempdir()) / f"zundacast-speech-{run}"
+            folder.mkdir(exist_ok=True)
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="zundacast-speech-"))
+        _SHARED_SPEECH.append(folder)
     return _SHARED_SPEECH[0]
 
 
