@@ -48,10 +48,10 @@ import feedparser
 from lxml import html as lxml_html
 from prefect import task
 from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ValidationError
 
 from zundacast import archives, extraction, readability
+from zundacast.backoff import backoff_delays
 from zundacast.dates import window
 from zundacast.errors import NotEnoughCandidates, PermanentError
 from zundacast.models import Candidate, CandidateSnapshot
@@ -155,7 +155,7 @@ def read_feeds_in_threads(feeds: list[FeedConfig], config: CollectConfig) -> lis
         return list(pool.map(one, feeds))
 
 
-@task(name="fetch-feed", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
+@task(name="fetch-feed", retries=2, retry_delay_seconds=backoff_delays(1.0, 2),
       retry_jitter_factor=0.5, retry_condition_fn=retry_unless_permanent, cache_policy=NONE,
       persist_result=False, task_run_name="fetch-feed-{feed.name}")
 def fetch_feed(feed: FeedConfig, config: CollectConfig) -> list[Candidate]:

@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,11 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# Prefect's database and result storage for this test session only: caches never leak between sessions.
+# Prefect's database and result storage for this test session only (each xdist worker is a session of its
+# own): caches never leak between sessions.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="zundacast-prefect-")
+# Retries wait for nothing here (zundacast/backoff.py): retry tests assert the delays asked, not elapsed time.
+os.environ.setdefault("ZUNDACAST_RETRY_DELAY_SCALE", "0")
 
 _CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "VOICEVOX_URL", "ZUNDACAST_STORE", "ZUNDACAST_WEBHOOK_URL",
             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "ZUNDACAST_BASE_URL")
@@ -30,6 +34,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture
+def shared_speech(isolated_env: Path) -> Path:
+    """This test's ZUNDACAST_HOME with the session's utterance cache: for flow runs not about caching."""
+    from tests.faults.support import share_speech_cache
+
+    return share_speech_cache(isolated_env)
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +62,52 @@ def prefect_results(tmp_path: Path, prefect_harness: None) -> Iterator[Path]:
     with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}):
         yield storage
 
+
+
+# --- parallel workers (pytest-xdist; `-n`, `--dist loadscope` are in pyproject's addopts) ----------------
+
+# A test module's tests run on one worker, so its module-scoped fixtures (a flow run inspected many ways)
+# are made once. Modules sharing a session-scoped fixture of the suite go to the same worker for the same
+# reason: module -> the scope they share. (xdist's `xdist_group` marks would say this per test, but they
+# do nothing under pytest 9: xdist 3.8 renames `item._nodeid`, which pytest 9 no longer reads.)
+SAME_WORKER = {
+    "tests/faults/test_llm_faults.py": "tests/faults::llm_runs",
+    "tests/faults/test_security.py": "tests/faults::llm_runs",
+    # the suite's one cold full episode (test_flow), then the CLI's demos speaking from its utterance cache
+    "tests/test_flow.py": "shared speech: full episode",
+    "tests/test_cli_publish.py": "shared speech: full episode",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With `--dist loadscope`: one work unit per module (or per shared session fixture), in the order
+    collected (`--no-loadscope-reorder`), so the slow modules put first below start first."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SAME_WORKER.get(module, module)
+
+    return ModuleScheduling(config, log)
+
+
+# The longest modules (measured), started before the other slow ones.
+LONGEST_FIRST = ("tests/test_workers.py", "tests/test_flow.py", "tests/test_runlock_e2e.py",
+                 "tests/test_cli_publish.py", "tests/test_deployment.py", "tests/faults/test_resume.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest modules first, then those with a slow test, then the rest (each part as collected),
+    so no worker starts a long module last."""
+    slow_modules = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        if module in LONGEST_FIRST:
+            return LONGEST_FIRST.index(module)
+        return len(LONGEST_FIRST) + (0 if module in slow_modules else 1)
+
+    items.sort(key=rank)

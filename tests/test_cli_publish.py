@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.support import share_speech_cache
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +34,7 @@ def demo(tmp_path: Path, store: Path, *args: str, **env: str) -> subprocess.Comp
 
 
 def test_the_end_of_a_run_says_whether_its_feed_can_be_published(tmp_path: Path) -> None:
+    share_speech_cache(tmp_path / "home")  # the sample day's sentences, spoken once per worker (test_flow)
     local = demo(tmp_path, tmp_path / "local")
     last = local.stderr.strip().splitlines()[-2:]
     assert last[0].startswith("warning: ") and "[show].owner_email is not set" in last[0]

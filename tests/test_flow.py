@@ -18,6 +18,7 @@ from typing import Any
 import feedparser
 import pytest
 
+from tests.faults.support import share_speech_cache
 from zundacast.models import STAGES, RunSummary
 from zundacast.speech import persona_ratio
 
@@ -34,7 +35,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Ite
     root = tmp_path_factory.mktemp("flow")
     store = root / "public"
     mp = pytest.MonkeyPatch()
-    mp.setenv("ZUNDACAST_HOME", str(root / "home"))
+    mp.setenv("ZUNDACAST_HOME", str(share_speech_cache(root / "home")))  # test_cli_publish speaks from it
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "VOICEVOX_URL", "ZUNDACAST_STORE",
                  "ZUNDACAST_WEBHOOK_URL"):
         mp.delenv(name, raising=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.s3 import FakeS3, running_s3
+from tests.system import system_unavailable
 from zundacast.errors import PermanentError
 from zundacast.storage import PermanentStoreError, StoreError, open_store
 from zundacast.storage.local import LocalStore
@@ -78,12 +79,12 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tiny tmpfs needs root")
+        system_unavailable("mounting a tiny tmpfs needs root and mount")
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], capture_output=True, text=True
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        system_unavailable(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
         yield mount_point
     finally:

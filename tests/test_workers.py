@@ -272,6 +272,7 @@ def test_a_run_on_a_worker_never_publishes_into_its_temporary_clone(
 @pytest.mark.timeout(1800)
 def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server_api: str) -> None:
+    from zundacast.publishing.feed import episode_mp3_key
     from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
 
     require_system_tool("git")  # the pull steps need git and uv on the worker's PATH, nothing else
@@ -339,7 +340,7 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
         episodes = json.loads(s3.client().get_object(
             Bucket=s3.bucket, Key="zundamon-ai/episodes.json")["Body"].read())
         feed = s3.client().get_object(Bucket=s3.bucket, Key="zundamon-ai/feed.xml")["Body"].read().decode()
-        mp3_head = s3.head(f"zundamon-ai/{SAMPLE_DATE}/episode.mp3")
+        mp3_head = s3.head(f"zundamon-ai/{episode_mp3_key('zundamon-ai', SAMPLE_DATE)}")
         results = s3.client()
         result_objects = [results.get_object(Bucket=RESULTS_BUCKET, Key=item["Key"])["Body"].read()
                           for page in results.get_paginator("list_objects_v2").paginate(Bucket=RESULTS_BUCKET)

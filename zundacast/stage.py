@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
-from prefect.tasks import exponential_backoff
 
+from zundacast.backoff import backoff_delays
 from zundacast.errors import PermanentError
 
 STAGE_CACHE: CachePolicy = INPUTS + TASK_SOURCE
@@ -54,6 +54,6 @@ def stage_options(retries: int = 0, backoff_s: float = 2.0, cache: CachePolicy =
         **extra,
     }
     if retries:
-        options["retry_delay_seconds"] = exponential_backoff(backoff_factor=backoff_s)
+        options["retry_delay_seconds"] = backoff_delays(backoff_s, retries)
         options["retry_jitter_factor"] = 0.5
     return options

@@ -58,13 +58,49 @@ def short_show(base_url: str, *, picks: int = 1, feeds: list[dict[str, Any]] | N
     return parse_show(raw, "tests/faults (sample show)")
 
 
+_SHARED_SPEECH: list[Path] = []
+
+
+def shared_speech_cache() -> Path:
+    """This test run's utterance cache, shared by flow runs that do not test caching or the engine.
+
+    The cache is keyed by engine settings and text, so runs of the sample day speak most sentences once
+    per test run instead of once per flow run. xdist's workers share it (one folder per test run): the
+    cache writes each file atomically, so concurrent runs never read half a file.
+    """
+    if not _SHARED_SPEECH:
+        import os
+        import tempfile
+
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        if run:
+            folder = Path(tempfile.gettempdir()) / f"zundacast-speech-{run}"
+            folder.mkdir(exist_ok=True)
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="zundacast-speech-"))
+        _SHARED_SPEECH.append(folder)
+    return _SHARED_SPEECH[0]
+
+
+def share_speech_cache(home: Path) -> Path:
+    """Make `home`'s utterance cache (home/tts) the shared one; `home`."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "tts").symlink_to(shared_speech_cache(), target_is_directory=True)
+    return home
+
+
 @contextmanager
-def flow_env(root: Path, **env: str) -> Iterator[pytest.MonkeyPatch]:
-    """For module-scoped flow runs: a home and result storage of their own, no stray credentials."""
+def flow_env(root: Path, *, shared_speech: bool = False, **env: str) -> Iterator[pytest.MonkeyPatch]:
+    """For module-scoped flow runs: a home and result storage of their own, no stray credentials.
+
+    `shared_speech`: the home's utterance cache is the session's (for runs not about caching or speech).
+    """
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
     mp = pytest.MonkeyPatch()
     mp.setenv("ZUNDACAST_HOME", str(root / "home"))
+    if shared_speech:
+        share_speech_cache(root / "home")
     for name in _ENV_CLEARED:
         mp.delenv(name, raising=False)
     for name, value in env.items():

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.support import free_port
+from tests.system import system_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID_SHOW = ROOT / "shows" / "zundamon-ai.toml"
@@ -54,9 +55,7 @@ def base_env(tmp: Path) -> dict[str, str]:
 
 def _require_mounts() -> None:
     if os.geteuid() != 0 or not shutil.which("mount"):
-        if os.environ.get("ZUNDACAST_REQUIRE_SYSTEM_TESTS"):
-            pytest.fail("mounting a tmpfs needs root and mount (ZUNDACAST_REQUIRE_SYSTEM_TESTS is set)")
-        pytest.skip("mounting a tmpfs needs root and mount")
+        system_unavailable("mounting a tmpfs needs root and mount")
 
 
 @contextmanager
@@ -68,9 +67,7 @@ def tmpfs(where: Path, *, full: bool = False, read_only: bool = False) -> Iterat
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        if os.environ.get("ZUNDACAST_REQUIRE_SYSTEM_TESTS"):
-            pytest.fail(f"cannot mount a tmpfs: {done.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        system_unavailable(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
         if full:
             try:

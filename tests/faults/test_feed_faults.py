@@ -35,7 +35,7 @@ def faulty_day(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) 
     root = tmp_path_factory.mktemp("feed-faults")
     store = root / "public"
     closed_port = free_port()
-    with sample_site() as (site, base), flow_env(root):
+    with sample_site() as (site, base), flow_env(root, shared_speech=True):
         site.route("/feeds/down.xml", "busy", status=503)
         site.route("/feeds/broken.xml", "<html><body>メンテナンス中 {{{ </body>",
                    content_type="application/rss+xml")

@@ -9,13 +9,13 @@ episode must be published with the LLM's summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ show = Show.model_validate_json(pathlib.Path(sys.argv[1]).read_text("utf-8"))
 summary = daily_episode(episode_date=dt.date.fromisoformat(sys.argv[2]), show=show, store=sys.argv[3])
 print(summary.model_dump_json())
 """
-START_TIMEOUT_S = 600  # a fresh PREFECT_HOME on a loaded 2-core machine: generous, never asserted
 
 
 def _env(tmp_path: Path, base_url: str) -> dict[str, str]:
@@ -56,11 +55,12 @@ def _count(requests: list[Any], schema: str) -> int:
 
 
 def test_killed_after_summarize_the_rerun_asks_the_llm_for_no_summary(tmp_path: Path) -> None:
-    script_gate = threading.Event()
+    script_gate, script_reached = threading.Event(), threading.Event()
 
     def answer(request: dict[str, Any]) -> str:
         if request["response_format"]["json_schema"]["name"] == "SegmentDraft":
-            script_gate.wait(timeout=START_TIMEOUT_S)  # the first run dies waiting here
+            script_reached.set()
+            script_gate.wait()  # the first run dies waiting here (the test opens the gate before it ends)
         return responder(request)
 
     store = tmp_path / "public"
@@ -71,26 +71,31 @@ def test_killed_after_summarize_the_rerun_asks_the_llm_for_no_summary(tmp_path: 
         command = [sys.executable, "-c", RUN, str(show_file), SAMPLE_DATE.isoformat(), str(store)]
         env = _env(tmp_path, llm.base_url)
 
-        first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 start_new_session=True)  # its own process group: the ephemeral server too
+        first_log = tmp_path / "first.log"  # a file, not a pipe: nobody reads while the run works
+        with first_log.open("wb") as log:
+            first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)  # own process group: the ephemeral server too
+        # Events, not a clock: the fake says when the script stage asked; a watcher says if the run ended
+        # first. pytest-timeout bounds the wait.
+        threading.Thread(target=lambda: (first.wait(), script_reached.set()), daemon=True).start()
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while _count(llm.requests, "SegmentDraft") == 0:
-                assert first.poll() is None, first.communicate()[1][-3000:].decode(errors="replace")
-                assert time.monotonic() < deadline, "the first run never reached the script stage"
-                time.sleep(0.2)
+            script_reached.wait()
+            assert first.poll() is None, "the first run ended before the script stage"
         finally:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.communicate(timeout=60)
-        assert first.returncode == -signal.SIGKILL
+            with contextlib.suppress(ProcessLookupError):  # the group is gone if the run ended by itself
+                os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+            if first.returncode != -signal.SIGKILL:
+                script_gate.set()  # no request stays held by the fake
+        assert first.returncode == -signal.SIGKILL, first_log.read_text(errors="replace")[-3000:]
+        assert _count(llm.requests, "SegmentDraft") >= 1
         summaries_first = _count(llm.requests, "SummaryDraft")
         segments_first = _count(llm.requests, "SegmentDraft")
         assert summaries_first >= 1
         assert not (store / "feed.xml").exists()  # killed before anything was published
 
         script_gate.set()
-        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                                timeout=START_TIMEOUT_S, check=False)
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         assert second.returncode == 0, second.stderr[-3000:]
 
         assert _count(llm.requests, "SummaryDraft") == summaries_first  # zero repeated summaries

@@ -36,14 +36,6 @@ ARTICLE = ["ずんだ餅の新しいレシピが発表されたのだ。" * 6, "
            "新人エンジニアにもわかりやすい手順なのだ。" * 6]
 
 
-def _hosts_file_names() -> set[str]:
-    try:
-        lines = Path("/etc/hosts").read_text().splitlines()
-    except OSError:
-        return set()
-    return {name for line in lines if line.strip() and not line.startswith("#") for name in line.split()[1:]}
-
-
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every address a socket tried to connect to; non-loopback ones are refused before any packet."""
@@ -59,6 +51,28 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(socket.socket, "connect", spy)
     return seen
+
+
+# Names this test process resolves itself (no DNS, no /etc/hosts): one for this machine, one that mixes a
+# public address with a private one (every address must be public, not just the first).
+TEST_NAMES = {"intranet.zundacast.test": ["127.0.0.1"],
+              "mixed.zundacast.test": ["93.184.216.34", "10.0.0.1"]}
+
+
+@pytest.fixture
+def test_names(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """A resolver override: `TEST_NAMES` resolve as listed; every other name goes to the real resolver."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.lower().rstrip(".") in TEST_NAMES:
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))
+                    for address in TEST_NAMES[name.lower().rstrip(".")]]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return TEST_NAMES
 
 
 @pytest.fixture
@@ -77,9 +91,6 @@ def target() -> Iterator[FakeSite]:
 
 # --- row 12: SSRF matrix --------------------------------------------------------------------------------
 
-LOCAL_NAME = next((name for name in (socket.gethostname(), "ip6-localhost") if name in _hosts_file_names()),
-                  "")
-
 DIRECT = [
     # private
     "http://10.0.0.1/", "http://10.255.255.254:8080/admin", "http://172.16.0.1/", "http://172.31.255.254/",
@@ -95,8 +106,9 @@ DIRECT = [
     "http://[::ffff:127.0.0.1]:{port}/secret", "http://[::ffff:7f00:1]:{port}/secret",
     "http://[::ffff:169.254.169.254]/latest/meta-data/", "http://[::ffff:10.0.0.1]/",
     "http://[2002:7f00:1::]:{port}/secret", "http://[64:ff9b::a9fe:a9fe]/",
-    # a name from /etc/hosts that means this machine (no DNS query is made for it)
-    *([f"http://{LOCAL_NAME}:{{port}}/secret"] if LOCAL_NAME else []),
+    # names that resolve to this machine or to a private address among public ones (`test_names`)
+    "http://intranet.zundacast.test:{port}/secret", "http://INTRANET.zundacast.test.:{port}/secret",
+    "http://mixed.zundacast.test/",
     # credentials in the URL change nothing
     "http://user:pass@127.0.0.1:{port}/secret",
 ]
@@ -104,7 +116,7 @@ DIRECT = [
 
 @pytest.mark.parametrize("url", DIRECT)
 def test_private_targets_are_refused_before_connecting(url: str, allowed: FakeSite, target: FakeSite,
-                                                       connects: list[str]) -> None:
+                                                       connects: list[str], test_names: object) -> None:
     url = url.format(port=target.port)
     with pytest.raises(FetchRefused, match="refused"):
         fetch(url, allow_hosts=[allowed.host], timeout_s=1)

@@ -25,6 +25,7 @@ import pytest
 
 from tests.fakes.s3 import running_s3
 from tests.faults.support import flow_env, run_flow, sample_site, short_show
+from tests.system import system_unavailable
 from zundacast.models import CandidateSnapshot
 from zundacast.sample_day import SAMPLE_DATE
 from zundacast.storage import PermanentStoreError, StoreError, open_store
@@ -127,7 +128,7 @@ def deny_put(suffix: str, status: int = 403, code: str = "AccessDenied", times: 
 def s3_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("s3-faults")
     mp = pytest.MonkeyPatch()
-    with running_s3(mp) as s3, sample_site() as (_site, base), flow_env(root) as env:
+    with running_s3(mp) as s3, sample_site() as (_site, base), flow_env(root, shared_speech=True) as env:
         proxy = S3Proxy(s3.endpoint)
         env.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
         try:
@@ -198,11 +199,11 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tiny tmpfs needs root")
+        system_unavailable("mounting a tiny tmpfs needs root and mount")
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        system_unavailable(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
         (mount_point / "feed.xml").write_bytes(b"<rss>old feed</rss>")
         try:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from zundacast.backoff import retry_delay_scale
 from zundacast.models import Script
 from zundacast.voices import PCM, PermanentVoiceError, Voice, VoiceError
 
@@ -171,7 +172,7 @@ def _with_retries(voice: Voice, utterance: Utterance, attempts: int, backoff_s: 
                 delay = backoff_s * 2 ** (attempt - 1) * random.uniform(0.75, 1.25)
                 log.warning("%s: attempt %d/%d failed for 「%s」 (%s); retrying in %.1f s",
                             voice.name, attempt, attempts, utterance.speech, exc, delay)
-                stop.wait(delay)
+                stop.wait(delay * retry_delay_scale())  # the scale is 1 except in the test suite
     where = f"sentence {utterance.sentence + 1} of section 「{utterance.section_title}」"
     tries = "1 attempt, not retried" if isinstance(last, PermanentVoiceError) else f"{attempts} attempts"
     message = (f"voice engine {voice.name!r} could not synthesize {where}: 「{utterance.text}」 "
