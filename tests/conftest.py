@@ -96,7 +96,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 # The longest modules (measured), started before the other slow ones.
 LONGEST_FIRST = ("tests/test_workers.py", "tests/test_flow.py", "tests/test_runlock_e2e.py",
-                 "tests/test_cli_publish.py", "tests/test_deployment.py", "tests/faults/test_resume.py")
+                 "tests/test_cli_publish.py", "tests/test_server.py", "tests/test_deployment.py",
+                 "tests/test_review.py", "tests/faults/test_resume.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
