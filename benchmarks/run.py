@@ -431,7 +431,8 @@ Where the suite's time went: {steps}.
 
 ## How to run
 
-    uv run python benchmarks/run.py            # the suite; rewrites this file
+    uv run python benchmarks/run.py            # issue 14's figures (about 3-5 min); rewrites this file
+    uv run python benchmarks/run.py --thorough # and the older stage figures
     uv run python benchmarks/run.py --quick    # fewer repeats, smaller sizes
     uv run python benchmarks/run.py --cold 2 --warm 5 --no-write --json /tmp/bench.json
 

@@ -66,7 +66,7 @@ from zundacast.show import CollectConfig, Environment, FeedConfig, Show
 from zundacast.stage import retry_unless_permanent, stage_options
 from zundacast.storage import Store, open_store
 from zundacast.stories import canonical_url, merge_same_stories
-from zundacast.web import HTML_TYPES, FetchError, fetch
+from zundacast.web import HTML_TYPES, FetchError, FetchTimeout, fetch
 
 LATE_GRACE = dt.timedelta(hours=6)  # undated items first seen this long after the cutoff still count
 SEEN_KEEP = dt.timedelta(days=30)  # first-seen memory is pruned after this
@@ -180,8 +180,12 @@ def read_feeds_in_threads(feeds: list[FeedConfig], config: CollectConfig,
     ends_at = time.monotonic() + deadline_s(config)
 
     def one(feed: FeedConfig) -> FeedResult:
+        left = ends_at - time.monotonic()
         try:
-            return FeedResult(feed=feed.name, items=read_feed(feed, config, ends_at - time.monotonic()))
+            return FeedResult(feed=feed.name, items=read_feed(feed, config, left))
+        except FetchTimeout as exc:  # cut short by the deadline rather than by the feed's own timeout: late
+            why = late_error(config) if left < config.timeout_s else _why(exc)
+            return FeedResult(feed=feed.name, error=why)
         except Exception as exc:  # one bad feed never fails the run
             return FeedResult(feed=feed.name, error=_why(exc))
 
@@ -218,6 +222,8 @@ def fetch_feed(feed: FeedConfig, config: CollectConfig, budget_s: float | None =
     except FetchError as exc:
         if isinstance(exc, PermanentError):
             raise
+        if isinstance(exc, FetchTimeout) and left < config.timeout_s:  # the deadline cut it short
+            raise OutOfTime(f"{feed.url}: {late_error(config)}") from exc
         attempt = _attempt()
         if attempt > len(RETRY_DELAYS_S):
             raise
