@@ -150,3 +150,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def run_work(articles: int = 2, per_article: int = 52) -> dict[str, Any]:
+    """This tree only: the audio work (assembly + mastering + encode + check) of a shorter generated episode
+    as a share of its length, once its utterances are cached (the suite's quick figure; `run` compares
+    with a baseline on the full ~12-minute episode)."""
+    from benchmarks.bench_synthesize import make_script
+
+    home = Path(tempfile.mkdtemp(prefix="bench-audio-home-"))
+    script = home / "script.json"
+    script.write_text(make_script(articles, per_article).model_dump_json(), encoding="utf-8")
+    load_start = load_average()
+    cold = child(ROOT, home, str(script))  # fills the utterance cache
+    warm = child(ROOT, home, str(script))
+    assert warm["synthesized"] == 0, "the utterance cache was not warm"
+    return {"duration_s": round(warm["duration_s"], 1), "audio_work_wall_s": round(warm["wall_s"], 2),
+            "audio_work_wall_fraction": round(warm["wall_s"] / warm["duration_s"], 4),
+            "audio_work_cpu_s": round(warm["cpu_s"], 2),
+            "audio_work_cpu_fraction": round(warm["cpu_s"] / warm["duration_s"], 4),
+            "cold_synthesis_peak_mb": round(cold["peak_mb"]), "cold_imports_mb": round(cold["imports_mb"]),
+            "load_start": load_start, "load_end": load_average()}

@@ -103,3 +103,72 @@ def run(repeats: int = REPEATS, concurrency: int = 8) -> dict[str, Any]:
 
 if __name__ == "__main__":
     print(json.dumps(run(), indent=2))
+
+
+# --- issue 14: a feed that never answers, against the collect deadline -----------------------------------
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never sends a byte (a hung feed host)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.connections.append(self.listener.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def run_deadline(timeout_s: float = 5.0, feeds: int = 5, repeats: int = 1) -> dict[str, Any]:
+    """Collect through the Prefect path (one fetch-feed task per feed, with its retries), `feeds` fast
+    feeds alone and then with one feed that never answers; the extra time in units of the fetch timeout."""
+    from prefect import flow
+
+    from tasks.collect import deadline_s, read_feeds_as_tasks
+
+    os.environ.setdefault("ZUNDACAST_HOME", tempfile.mkdtemp(prefix="bench-collect-"))
+    silent = SilentServer()
+    with FakeSite(latency_s=LATENCY_S) as site:
+        all_feeds = serve_sample_day(site)[:feeds]
+
+        def show(with_silent: bool) -> Show:
+            listed = all_feeds + ([{"name": "Silent", "url": f"http://{silent.host}/feed.xml"}]
+                                  if with_silent else [])
+            return parse_show({"show": {"id": "bench", "title": "bench"},
+                               "collect": {"max_pages": 5, "timeout_s": timeout_s, "min_text_chars": 100,
+                                           "allow_hosts": [site.host, silent.host]},
+                               "feeds": listed})
+
+        @flow(name="bench-collect-deadline")
+        def measure() -> dict[str, Any]:
+            fast, slow, errors = [], [], {}
+            for _ in range(repeats):
+                for with_silent, times in ((False, fast), (True, slow)):
+                    started = time.perf_counter()
+                    snapshot = collect_candidates(show(with_silent), DAY, now=NOW,
+                                                  read_feeds=read_feeds_as_tasks)
+                    times.append(time.perf_counter() - started)
+                    errors = snapshot.feed_errors if with_silent else errors
+            return {"fast": statistics.median(fast), "slow": statistics.median(slow), "errors": errors}
+
+        measured = measure()
+    silent.close()
+    extra = measured["slow"] - measured["fast"]
+    return {"timeout_s": timeout_s, "deadline_s": deadline_s(show(True).collect), "fast_feeds": feeds,
+            "fast_collect_s": round(measured["fast"], 2), "slow_collect_s": round(measured["slow"], 2),
+            "slow_over_fast": round(measured["slow"] / measured["fast"], 2),
+            "extra_s": round(extra, 2), "extra_in_timeouts": round(extra / timeout_s, 2),
+            "silent_feed_error": measured["errors"].get("Silent", "")}

@@ -168,6 +168,47 @@ def run(mastering_runs: int = 2, openjtalk_rounds: int = 2, voicevox_delay_s: fl
     return results
 
 
+def run_voicevox(concurrency: int = 4, delay_s: float = 0.3, articles: int = 2,
+                 per_article: int = 30) -> dict[str, Any]:
+    """The VOICEVOX client against the loopback fake answering /synthesis after `delay_s`: wall time
+    against (utterances x delay) / concurrency, and against the engine's own time (its /audio_query and
+    /synthesis handling, delay included, as measured inside the fake) / concurrency."""
+    import tests.fakes.voicevox as fake_module
+
+    served: list[float] = []  # seconds the fake spent making each answer (beside the delay)
+    originals = fake_module.synthesize, fake_module.audio_query_for
+
+    def timed(function: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                served.append(time.perf_counter() - started)
+        return wrapper
+
+    script = make_script(articles, per_article)
+    utterances = plan_utterances(script, VoicevoxVoice.max_chars)
+    home = _fresh_home()
+    fake_module.synthesize, fake_module.audio_query_for = timed(originals[0]), timed(originals[1])
+    try:
+        with fake_voicevox(delay_s=delay_s) as fake:
+            voice = VoicevoxVoice(VoicevoxConfig(), url=fake.url, concurrency=concurrency)
+            voice.style_id()  # the one /speakers lookup, outside the timing
+            started = time.perf_counter()
+            _, synthesized = synthesize_utterances(voice, utterances, Path(home) / "tts")
+            wall = time.perf_counter() - started
+            voice.close()
+    finally:
+        fake_module.synthesize, fake_module.audio_query_for = originals
+    ideal = synthesized * delay_s / concurrency
+    engine = (synthesized * delay_s + sum(served)) / concurrency
+    return {"utterances": synthesized, "concurrency": concurrency, "delay_s": delay_s,
+            "wall_s": round(wall, 2),
+            "ideal_s": round(ideal, 2), "efficiency": round(ideal / wall, 3),
+            "engine_ideal_s": round(engine, 2), "efficiency_vs_engine_time": round(engine / wall, 3)}
+
+
 def main() -> None:
     results = run()
     width = max(len(k) for k in results)

@@ -1,13 +1,17 @@
 """The benchmark suite, one command: `python benchmarks/run.py` (or `uv run python benchmarks/run.py`).
 
-Every measurement runs in its own process (a real process start, as a user pays it): the sample day's
-episode cold (fresh ZUNDACAST_HOME and Prefect home) and warm (everything cached), the warm rerun again
-inside one process (Prefect's API already up), Prefect's own costs (start-up, per task), and the
-collect / synthesize / summarize stages against one-at-a-time baselines. It prints one markdown table of
-medians and writes it, with the machine and the date, to BENCHMARKS.md at the repository root.
+Every measurement runs in its own process (a real process start, as a user pays it). By default, issue 14's
+figures, each as a ratio measured in this one run: the sample day's episode cold (fresh ZUNDACAST_HOME and
+Prefect home) and warm (everything cached) and the cold run's peak memory; the audio work against the
+audio's length (`bench_audio.run_work`); collect with a feed that never answers against collect without
+it (`bench_collect.run_deadline`); de-duplication of 20,000 items (`bench_dedup`); the VOICEVOX client's
+efficiency against a 300 ms fake (`bench_synthesize.run_voicevox`). `--thorough` adds the older stage
+figures: the warm rerun inside one process (Prefect's API already up), Prefect's own costs, collect,
+OpenJTalk and summarize against one-at-a-time baselines. It prints markdown tables and writes them, with
+the machine and the date, to BENCHMARKS.md at the repository root.
 
-    python benchmarks/run.py                  # the suite: about 8 min on a quiet 2-core machine (17 under
-                                              # others' load); bench_synthesize takes 45 % of it
+    python benchmarks/run.py                  # issue 14's figures: about 4-5 min on this 2-core machine
+    python benchmarks/run.py --thorough       # and the older stage figures (about 20 min)
     python benchmarks/run.py --quick          # fewer repeats and smaller sizes
     python benchmarks/run.py --cold 2 --warm 3 --json results.json --no-write
 
@@ -53,7 +57,9 @@ class Sizes:
     """How much to run. One cold episode by default: a cold run costs minutes (synthesis dominates)."""
 
     cold: int = 1
-    warm: int = 2
+    warm: int = 1
+    in_process: bool = False  # the warm rerun again inside one process (Prefect's API already up)
+    stages: bool = False  # Prefect's costs, collect concurrency, OpenJTalk speed-up (--thorough)
     tasks: int = 50
     llm_latency_s: float = 0.5
     collect: dict[str, Any] = field(default_factory=lambda: {"repeats": 1})
@@ -63,10 +69,13 @@ class Sizes:
 
 
 # The default fits the issue's 5 minutes on this 2-core machine; --thorough repeats more for steadier medians.
-THOROUGH = Sizes(cold=2, warm=5, tasks=200, collect={"repeats": 3},
+THOROUGH = Sizes(cold=2, warm=5, in_process=True, stages=True, tasks=200, collect={"repeats": 3},
                  synthesize={"mastering_runs": 2, "openjtalk_rounds": 2, "voicevox_concurrency": [2, 4]})
 QUICK = Sizes(cold=1, warm=1, tasks=50, collect={"repeats": 1},
               synthesize={"mastering_runs": 1, "voicevox_concurrency": [4]})
+
+
+DEDUP = {"repeats": 1, "sizes": [20_000], "baseline_repeats": 0}  # issue 14's size only, no old index
 
 
 # --- children --------------------------------------------------------------------------------------
@@ -136,20 +145,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def python_call(module: str, kwargs: dict[str, Any]) -> list[str]:
-    """argv running `module.run(**kwargs)` in a child and printing its dict as JSON."""
+def python_call(module: str, kwargs: dict[str, Any], function: str = "run") -> list[str]:
+    """argv running `module.function(**kwargs)` in a child and printing its dict as JSON."""
     code = ("import json, sys\n"
-            f"from {module} import run\n"
+            f"from {module} import {function} as run\n"
             "print(json.dumps(run(**json.loads(sys.argv[1])), ensure_ascii=False, default=str))\n")
     return [sys.executable, "-c", code, json.dumps(kwargs)]
 
 
-def known_kwargs(module: str, wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def known_kwargs(module: str,
+                 wanted: dict[str, Any], function: str = "run") -> tuple[dict[str, Any], list[str]]:
     """The knobs `module.run` accepts, and the names of those it lacks (reported, not fatal); read from the
     source, so the parent does not import the stage's heavy dependencies."""
     path = ROOT / (module.replace(".", "/") + ".py")
     run_def = next(node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                   if isinstance(node, ast.FunctionDef) and node.name == "run")
+                   if isinstance(node, ast.FunctionDef) and node.name == function)
     params = {arg.arg for arg in run_def.args.args + run_def.args.kwonlyargs}
     return ({k: v for k, v in wanted.items() if k in params}, [k for k in wanted if k not in params])
 
@@ -181,8 +191,9 @@ def episodes(sizes: Sizes, scratch: Path) -> dict[str, Any]:
         if cold_done and not found["warm"]:
             for j in range(sizes.warm):
                 attempt("warm", argv, env, f"episode warm {j + 1}/{sizes.warm}")
-            attempt("in_process", [*argv, "--runs", str(sizes.warm + 1)], env,
-                    f"episode warm x{sizes.warm + 1} in one process")
+            if sizes.in_process:
+                attempt("in_process", [*argv, "--runs", str(sizes.warm + 1)], env,
+                        f"episode warm x{sizes.warm + 1} in one process")
     return found
 
 
@@ -193,12 +204,14 @@ def prefect_costs(sizes: Sizes, scratch: Path) -> Child:
                       "--llm-latency", str(sizes.llm_latency_s)], env, "prefect costs + summarize")
 
 
-def stage_benchmark(module: str, wanted: dict[str, Any], scratch: Path) -> dict[str, Any]:
-    """Another engineer's `run()` in a child; an error becomes a note in the table, not a crash."""
-    base = scratch / module.rsplit(".", 1)[-1]
+def stage_benchmark(module: str,
+                    wanted: dict[str, Any], scratch: Path, function: str = "run") -> dict[str, Any]:
+    """Another engineer's `run()` (or `function`) in a child; an error becomes a note in the table."""
+    base = scratch / f"{module.rsplit('.', 1)[-1]}-{function}"
     try:
-        kwargs, missing = known_kwargs(module, wanted)
-        child = run_child(python_call(module, kwargs), child_env(base / "prefect", base / "home"), module)
+        kwargs, missing = known_kwargs(module, wanted, function)
+        child = run_child(python_call(module, kwargs, function), child_env(base / "prefect", base / "home"),
+                          f"{module}.{function}")
     except Exception as exc:
         print(f"{module}: {exc}", file=sys.stderr)
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
@@ -224,11 +237,70 @@ def ratio(slow: float | None, fast: float | None) -> str:
     return "n/a" if not slow or not fast else f"{slow / fast:.2f}×"
 
 
+def issue14_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Each issue-14 figure as a ratio from this one run, beside its goal."""
+    ep = results["episodes"]
+    cold, warm = ep["cold"], ep["warm"]
+    rows: list[tuple[str, str, str, str]] = []
+    cold_s, warm_s = med([c.wall_s for c in cold]), med([c.wall_s for c in warm])
+    rows.append(("warm / cold episode (process wall)", ratio(warm_s, cold_s).rstrip("×"), "≤ 0.10",
+                 f"{fmt(warm_s)} / {fmt(cold_s)}; {len(warm)} warm, {len(cold)} cold"))
+    audio = results.get("audio_work", {})
+    if "error" in audio:
+        rows.append(("audio work / audio length", "n/a", "≤ 2 %", audio["error"]))
+    else:
+        rows.append(("audio work / audio length", f"{audio['audio_work_wall_fraction'] * 100:.2f} %", "≤ 2 %",
+                     f"wall {fmt(audio['audio_work_wall_s'])} for {audio['duration_s']} s of audio; CPU "
+                     f"{audio['audio_work_cpu_fraction'] * 100:.2f} % (process + ffmpeg), the steadier "
+                     f"figure "
+                     "under load"))
+    rows.append(("peak memory, cold demo episode", fmt(med([c.max_rss_mb for c in cold]), "MB", 0), "≤ "
+                                                                                                    "400 MB",
+                 "ru_maxrss of the episode process (Prefect's ephemeral API server is its own process)"
+                 + (f"; the synthesis stage alone, cold: {audio['cold_synthesis_peak_mb']} MB (imports "
+                    f"{audio['cold_imports_mb']} MB)" if "cold_synthesis_peak_mb" in audio else "")))
+    dl = results.get("collect_deadline", {})
+    if "error" in dl:
+        rows.append(("slow-feed collect / fast-feed collect", "n/a", "≤ 1 timeout extra", dl["error"]))
+    else:
+        rows.append(("slow-feed collect / fast-feed collect", f"{dl['slow_over_fast']:.2f}×",
+                     "≤ 1 timeout extra",
+                     f"{fmt(dl['slow_collect_s'])} vs {fmt(dl['fast_collect_s'])}: "
+                     f"+{dl['extra_in_timeouts']:.2f} "
+                     f"fetch timeouts ({dl['timeout_s']:g} s; deadline {dl['deadline_s']:g} s); "
+                     f"{dl['fast_feeds']} "
+                     "fast feeds + 1 that never answers, Prefect fetch-feed tasks with retries"))
+    dd = results.get("dedup", {})
+    if "error" in dd:
+        rows.append(("dedup 20,000 items", "n/a", "≤ 2 s", dd["error"]))
+    else:
+        news, soup = dd.get("news", {}), dd.get("word-soup", {})
+        rows.append(("dedup 20,000 items", fmt(news.get("20000_items_s")), "≤ 2 s",
+                     f"news titles (CPU {fmt(news.get('20000_items_cpu_s'))}); word-soup titles "
+                     f"{fmt(soup.get('20000_items_s'))} (CPU {fmt(soup.get('20000_items_cpu_s'))})"))
+    vv = results.get("voicevox", {})
+    if "error" in vv:
+        rows.append(("VOICEVOX efficiency", "n/a", "≥ 0.9", vv["error"]))
+    else:
+        rows.append(("VOICEVOX efficiency", f"{vv['efficiency']:.2f}", "≥ 0.9",
+                     f"{vv['utterances']} utterances × {vv['delay_s'] * 1000:.0f} ms / concurrency "
+                     f"{vv['concurrency']} = {fmt(vv['ideal_s'])} vs {fmt(vv['wall_s'])}; against the fake "
+                     f"engine's own time (its CPU included): {vv['efficiency_vs_engine_time']:.2f}"))
+    return rows
+
+
+def issue14_table(results: dict[str, Any]) -> str:
+    lines = ["| issue 14 figure | this run | goal | how |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in issue14_rows(results)]
+    return "\n".join(lines)
+
+
 def table(results: dict[str, Any]) -> str:
     ep = results["episodes"]
     cold, warm, inproc = ep["cold"], ep["warm"], ep["in_process"]
-    col, syn = results["collect"], results["synthesize"]
-    p = results["prefect"].result if isinstance(results["prefect"], Child) else results["prefect"]
+    col, syn = results.get("collect", {"skipped": True}), results.get("synthesize", {"skipped": True})
+    p = results.get("prefect", {"skipped": True})
+    p = p.result if isinstance(p, Child) else p
     nc, nw = len(cold), len(warm)
     rows: list[tuple[str, str, str, str]] = []
 
@@ -271,49 +343,53 @@ def table(results: dict[str, Any]) -> str:
     if "error" in p:
         row("Prefect costs and summarize", "n/a", "", p["error"])
         p = {}
-    row("import prefect", fmt(p.get("import_prefect_s")), "1")
-    row("process start → first task, fresh Prefect home", fmt(p.get("process_to_first_task_s")), "1",
-        f"flow call → first task {fmt(p.get('flow_call_to_first_task_s'))}")
-    row("trivial flow (1 task), API up", fmt(p.get("trivial_flow_api_up_s")), "3", "median")
-    tasks = f"{p.get('tasks')} tasks"
-    row("Prefect overhead per task, no cache", fmt(p.get("task_overhead_no_cache_ms"), "ms"), tasks,
-        "(time in flow − plain calls) / N")
-    row("… stage cache policy, computing + persisting",
-        fmt(p.get("task_overhead_stage_cache_computing_ms"), "ms"), tasks,
-        "INPUTS + TASK_SOURCE, persist_result")
-    row("… stage cache policy, cache hit", fmt(p.get("task_overhead_stage_cache_hit_ms"), "ms"), tasks,
-        "the second flow over the same inputs")
-
-    if "error" in col:
-        row("collect: concurrent vs one at a time", "n/a", "", col["error"])
-    else:
-        row("collect: concurrent vs one at a time", f"{col['speedup']:.2f}×", f"{col['repeats']} each",
-            f"{fmt(col['concurrent_s'])} vs {fmt(col['one_at_a_time_s'])}; {col['feeds']} feeds × "
-            f"{col['items_per_feed']} items, {col['pages']} pages, {col['latency_s'] * 1000:.0f} ms latency, "
-            f"concurrency {col['concurrency']}")
-    if "error" in syn:
-        row("synthesize benchmark", "n/a", "", syn["error"])
-    else:
-        one, two = syn.get("openjtalk_rtf_1w"), syn.get("openjtalk_rtf_2w")
-        row("synthesize: OpenJTalk 2 workers vs 1", ratio(two, one), "1 each",
-            f"real-time factor {one}× vs {two}× ({syn.get('utterances')} utterances, "
-            f"{syn.get('episode_duration_s')} s of audio)")
-        row("synthesize: assembly + mastering + encode", fmt(syn.get("post_tts_s_median")),
-            f"{syn.get('_kwargs', {}).get('mastering_runs', '?')}",
-            f"{syn.get('post_tts_fraction_of_audio', 0) * 100:.2f} % of the audio's length")
-        for key in sorted(k for k in syn if k.startswith("voicevox_c") and k.endswith("_efficiency")):
-            conc = key.removeprefix("voicevox_c").removesuffix("_efficiency")
-            row(f"synthesize: VOICEVOX fake 300 ms, concurrency {conc}",
-                fmt(syn.get(f"voicevox_c{conc}_wall_s")), "1",
-                f"ideal {fmt(syn.get(f'voicevox_c{conc}_ideal_s'))}, efficiency {syn[key]:.2f}")
-    row("summarize (offline writer): mapped vs one at a time",
-        ratio(p.get("summarize_offline_one_at_a_time_s"), p.get("summarize_offline_mapped_s")), "1 each",
-        f"{fmt(p.get('summarize_offline_mapped_s'))} vs {fmt(p.get('summarize_offline_one_at_a_time_s'))}, "
-        f"{p.get('summarize_articles')} picks; CPU-only work, so it is task overhead")
-    row(f"summarize (LLM fake, {(p.get('llm_latency_s') or 0) * 1000:.0f} ms): mapped vs one at a time",
-        ratio(p.get("summarize_llm_one_at_a_time_s"), p.get("summarize_llm_mapped_s")), "1 each",
-        f"{fmt(p.get('summarize_llm_mapped_s'))} vs {fmt(p.get('summarize_llm_one_at_a_time_s'))}, "
-        "OpenAI protocol over loopback")
+    if not p.get("skipped"):
+        row("import prefect", fmt(p.get("import_prefect_s")), "1")
+        row("process start → first task, fresh Prefect home", fmt(p.get("process_to_first_task_s")), "1",
+            f"flow call → first task {fmt(p.get('flow_call_to_first_task_s'))}")
+        row("trivial flow (1 task), API up", fmt(p.get("trivial_flow_api_up_s")), "3", "median")
+        tasks = f"{p.get('tasks')} tasks"
+        row("Prefect overhead per task, no cache", fmt(p.get("task_overhead_no_cache_ms"), "ms"), tasks,
+            "(time in flow − plain calls) / N")
+        row("… stage cache policy, computing + persisting",
+            fmt(p.get("task_overhead_stage_cache_computing_ms"), "ms"), tasks,
+            "INPUTS + TASK_SOURCE, persist_result")
+        row("… stage cache policy, cache hit", fmt(p.get("task_overhead_stage_cache_hit_ms"), "ms"), tasks,
+            "the second flow over the same inputs")
+    if not col.get("skipped") and not syn.get("skipped"):
+        if "error" in col:
+            row("collect: concurrent vs one at a time", "n/a", "", col["error"])
+        else:
+            row("collect: concurrent vs one at a time", f"{col['speedup']:.2f}×", f"{col['repeats']} each",
+                f"{fmt(col['concurrent_s'])} vs {fmt(col['one_at_a_time_s'])}; {col['feeds']} feeds × "
+                f"{col['items_per_feed']} items, {col['pages']} pages, {col['latency_s'] * 1000:.0f} ms "
+                f"latency, "
+                f"concurrency {col['concurrency']}")
+        if "error" in syn:
+            row("synthesize benchmark", "n/a", "", syn["error"])
+        else:
+            one, two = syn.get("openjtalk_rtf_1w"), syn.get("openjtalk_rtf_2w")
+            row("synthesize: OpenJTalk 2 workers vs 1", ratio(two, one), "1 each",
+                f"real-time factor {one}× vs {two}× ({syn.get('utterances')} utterances, "
+                f"{syn.get('episode_duration_s')} s of audio)")
+            row("synthesize: assembly + mastering + encode", fmt(syn.get("post_tts_s_median")),
+                f"{syn.get('_kwargs', {}).get('mastering_runs', '?')}",
+                f"{syn.get('post_tts_fraction_of_audio', 0) * 100:.2f} % of the audio's length")
+            for key in sorted(k for k in syn if k.startswith("voicevox_c") and k.endswith("_efficiency")):
+                conc = key.removeprefix("voicevox_c").removesuffix("_efficiency")
+                row(f"synthesize: VOICEVOX fake 300 ms, concurrency {conc}",
+                    fmt(syn.get(f"voicevox_c{conc}_wall_s")), "1",
+                    f"ideal {fmt(syn.get(f'voicevox_c{conc}_ideal_s'))}, efficiency {syn[key]:.2f}")
+    if not p.get("skipped"):
+        row("summarize (offline writer): mapped vs one at a time",
+            ratio(p.get("summarize_offline_one_at_a_time_s"), p.get("summarize_offline_mapped_s")), "1 each",
+            f"{fmt(p.get('summarize_offline_mapped_s'))} vs "
+            f"{fmt(p.get('summarize_offline_one_at_a_time_s'))}, "
+            f"{p.get('summarize_articles')} picks; CPU-only work, so it is task overhead")
+        row(f"summarize (LLM fake, {(p.get('llm_latency_s') or 0) * 1000:.0f} ms): mapped vs one at a time",
+            ratio(p.get("summarize_llm_one_at_a_time_s"), p.get("summarize_llm_mapped_s")), "1 each",
+            f"{fmt(p.get('summarize_llm_mapped_s'))} vs {fmt(p.get('summarize_llm_one_at_a_time_s'))}, "
+            "OpenAI protocol over loopback")
     row("load average (1/5/15 min), start → end", f"{results['load_start']} → {results['load_end']}", "",
         "2 cores: above 2 means others compete")
     row("whole suite", fmt(results["total_s"], "s", 0), "", results["mode"])
@@ -355,7 +431,8 @@ Where the suite's time went: {steps}.
 
 ## How to run
 
-    uv run python benchmarks/run.py            # the suite; rewrites this file
+    uv run python benchmarks/run.py            # issue 14's figures (about 3-5 min); rewrites this file
+    uv run python benchmarks/run.py --thorough # and the older stage figures
     uv run python benchmarks/run.py --quick    # fewer repeats, smaller sizes
     uv run python benchmarks/run.py --cold 2 --warm 5 --no-write --json /tmp/bench.json
 
@@ -364,6 +441,17 @@ for the 2 cores). Progress goes to stderr; the table to stdout. Nothing asserts 
 
 ## What the numbers mean
 
+- **issue 14 figures** (the first table), each from this one run: **warm / cold** is the warm episode
+  process's wall time over the cold one's; **audio work / audio length** is assembly + mastering + MP3
+  encode + tags + check of a generated episode whose utterances are cached (`bench_audio.run_work`; the
+  CPU share, process + ffmpeg, is steadier than wall time on a loaded machine); **peak memory** is the cold
+  episode process's `ru_maxrss`; **slow-feed / fast-feed collect** runs collect through the Prefect
+  fetch-feed tasks (with their retries) on fast loopback feeds, alone and beside one server that accepts
+  the connection and never answers, and gives the extra time in fetch timeouts; **dedup** is
+  `merge_same_stories` over 20,000 generated items (`bench_dedup`); **VOICEVOX efficiency** is
+  (utterances × 300 ms / concurrency) over the wall time against the loopback fake, and beside it the same
+  against the fake engine's own time per utterance (the delay plus the CPU it spends making the query and
+  the WAV, measured inside it), which is what the engine's concurrency can deliver.
 - **episode, cold**: `flows.daily_episode` on the bundled sample day (loopback feeds and pages, offline
   writer, OpenJTalk, local store) in a new process with a fresh `ZUNDACAST_HOME` and a fresh `PREFECT_HOME`
   (database migrations, empty result storage and utterance cache): what a first `zundacast demo` costs.
@@ -411,11 +499,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zundacast-bench-") as tmp:
         scratch = Path(tmp)
         steps: list[tuple[str, Callable[[], Any]]] = [
-            ("prefect", lambda: prefect_costs(sizes, scratch)),
             ("episodes", lambda: episodes(sizes, scratch)),
-            ("collect", lambda: stage_benchmark("benchmarks.bench_collect", sizes.collect, scratch)),
-            ("synthesize", lambda: stage_benchmark("benchmarks.bench_synthesize", sizes.synthesize, scratch)),
+            ("collect_deadline", lambda: stage_benchmark("benchmarks.bench_collect", {}, scratch,
+                                                         "run_deadline")),
+            ("voicevox", lambda: stage_benchmark("benchmarks.bench_synthesize", {}, scratch, "run_voicevox")),
+            ("dedup", lambda: stage_benchmark("benchmarks.bench_dedup", DEDUP, scratch)),
+            ("audio_work", lambda: stage_benchmark("benchmarks.bench_audio", {}, scratch, "run_work")),
         ]
+        if sizes.stages:  # the older stage figures: --thorough
+            steps += [
+                ("prefect", lambda: prefect_costs(sizes, scratch)),
+                ("collect", lambda: stage_benchmark("benchmarks.bench_collect", sizes.collect, scratch)),
+                ("synthesize", lambda: stage_benchmark("benchmarks.bench_synthesize", sizes.synthesize,
+                                                       scratch)),
+            ]
         results["step_s"] = {}
         for name, step in steps:
             step_started = time.time()
@@ -432,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     results["total_s"] = time.time() - suite_started
     print(f"load average at end: {results['load_end']}", file=sys.stderr)
 
-    the_table = table(results)
+    the_table = issue14_table(results) + "\n\n## Everything measured\n\n" + table(results)
     print(the_table)
     if not args.no_write:
         (ROOT / "BENCHMARKS.md").write_text(markdown(results, the_table), encoding="utf-8")

@@ -2,7 +2,11 @@
 
 1. Every feed is fetched concurrently (`zundacast.web.fetch`: SSRF guard, timeouts, size cap) and
    parsed by feedparser (RSS 2.0, RSS 1.0/RDF with `hatena:bookmarkcount`, Atom). A feed that fails,
-   times out, is malformed or empty is logged, recorded in `feed_errors` and skipped.
+   times out, is malformed or empty is logged, recorded in `feed_errors` and skipped. The feeds share
+   one deadline (`collect.deadline_s`, default twice `timeout_s`): a feed not in by then is recorded
+   as failed ("no answer within the collect deadline") and the episode is made from the rest; a failed
+   fetch is retried only when the retry (backoff plus one full timeout) fits before the deadline, so a
+   feed that never answers costs one timeout, not three plus the backoff.
 2. Items are kept when published inside the day's window (`schedule.window_hours` before
    `schedule.cutoff` on the episode's date, in the show's timezone). Undated items count from when
    collection first saw them (remembered in `<home>/seen/<show>.json`); a run that starts up to
@@ -38,9 +42,12 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +67,25 @@ from zundacast.show import CollectConfig, Environment, FeedConfig, Show
 from zundacast.stage import retry_unless_permanent, stage_options
 from zundacast.storage import Store, open_store
 from zundacast.stories import canonical_url, merge_same_stories
-from zundacast.web import HTML_TYPES, FetchError, fetch
+from zundacast.web import HTML_TYPES, FetchError, FetchTimeout, fetch
 
 LATE_GRACE = dt.timedelta(hours=6)  # undated items first seen this long after the cutoff still count
 SEEN_KEEP = dt.timedelta(days=30)  # first-seen memory is pruned after this
 FEED_MAX_BYTES = 5_000_000  # a feed larger than this is cut (and most likely malformed at the cut)
 SUMMARY_CHARS = 1000
 UNREADABLE_SAMPLE_CHARS = 2000  # of an unreadable page's text, kept in the snapshot for the record
+RETRY_DELAYS_S = tuple(backoff_delays(1.0, 2))  # fetch-feed's backoff before its 2nd and 3rd attempts
+RETRY_JITTER = 0.5  # Prefect stretches each delay by up to this share
 
 log = logging.getLogger(__name__)
 
 
 class MalformedFeed(PermanentError):
     """The feed's XML could not be parsed into any item."""
+
+
+class OutOfTime(PermanentError):
+    """A feed failure that would heal with a retry, but the retry would not finish before the deadline."""
 
 
 class FeedResult(BaseModel):
@@ -84,14 +97,33 @@ class FeedResult(BaseModel):
 
 
 FeedReader = Callable[[list[FeedConfig], CollectConfig], list[FeedResult]]
+# Waits on the feeds' futures for at most the given seconds (tests inject one that waits on events).
+FeedWaiter = Callable[[list[Future], float], object]
+
+
+def deadline_s(config: CollectConfig) -> float:
+    """Seconds the feeds get, all together: `collect.deadline_s`, else twice the fetch timeout (and at
+    least one timeout plus the retry backoff, so a feed that fails at once can still be retried)."""
+    if config.deadline_s is not None:
+        return config.deadline_s
+    return max(2 * config.timeout_s, config.timeout_s + sum(RETRY_DELAYS_S) * (1 + RETRY_JITTER))
+
+
+def late_error(config: CollectConfig) -> str:
+    return f"no answer within the collect deadline of {deadline_s(config):g} s"
 
 
 # ---- feeds -------------------------------------------------------------------------------------------
 
-def read_feed(feed: FeedConfig, config: CollectConfig) -> list[Candidate]:
-    """Fetch and parse one feed into candidates (canonical URLs, plain-text summaries); raises on failure."""
-    result = fetch(feed.url, timeout_s=config.timeout_s, max_bytes=FEED_MAX_BYTES,
-                   allow_hosts=config.allow_hosts, accept=None, user_agent=config.user_agent)
+def read_feed(feed: FeedConfig, config: CollectConfig, time_left_s: float | None = None) -> list[Candidate]:
+    """Fetch and parse one feed into candidates (canonical URLs, plain-text summaries); raises on failure.
+
+    `time_left_s` caps the whole fetch (the collect deadline); each connect and read is still bounded by
+    `timeout_s`."""
+    total = 3 * config.timeout_s if time_left_s is None else max(0.01, min(3 * config.timeout_s, time_left_s))
+    result = fetch(feed.url, timeout_s=min(config.timeout_s, total), max_bytes=FEED_MAX_BYTES,
+                   allow_hosts=config.allow_hosts, accept=None, user_agent=config.user_agent,
+                   total_timeout_s=total)
     return parse_feed(result.content, feed, content_type=result.content_type)
 
 
@@ -142,36 +174,93 @@ def _plain_text(entry: Any) -> str:
     return " ".join(raw.split())[:SUMMARY_CHARS]
 
 
-def read_feeds_in_threads(feeds: list[FeedConfig], config: CollectConfig) -> list[FeedResult]:
-    """Every feed at once (`collect.concurrency` at a time), one result per feed, in the show's order."""
+def read_feeds_in_threads(feeds: list[FeedConfig], config: CollectConfig,
+                          wait: FeedWaiter = wait_for_futures) -> list[FeedResult]:
+    """Every feed at once (`collect.concurrency` at a time), one result per feed, in the show's order;
+    a feed not in by the deadline is a failed feed (its thread is left to its own timeouts)."""
+    ends_at = time.monotonic() + deadline_s(config)
 
     def one(feed: FeedConfig) -> FeedResult:
+        left = ends_at - time.monotonic()
         try:
-            return FeedResult(feed=feed.name, items=read_feed(feed, config))
+            return FeedResult(feed=feed.name, items=read_feed(feed, config, left))
+        except FetchTimeout as exc:  # cut short by the deadline rather than by the feed's own timeout: late
+            why = late_error(config) if left < config.timeout_s else _why(exc)
+            return FeedResult(feed=feed.name, error=why)
         except Exception as exc:  # one bad feed never fails the run
             return FeedResult(feed=feed.name, error=_why(exc))
 
-    with ThreadPoolExecutor(max_workers=min(config.concurrency, max(len(feeds), 1))) as pool:
-        return list(pool.map(one, feeds))
+    pool = ThreadPoolExecutor(max_workers=min(config.concurrency, max(len(feeds), 1)),
+                              thread_name_prefix="feed")
+    try:
+        futures = [pool.submit(one, feed) for feed in feeds]
+        wait(futures, max(0.0, ends_at - time.monotonic()))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # never wait for a late feed
+    return [future.result() if future.done() and not future.cancelled()
+            else FeedResult(feed=feed.name, error=late_error(config))
+            for feed, future in zip(feeds, futures, strict=True)]
 
 
-@task(name="fetch-feed", retries=2, retry_delay_seconds=backoff_delays(1.0, 2),
-      retry_jitter_factor=0.5, retry_condition_fn=retry_unless_permanent, cache_policy=NONE,
+@task(name="fetch-feed", retries=len(RETRY_DELAYS_S), retry_delay_seconds=list(RETRY_DELAYS_S),
+      retry_jitter_factor=RETRY_JITTER, retry_condition_fn=retry_unless_permanent, cache_policy=NONE,
       persist_result=False, task_run_name="fetch-feed-{feed.name}")
-def fetch_feed(feed: FeedConfig, config: CollectConfig) -> list[Candidate]:
-    """Prefect task: one feed, retried with backoff unless the failure is permanent."""
-    return read_feed(feed, config)
+def fetch_feed(feed: FeedConfig, config: CollectConfig, budget_s: float | None = None,
+               run_key: str = "") -> list[Candidate]:
+    """Prefect task: one feed, retried with backoff unless the failure is permanent or the retry would
+    not finish within `budget_s` of the task's first attempt (the collect deadline; counted from the
+    task's own start, so time spent waiting for the orchestrator is not the feed's)."""
+    if budget_s is None:
+        return read_feed(feed, config)
+    with _started_lock:
+        first_started = _started.setdefault((run_key, feed.name), time.time()) if run_key else time.time()
+    ends_at = first_started + budget_s
+    left = ends_at - time.time()
+    if left <= 0:
+        raise OutOfTime(f"{feed.url}: {late_error(config)}")
+    try:
+        return read_feed(feed, config, left)
+    except FetchError as exc:
+        if isinstance(exc, PermanentError):
+            raise
+        if isinstance(exc, FetchTimeout) and left < config.timeout_s:  # the deadline cut it short
+            raise OutOfTime(f"{feed.url}: {late_error(config)}") from exc
+        attempt = _attempt()
+        if attempt > len(RETRY_DELAYS_S):
+            raise
+        retry_ends = time.time() + RETRY_DELAYS_S[attempt - 1] * (1 + RETRY_JITTER) + config.timeout_s
+        if retry_ends > ends_at:  # a retry could only end at the deadline: the failure stands
+            raise OutOfTime(f"{exc} (not retried: another attempt would not finish within the collect "
+                            f"deadline of {budget_s:g} s)") from exc
+        raise
+
+
+_started: dict[tuple[str, str], float] = {}  # (collect run, feed) -> first attempt's start (retries share it)
+_started_lock = threading.Lock()
+
+
+def _attempt() -> int:
+    """Which attempt of the running task this is (1 for the first)."""
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return max(1, context.task_run.run_count) if context and context.task_run else 1
 
 
 def read_feeds_as_tasks(feeds: list[FeedConfig], config: CollectConfig) -> list[FeedResult]:
-    """One `fetch_feed` task run per feed, submitted together; a failed run becomes a feed error."""
-    futures = [fetch_feed.submit(feed, config) for feed in feeds]
+    """One `fetch_feed` task run per feed, submitted together; a failed run becomes a feed error. Each
+    run ends within the collect deadline of its own start (see `fetch_feed`)."""
+    run_key = uuid.uuid4().hex
+    futures = [fetch_feed.submit(feed, config, deadline_s(config), run_key) for feed in feeds]
     results = []
     for feed, future in zip(feeds, futures, strict=True):
         try:
             results.append(FeedResult(feed=feed.name, items=future.result()))
         except Exception as exc:
             results.append(FeedResult(feed=feed.name, error=_why(exc)))
+    with _started_lock:
+        for feed in feeds:
+            _started.pop((run_key, feed.name), None)
     return results
 
 

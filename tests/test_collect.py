@@ -17,7 +17,7 @@ from zundacast import readability
 from zundacast.errors import NotEnoughCandidates
 from zundacast.extraction import clean_text
 from zundacast.models import Candidate, CandidateSnapshot
-from zundacast.show import Show, parse_show
+from zundacast.show import CollectConfig, Show, parse_show
 from zundacast.storage import open_store
 from zundacast.stories import normalize_title
 
@@ -508,3 +508,103 @@ def test_clean_text_drops_boilerplate_lines_and_keeps_prose_that_looks_like_them
     # a heading is kept as its own finished sentence, never glued to the paragraph after it
     assert clean_text("料金と提供地域\n料金は1時間あたり1,280円からだ。").splitlines() == [
         "料金と提供地域。", "料金は1時間あたり1,280円からだ。"]
+
+
+# ---- the collect deadline (issue 14) -----------------------------------------------------------------
+
+class SilentServer:
+    """A loopback server that accepts every connection and never sends a byte; `accepted` is set at the
+    first connection. Leaving the `with` closes the connections, so a client still waiting ends at once."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted = threading.Event()
+        self.connections: list[Any] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.connections.append(connection)
+            self.accepted.set()
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_feed_that_never_answers_is_a_failed_feed_at_the_deadline_and_the_rest_make_the_episode(
+        site: FakeSite) -> None:
+    from concurrent.futures import wait
+    from functools import partial
+
+    from tasks.collect import read_feeds_in_threads
+
+    for i in range(3):
+        site.route(f"/a/{i}", page(f"AI記事{i}"))
+        site.route(f"/fast{i}.xml", rss2([Item(f"AI記事{i}", site.url(f"/a/{i}"), IN_WINDOW)]),
+                   content_type="application/rss+xml")
+    with SilentServer() as silent:
+        # the timeout alone would hold collect for a minute; the deadline is the test's event: it passes
+        # once the silent server holds the connection and the fast feeds are in
+        show = make_show([{"name": f"Fast{i}", "url": site.url(f"/fast{i}.xml")} for i in range(3)]
+                         + [{"name": "Silent", "url": f"http://{silent.host}/feed.xml"}],
+                         allow=[site.host, silent.host], timeout_s=60, deadline_s=120)
+        waited: list[float] = []
+
+        def until_the_fast_feeds_are_in(futures: list[Any], seconds: float) -> None:
+            waited.append(seconds)
+            assert silent.accepted.wait(30)
+            wait(futures[:3])  # the fast feeds, in the show's order
+
+        reader = partial(read_feeds_in_threads, wait=until_the_fast_feeds_are_in)
+        snapshot = collect_candidates(show, DAY, now=NOW, read_feeds=reader)
+
+    assert 0 < waited[0] <= 120  # waited for at most the configured deadline
+    assert snapshot.feed_errors == {"Silent": "no answer within the collect deadline of 120 s"}
+    assert {c.title for c in snapshot.candidates} == {"AI記事0", "AI記事1", "AI記事2"}
+    assert all(c.text for c in snapshot.candidates)
+
+
+def test_the_deadline_ends_the_wait_for_a_silent_feed_long_before_its_timeout() -> None:
+    from tasks.collect import deadline_s, read_feeds_in_threads
+
+    with SilentServer() as silent:
+        show = make_show([{"name": "Silent", "url": f"http://{silent.host}/feed.xml"}], allow=[silent.host],
+                         timeout_s=120, deadline_s=0.2)
+        results = read_feeds_in_threads(show.feeds, show.collect)  # pytest-timeout bounds this call
+    late = "no answer within the collect deadline of 0.2 s"
+    assert [(r.feed, r.error) for r in results] == [("Silent", late)]
+    assert deadline_s(CollectConfig(timeout_s=10)) == 20  # the default: twice the timeout
+
+
+def test_a_retry_that_cannot_finish_before_the_deadline_is_not_made(site: FakeSite) -> None:
+
+    from tasks.collect import OutOfTime, fetch_feed
+    from zundacast.stage import is_permanent
+    from zundacast.web import HTTPStatusFailure
+
+    site.route("/down.xml", "down", status=503)
+    show = make_show([{"name": "Down", "url": site.url("/down.xml")}], allow=[site.host], timeout_s=60)
+    feed, config = show.feeds[0], show.collect
+    with pytest.raises(HTTPStatusFailure) as room:  # a retry (backoff + 60 s) fits: Prefect may retry
+        fetch_feed.fn(feed, config, 1000)
+    assert not is_permanent(room.value)
+    with pytest.raises(OutOfTime, match=r"HTTP 503.*not retried.*collect deadline of 30 s") as no_room:
+        fetch_feed.fn(feed, config, 30)  # 30 s left cannot hold another 60 s attempt
+    assert is_permanent(no_room.value)
+    with pytest.raises(OutOfTime, match="no answer within the collect deadline"):
+        fetch_feed.fn(feed, config, 0)  # an attempt that starts at the deadline stops there
+    assert site.hits("/down.xml") == 2

@@ -429,3 +429,63 @@ def test_voicevox_error_bodies_are_read_as_the_engine_writes_them() -> None:
     assert said == "body.speedScale: Field required; query.speaker: Input should be a valid integer"
     assert _engine_says(httpx.Response(404, json={"detail": "Not Found"})) == "Not Found"
     assert _engine_says(httpx.Response(500, text="Internal Server Error")) == "Internal Server Error"
+
+
+# --- issue 14: pipelined VOICEVOX utterances, one shared OpenJTalk front end ------------------------------
+
+def test_voicevox_utterances_are_pipelined_with_decoding_off_the_request_threads(tmp_path: Path) -> None:
+    from zundacast.audio.utterances import Utterance, load_utterance, synthesize_to_cache
+
+    texts = [f"ずんだもんは{n}個のニュースを読むのだ。" for n in range(12)]
+    utterances = [Utterance(section=0, sentence=n, speech=text, text=text) for n, text in enumerate(texts)]
+    with fake_voicevox() as fake:
+        voice = VoicevoxVoice(VoicevoxConfig(), url=fake.url, concurrency=3)
+        threads: dict[str, set[str]] = {"render": set(), "decode": set()}
+        render, decode = voice.render, voice.decode
+
+        def recorded(step: str, call: Any) -> Any:
+            def wrapper(*args: Any) -> Any:
+                threads[step].add(threading.current_thread().name)
+                return call(*args)
+            return wrapper
+
+        voice.render, voice.decode = recorded("render", render), recorded("decode", decode)  # type: ignore[method-assign]
+        paths, synthesized = synthesize_to_cache(voice, utterances, tmp_path / "tts")
+        one_by_one = [voice.synthesize(text) for text in texts[:2]]  # the unpipelined path, for comparison
+        voice.close()
+
+    assert synthesized == len(texts) and sorted(fake.synthesized_texts()[:len(texts)]) == sorted(texts)
+    assert all(name.startswith("tts-store") for name in threads["decode"] - {threading.current_thread().name})
+    assert threads["render"] and not any(name.startswith("tts-store") for name in threads["render"])
+    assert len({name for name in threads["render"] if name.startswith("tts_")}) <= 3  # `concurrency` requests
+    for pcm, path in zip(one_by_one, paths[:2], strict=True):  # the cache holds what synthesize says
+        cached = load_utterance(path)
+        assert cached.sample_rate == pcm.sample_rate and len(cached.samples) == len(pcm.samples)
+        np.testing.assert_allclose(cached.samples, pcm.samples, atol=1e-3)
+
+
+def test_openjtalk_worker_threads_share_one_front_end_and_keep_their_own_engines() -> None:
+    """A second front end would page in another copy of the ~100 MB dictionary; the HTS engines stay per
+    thread so that both cores synthesize."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zundacast.voices.openjtalk import load_pyopenjtalk
+
+    pyopenjtalk = load_pyopenjtalk()
+    pyopenjtalk.run_frontend("今日は晴れなのだ。")  # the offline writer's use: loads the global front end
+    front_end = pyopenjtalk._global_jtalk._instance
+    voice = OpenJTalkVoice(concurrency=2)
+    engines: list[Any] = []
+
+    def speak(text: str) -> int:
+        engines.append(voice._engine())
+        return len(voice.synthesize(text).samples)
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with ThreadPoolExecutor(2) as pool:
+        assert all(list(pool.map(speak, [f"{n}番目の文なのだ。" for n in range(6)])))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert pyopenjtalk._global_jtalk._instance is front_end  # no other front end was made for the pool
+    assert 1 <= len({id(engine) for engine in engines}) <= 2  # one engine per worker thread
+    assert grown_mb < 60  # far less than another dictionary (~100 MB)

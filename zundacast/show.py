@@ -131,6 +131,9 @@ class CollectConfig(_Strict):
     max_pages: int = Field(12, ge=1, le=200)  # full-text extractions per run
     concurrency: int = Field(8, ge=1, le=64)
     timeout_s: float = Field(10, gt=0, le=300)
+    # feeds not in this long after collect starts are skipped as failed (None: twice timeout_s, and
+    # at least timeout_s plus the retry backoff); retries happen only if they fit before it
+    deadline_s: float | None = Field(None, gt=0, le=3600)
     max_bytes: int = Field(3_000_000, gt=0, le=100_000_000)
     min_text_chars: int = Field(120, ge=0, le=100_000)  # a floor; zundacast.readability judges the rest
     min_candidates: int = Field(3, ge=1, le=100)

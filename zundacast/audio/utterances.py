@@ -20,8 +20,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -31,6 +32,7 @@ from zundacast.models import Script
 from zundacast.voices import PCM, PermanentVoiceError, Voice, VoiceError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CACHE_MAX_AGE_DAYS = 30  # cached utterances unused for this long are deleted after a run
 _SPEAKABLE = re.compile(r"\w")  # kana, kanji, digits: something the engines can say
@@ -151,18 +153,25 @@ def prune_cache(root: Path, max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
     return removed
 
 
+def _checked(voice: Voice, pcm: PCM) -> PCM:
+    samples = np.asarray(pcm.samples, dtype=np.float32).reshape(-1)
+    if samples.size == 0 or not np.all(np.isfinite(samples)):
+        raise VoiceError(f"{voice.name} returned empty or invalid audio")
+    return PCM(samples=np.clip(samples, -1.0, 1.0), sample_rate=pcm.sample_rate)
+
+
 def _with_retries(voice: Voice, utterance: Utterance, attempts: int, backoff_s: float,
-                  stop: threading.Event) -> PCM:
+                  stop: threading.Event, call: Callable[[], T] | None = None) -> T:
+    """`call` (default: synthesize and check the utterance) with retries and backoff; the error names the
+    engine and the sentence."""
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
         if stop.is_set():
             raise VoiceError(f"{voice.name}: cancelled after another utterance failed")
         try:
-            pcm = voice.synthesize(utterance.speech)
-            samples = np.asarray(pcm.samples, dtype=np.float32).reshape(-1)
-            if samples.size == 0 or not np.all(np.isfinite(samples)):
-                raise VoiceError(f"{voice.name} returned empty or invalid audio")
-            return PCM(samples=np.clip(samples, -1.0, 1.0), sample_rate=pcm.sample_rate)
+            if call is not None:
+                return call()
+            return _checked(voice, voice.synthesize(utterance.speech))  # type: ignore[return-value]
         except PermanentVoiceError as exc:
             last = exc
             break
@@ -206,32 +215,101 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
             missing[utterance.speech] = utterance
 
     stop = threading.Event()
+    if missing:
+        # Longest first: the last utterance to finish is a short one, so every worker stays busy to the
+        # end (the order of the results does not depend on it).
+        ordered = sorted(missing.values(), key=lambda u: len(u.speech), reverse=True)
+        if _can_pipeline(voice):
+            _pipelined(voice, ordered, paths, attempts, backoff_s, stop, on_progress)
+        else:
+            _in_workers(voice, ordered, paths, attempts, backoff_s, stop, on_progress)
+    return [paths[u.speech] for u in utterances], len(missing)
+
+
+def _can_pipeline(voice: Voice) -> bool:
+    """An engine over HTTP whose request and decoding are separate steps (VOICEVOX)."""
+    return all(callable(getattr(voice, name, None)) for name in ("audio_query", "render", "decode"))
+
+
+def _drain(pending: set[Future], stop: threading.Event, count: Callable[[Future], int],
+           on_progress: Callable[[int, int], None] | None, total: int) -> None:
+    """Wait for every future (more may be added to `pending` by `count`); the first failure stops the
+    others (they stop retrying, queued ones never start) and is raised."""
+    done_count = 0
+    while pending:
+        done, _ = wait(set(pending), return_when=FIRST_EXCEPTION)
+        for future in done:
+            pending.discard(future)
+            if future.exception() is not None:
+                stop.set()
+                for other in pending:
+                    other.cancel()
+                raise future.exception()  # type: ignore[misc]
+            done_count += count(future)
+        if on_progress and done:
+            on_progress(done_count, total)
+
+
+def _in_workers(voice: Voice, ordered: list[Utterance], paths: dict[str, Path], attempts: int,
+                backoff_s: float, stop: threading.Event,
+                on_progress: Callable[[int, int], None] | None) -> None:
+    """Each of `concurrency` threads synthesizes, checks and stores one utterance at a time (OpenJTalk:
+    the work is CPU, one thread per core)."""
 
     def job(utterance: Utterance) -> None:
-        pcm = _with_retries(voice, utterance, attempts, backoff_s, stop)
+        write_cached(paths[utterance.speech], _with_retries(voice, utterance, attempts, backoff_s, stop))
+
+    with ThreadPoolExecutor(max_workers=max(1, voice.concurrency), thread_name_prefix="tts") as pool:
+        _drain({pool.submit(job, u) for u in ordered}, stop, lambda _: 1, on_progress, len(ordered))
+
+
+def _pipelined(voice: Any, ordered: list[Utterance], paths: dict[str, Path], attempts: int,
+               backoff_s: float, stop: threading.Event,
+               on_progress: Callable[[int, int], None] | None) -> None:
+    """Three stages, so the engine always has `concurrency` syntheses to work on: queries are asked
+    ahead (two threads), `concurrency` threads only wait for /synthesis, and one thread decodes and
+    stores the WAVs. A WAV that does not decode is made again, query and all, with retries."""
+    ahead = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts-query")
+    requests = ThreadPoolExecutor(max_workers=max(1, voice.concurrency), thread_name_prefix="tts")
+    storer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts-store")
+
+    def store(utterance: Utterance, data: bytes) -> None:
+        try:
+            pcm = _checked(voice, voice.decode(utterance.speech, data))
+        except PermanentVoiceError:
+            raise
+        except VoiceError:
+            pcm = _with_retries(voice, utterance, attempts, backoff_s, stop)
         write_cached(paths[utterance.speech], pcm)
 
-    if missing:
-        done_count = 0
-        # Exactly `concurrency` threads: OpenJTalk gives every thread its own front end, whose ~100 MB
-        # dictionary is paged in per instance (an extra storing thread cost more memory than it saved).
-        with ThreadPoolExecutor(max_workers=max(1, voice.concurrency), thread_name_prefix="tts") as pool:
-            # Longest first: the last utterance to finish is a short one, so both workers stay busy
-            # to the end (the order of the results does not depend on it).
-            ordered = sorted(missing.values(), key=lambda u: len(u.speech), reverse=True)
-            pending = {pool.submit(job, u) for u in ordered}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    if future.exception() is not None:
-                        stop.set()  # the others stop retrying; queued ones never start
-                        for other in pending:
-                            other.cancel()
-                        raise future.exception()  # type: ignore[misc]
-                    done_count += 1
-                if on_progress:
-                    on_progress(done_count, len(missing))
-    return [paths[u.speech] for u in utterances], len(missing)
+    def request(utterance: Utterance, query: Future) -> Future:
+        def first_try() -> bytes:  # the query asked ahead; a retry asks again
+            if tries:
+                return voice.render(utterance.speech, voice.audio_query(utterance.speech))
+            tries.append(1)
+            return voice.render(utterance.speech, query.result())
+
+        tries: list[int] = []
+        data = _with_retries(voice, utterance, attempts, backoff_s, stop, first_try)
+        return storer.submit(store, utterance, data)
+
+    def ask(utterance: Utterance) -> dict:
+        return voice.audio_query(utterance.speech)
+
+    def count(future: Future) -> int:
+        result = future.result()
+        if isinstance(result, Future):  # a request done: its storing is what counts
+            pending.add(result)
+            return 0
+        return 1
+
+    try:
+        queries = [ahead.submit(ask, u) for u in ordered]
+        pending = {requests.submit(request, u, q) for u, q in zip(ordered, queries, strict=True)}
+        _drain(pending, stop, count, on_progress, len(ordered))
+    finally:
+        for pool in (ahead, requests, storer):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_utterance(path: Path) -> PCM:

@@ -1,8 +1,12 @@
 """OpenJTalk, in-process (pyopenjtalk-plus): the offline default voice.
 
-Every worker thread gets its own OpenJTalk front end and HTS engine: the
-library's global instances sit behind one lock, so sharing them would
-serialize the pool, while separate instances release the GIL in C.
+Text analysis (MeCab, NJD, labels) uses pyopenjtalk's one global front end, the
+one the offline writer already loaded: a second front end would page in its own
+copy of the ~100 MB dictionary (issue 14: about 100 MB per worker thread). Its
+calls are serialized by the library's lock, and they are the cheap part. The
+expensive part, the HTS engine, is per worker thread: the library's global engine
+is held under a lock for a whole synthesis, while separate engines run side by side
+in C, so both cores stay busy.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from zundacast.voices import PCM, PermanentVoiceError, VoiceError
 _SCALE = 0.5 / 32768.0
 
 
-_local = threading.local()  # per thread, shared by all voices: loading the dictionary takes a while
+_local = threading.local()  # one HTS engine per thread, shared by all voices
 
 
 # pyopenjtalk-plus prints these two lines on stdout when onnxruntime is absent: it would only read 何 as
@@ -70,26 +74,23 @@ class OpenJTalkVoice:
         version = getattr(load_pyopenjtalk(), "__version__", "?")
         return f"openjtalk:{version}:mei_normal:speed={self.config.speed}:half_tone={self.config.half_tone}"
 
-    def _engines(self):
-        if not hasattr(_local, "engines"):
+    def _engine(self):
+        """This thread's HTS engine (the voice model is small; the dictionary is not loaded here)."""
+        if not hasattr(_local, "hts"):
             pyopenjtalk = load_pyopenjtalk()
             from pyopenjtalk.htsengine import HTSEngine
-            from pyopenjtalk.openjtalk import OpenJTalk
 
-            def as_bytes(path: str | bytes) -> bytes:
-                return path if isinstance(path, bytes) else str(path).encode()
-
-            _local.engines = (OpenJTalk(dn_mecab=as_bytes(pyopenjtalk.OPEN_JTALK_DICT_DIR)),
-                                   HTSEngine(as_bytes(pyopenjtalk.DEFAULT_HTS_VOICE)))
-        return _local.engines
+            voice = pyopenjtalk.DEFAULT_HTS_VOICE
+            _local.hts = HTSEngine(voice if isinstance(voice, bytes) else str(voice).encode())
+        return _local.hts
 
     def synthesize(self, text: str) -> PCM:
         if not text.strip():
             raise PermanentVoiceError("openjtalk: nothing to say (empty text)")
         pyopenjtalk = load_pyopenjtalk()
-        jtalk, hts = self._engines()
+        hts = self._engine()
         try:
-            labels = pyopenjtalk.extract_fullcontext(text, jtalk=jtalk)
+            labels = pyopenjtalk.extract_fullcontext(text)  # the shared front end (see the module docstring)
             hts.set_speed(self.config.speed)
             hts.add_half_tone(self.config.half_tone)  # sets (not adds to) the engine's extra half tones
             raw = hts.synthesize(labels)

@@ -3,7 +3,9 @@
 The voice is a style of a speaker, found once by name in the engine's `GET /speakers`
 (`[voice.voicevox] speaker_name = "ずんだもん"`, `style = "ノーマル"`): style ids differ between
 engines and versions. An explicit numeric `speaker` (a style id) skips the lookup.
-Then two calls per utterance, as the engine's API defines them:
+Then two calls per utterance, as the engine's API defines them (`audio_query`, `render`; `decode` makes
+the WAV PCM: `zundacast.audio.utterances` pipelines the three so that `concurrency` syntheses are always
+in flight):
 `POST /audio_query?text=...&speaker=N` returns an AudioQuery (JSON) that we
 adjust with the show's speed/pitch/intonation/volume/pauses, then
 `POST /synthesis?speaker=N` with that query returns a WAV.
@@ -198,13 +200,19 @@ class VoicevoxVoice:
                      postPhonemeLength=c.post_phoneme_length, outputStereo=False)
         return query
 
-    def synthesize(self, text: str) -> PCM:
-        query = self.audio_query(text)
-        response = self._post("/synthesis", text, params={"speaker": self.style_id()}, json=query)
+    def render(self, text: str, query: dict) -> bytes:
+        """`POST /synthesis` with an adjusted AudioQuery: the engine's WAV, not yet decoded."""
+        return self._post("/synthesis", text, params={"speaker": self.style_id()}, json=query).content
+
+    def decode(self, text: str, data: bytes) -> PCM:
+        """The engine's WAV as PCM (done off the request threads when the utterances are pipelined)."""
         try:
-            pcm = decode_wav(response.content)
+            pcm = decode_wav(data)
         except VoiceError as exc:
             raise VoiceError(f"voicevox at {self.url}: /synthesis for 「{text}」: {exc}") from exc
         if pcm.samples.size == 0:
             raise VoiceError(f"voicevox at {self.url}: /synthesis returned no audio for 「{text}」")
         return pcm
+
+    def synthesize(self, text: str) -> PCM:
+        return self.decode(text, self.render(text, self.audio_query(text)))
