@@ -50,6 +50,22 @@ BUILTIN_READINGS: dict[str, str] = _load_readings("terms.tsv")
 _BUILTIN_ENTRIES: tuple[tuple[str, str], ...] = tuple(BUILTIN_READINGS.items())
 # Entries with spaces or symbols are found in the running text; plain words when each token is read, so
 # that "gihyo.jp" or "Kimi-K2" stay one token.
+
+def _load_parts() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """parts.tsv as (prefixes, suffixes, whole words); every part of three letters or more is a word too."""
+    text = resources.files("zundacast").joinpath("readings", "parts.tsv").read_text(encoding="utf-8")
+    tables: dict[str, dict[str, str]] = {"prefix": {}, "suffix": {}, "word": {}}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            part, reading, where = line.split("\t")
+            tables[where][part] = reading
+            if len(part) >= 3:
+                tables["word"][part] = reading
+    return tables["prefix"], tables["suffix"], tables["word"]
+
+
+# Word parts said one fixed way (auto オート, -base ベース, -bot ボット) and loanwords the models misread.
+PART_PREFIXES, PART_SUFFIXES, PART_WORDS = _load_parts()
 _BUILTIN_PHRASES: tuple[tuple[str, str], ...] = tuple(
     (key, value) for key, value in _BUILTIN_ENTRIES if not key.isalnum()
 )
@@ -131,6 +147,11 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     ),
     (re.compile(r"(?<![\d:])(\d{1,2}):(\d{1,2})(?![\d:])"), _time_or_ratio),
     # 512x512 → 512かける512; 2x → 2倍 (OpenJTalk says "x" or nothing)
+    # Mixtral 8x7B → ハチかけナナビー (a mixture of experts' size: eight experts of 7B)
+    (
+        re.compile(r"(?<![\d.])(\d+)[xX×](\d+(?:\.\d+)?)([BMKT])(?![A-Za-z0-9])"),
+        lambda m: f"{number_kana(m[1])}かけ{number_kana(m[2])}{LETTER_NAMES[m[3]]}",
+    ),
     (re.compile(r"(?<=\d) ?[xX×] ?(?=\d)"), "かける"),
     (re.compile(r"(?<![A-Za-z])(\d+(?:\.\d+)?)[xX×](?![A-Za-z0-9])"), r"\1倍"),
     # 1.2.3 → 1テン2テン3 (OpenJTalk stops reading after the second dot)
@@ -138,6 +159,8 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     # v2, v1.0 standing alone → バージョン2
     # (not after a hyphen: DeepSeek-V3 is ブイスリー)
     (re.compile(r"(?<![A-Za-z0-9.\-])[vV](\d+(?:\.\d+)*)(?![A-Za-z0-9])"), r"バージョン\1"),
+    # re:Invent, re:Mix → リインベント (the "re:" of event names is the prefix re-)
+    (re.compile(r"(?<![A-Za-z0-9])[rR]e:(?=[A-Za-z])"), "リ"),
     # .env, .yaml at the start of a name → ドット (inside a name the token reader says it)
     (re.compile(r"(?<![A-Za-z0-9])\.(?=[A-Za-z])"), "ドット"),
     (re.compile(r"\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
@@ -294,6 +317,13 @@ _LONG_E_AS_DIPHTHONG = re.compile(r"([エケセテネヘメレゲゼデベペェ
 _V_ROW = (("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴュ", "ビュ"), ("ヴ", "ブ"))
 
 
+# Words ending in these sounds end in a short ア in Japanese loanwords (エア, ファイア, クリア, ギア);
+# the models write エアー, ファイアー.
+_OPEN_AR_ENDING = re.compile(r"(?:air|ire|ear|eer)$")
+# A daemon's name is its program's name and a d said as a letter: containerd, systemd, journald.
+_DAEMON = re.compile(r"([a-z]{4,}(?:er|em|al))d")
+
+
 @functools.lru_cache(maxsize=1)
 def _c2k() -> Callable[[str], str]:
     import e2k  # imported late: loading the model takes a moment and many callers never need it
@@ -345,6 +375,8 @@ def english_to_katakana(word: str, model: EnglishModel = "combined") -> str:
         return spell_letters(word)
     for written, said in _V_ROW:
         reading = reading.replace(written, said)
+    if _OPEN_AR_ENDING.search(lowered) and reading.endswith("アー"):
+        reading = reading[:-1]  # air, fire, clear: エア, ファイア, クリア as in エアコン, ファイアウォール
     return reading
 
 
@@ -371,8 +403,44 @@ def _read_letter_run(run: str, tables: Tables, model: EnglishModel) -> str:
         elif len(piece) == 1 or piece.isupper() or not _VOWEL.search(piece):  # GPU, the v of IPv6, cs, npm
             readings.append(spell_letters(piece))
         else:
-            readings.append(english_to_katakana(piece, model))
+            readings.append(_read_word(piece, model))
     return "".join(readings)
+
+
+def _read_part_rest(rest: str, capitalized: bool, model: EnglishModel) -> str:
+    known = PART_WORDS.get(rest)
+    if known is not None:
+        return known
+    return english_to_katakana(rest.capitalize() if capitalized else rest, model)
+
+
+def _read_word(word: str, model: EnglishModel) -> str:
+    """One English word: a listed part or loanword, a compound of a listed part and a rest, or the model.
+
+    Compound names are read part by part (Supabase → スーパーベース, Dependabot → ディペンダボット): the
+    models read a glued name as one word and blur the parts (スパベース, ディペンダボト).
+    """
+    lowered = word.lower()
+    known = PART_WORDS.get(lowered)
+    if known is not None:
+        return known
+    if word.islower() and (daemon := _DAEMON.fullmatch(word)):
+        return english_to_katakana(daemon[1], model) + "ディー"
+    capitalized = word[:1].isupper()
+    for prefix in sorted(PART_PREFIXES, key=len, reverse=True):
+        rest = lowered[len(prefix) :]
+        if (
+            lowered.startswith(prefix)
+            and len(rest) >= 3
+            and _VOWEL.search(rest)
+            and (prefix != "re" or rest in PART_WORDS)
+        ):
+            return PART_PREFIXES[prefix] + _read_part_rest(rest, capitalized, model)
+    for suffix in sorted(PART_SUFFIXES, key=len, reverse=True):
+        rest = lowered[: -len(suffix)]
+        if lowered.endswith(suffix) and len(rest) >= 3 and _VOWEL.search(rest):
+            return _read_part_rest(rest, capitalized, model) + PART_SUFFIXES[suffix]
+    return english_to_katakana(word, model)
 
 
 # Stems of file names, where ".js" is said as ドットジェイエス (index.js); elsewhere it ends a library name
