@@ -265,16 +265,24 @@ def test_reading_vocabulary_scores_at_least_98_percent() -> None:
     assert score >= 0.98, f"{len(misses)} misses: {misses}"
 
 
-def test_held_out_names_score_is_reported_and_does_not_regress() -> None:
+@pytest.mark.parametrize(
+    ("name", "floor"),
+    [
+        ("readings_heldout.tsv", 0.925),  # measured 0.945; the rules were tuned against its misses
+        ("readings_heldout2.tsv", 0.78),  # measured 0.800; written first, never looked at while tuning
+    ],
+)
+def test_held_out_names_score_is_reported_and_does_not_regress(name: str, floor: float) -> None:
     """Terms the table was never filled from: how the rules and models do on names not seen before."""
-    rows = _vocabulary(VOCABULARY.with_name("readings_heldout.tsv"))
+    rows = _vocabulary(VOCABULARY.with_name(name))
+    assert len(rows) >= 100
     misses = _misses(rows)
     score = 1 - len(misses) / len(rows)
-    print(f"\nheld-out names: {len(rows) - len(misses)}/{len(rows)} = {score:.3f}")
+    print(f"\nheld-out names ({name}): {len(rows) - len(misses)}/{len(rows)} = {score:.3f}")
     for term, spoken, expected in misses:
         print(f"  miss: {term!r} → {spoken} (expected {expected})")
     assert all(ascii_letters(to_speech(term)) == [] for term, _ in rows)
-    assert score >= 0.85
+    assert score >= floor
 
 
 def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,6 +337,17 @@ def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: 
         ("SageMaker", "セージメーカー"),  # a long a is エー (kanalizer writes メイカー) ...
         ("Tailwind", "テイルウィンド"),  # ... unless the spelling has the diphthong
         ("GPT-4o 3個", "ジーピーティーフォーオー3個"),  # a counter after the number: OpenJTalk reads it
+        # compound names read part by part (zundacast/readings/parts.tsv), the rest by the model
+        ("Supabase", "スーパーベース"),
+        ("AutoGen", "オートジェン"),
+        ("Dependabot", "ディペンダボット"),
+        ("Steam Deck", "スチームデッキ"),
+        ("Remix", "リミックス"),  # re- only before a listed part ...
+        ("Redis", to_speech("Redis")),  # ... so other words starting with re stay whole
+        ("Airflow", "エアフロー"),  # air, fire: a short ア as in エアコン
+        ("containerd", to_speech("container") + "ディー"),  # a daemon: the program's name and a d
+        ("Mixtral 8x7B", "ミクストラルハチかけナナビー"),  # a mixture of experts' size
+        ("re:Invent", "リインベント"),
     ],
 )
 def test_reading_rules_for_unlisted_names(display: str, spoken: str) -> None:

@@ -51,6 +51,7 @@ _BUILTIN_ENTRIES: tuple[tuple[str, str], ...] = tuple(BUILTIN_READINGS.items())
 # Entries with spaces or symbols are found in the running text; plain words when each token is read, so
 # that "gihyo.jp" or "Kimi-K2" stay one token.
 
+
 def _load_parts() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """parts.tsv as (prefixes, suffixes, whole words); every part of three letters or more is a word too."""
     text = resources.files("zundacast").joinpath("readings", "parts.tsv").read_text(encoding="utf-8")
