@@ -369,6 +369,8 @@ def english_to_katakana(word: str, model: EnglishModel = "combined") -> str:
         reading = _kanalizer(lowered)
         if reading and not _DIPHTHONG_SPELLING.search(lowered):
             reading = _LONG_E_AS_DIPHTHONG.sub(r"\1ー", reading)  # Replicate → レプリケート
+        if reading and lowered.endswith("age") and reading.endswith(("ジュ", "ッジ")):
+            reading = _e2k(lowered) or reading  # Image, Storage: イメージ, ストレージ (kanalizer: イマージュ)
         reading = reading or _e2k(lowered)
     else:
         reading = _e2k(lowered) or _kanalizer(lowered)
