@@ -350,6 +350,8 @@ def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: 
         ("re:Invent", "リインベント"),
         ("Image Storage", "イメージストレージ"),  # -age: e2k's loanword, not kanalizer's イマージュ
         ("About Now", "アバウトナウ"),  # common title words both models misread (アブート, ノウ)
+        ("Retool", "リツール"),  # re- before a listed part; tool ツール, not トゥール
+        ("Airtable", "エアテーブル"),
     ],
 )
 def test_reading_rules_for_unlisted_names(display: str, spoken: str) -> None:
