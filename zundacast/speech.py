@@ -504,7 +504,8 @@ def to_speech(
 
     Order: NFKC; drop URLs, markdown and emoji; the show's pronunciation dictionary (wins over all);
     numbers after names (Python 3.13, iOS 18); the built-in readings; numbers and symbols; then each
-    remaining ASCII word by letter names (acronyms), camelCase pieces and the English→katakana model
+    remaining ASCII word by letter names (acronyms), camelCase pieces, word parts (parts.tsv: Supabase →
+    スーパー + ベース) and the English→katakana model
     (`english_model`: kanalizer then e2k, or one of them alone to measure it).
     """
     entries = tuple(sorted((dictionary or {}).items()))
