@@ -109,7 +109,7 @@ def test_served_deployment_renders_a_past_date_triggered_through_the_api(
                                   encoding="utf-8", errors="replace")
         try:
             # Prefect prints this once the deployment is registered with the API
-            said(server, tmp_path / "serve.log", "is being served").wait()
+            said(server, tmp_path / "serve.log", "being served").wait()  # "is" (one) or "are" (several)
             assert server.poll() is None, (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
             with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
                 flow_run = run_deployment(f"daily-episode/{show.show.id}-daily",

@@ -69,6 +69,9 @@ def show_file(folder: Path, feeds_base: str, allowed: list[str]) -> Path:
     text = text[: text.index("\n[[feeds]]") + 1]
     assert "\npicks = 3\n" in text
     text = text.replace("\npicks = 3\n", "\npicks = 1\n", 1)  # about the lock, not length: one pick
+    # the feeds wait behind the gate until the served run queues for the lock: no fetch timeout meanwhile
+    assert "\ntimeout_s = 10\n" in text
+    text = text.replace("\ntimeout_s = 10\n", "\ntimeout_s = 600\n", 1)
     assert "allow_hosts = []" in text
     text = text.replace("allow_hosts = []", f"allow_hosts = {allowed!r}".replace("'", '"'), 1)
     for name, path, weight in ((sample.TECHNEWS_FEED_NAME, sample.TECHNEWS_FEED_PATH, 1.0),
@@ -153,9 +156,10 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
     assert server.stdout is not None
     served_log = tmp_path / "served.log"
-    registered = threading.Event()  # Prefect prints "is being served" once the deployment is registered
+    # Prefect prints "… is being served" (one deployment) or "… are being served" (several) once registered
+    registered = threading.Event()
     served_reader = follow(server.stdout, served_log, {"⏳ waiting for the run lock": served_waits,
-                                                       "is being served": registered})
+                                                       "being served": registered})
     opener = threading.Thread(target=lambda: (served_waits.wait(), gate.opened.set()),
                               daemon=True)
     opener.start()
