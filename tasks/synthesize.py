@@ -35,6 +35,7 @@ from zundacast.audio import (
 from zundacast.audio.assemble import decode_audio_file
 from zundacast.audio.master import ffmpeg_exe
 from zundacast.errors import PermanentError
+from zundacast.memory import release_free_memory
 from zundacast.models import AudioBundle, Script
 from zundacast.show import AudioConfig, Environment, ShowInfo, VoiceConfig
 from zundacast.stage import stage_options
@@ -81,6 +82,7 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
     paths, synthesized = synthesize_to_cache(voice, utterances, cache_root, attempts=attempts,
                                              backoff_s=backoff_s)
     timings["tts"] = time.perf_counter() - started
+    release_free_memory()  # the TTS threads' freed buffers go back before assembly and mastering allocate
 
     mark = time.perf_counter()
     work_dir.mkdir(parents=True, exist_ok=True)

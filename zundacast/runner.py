@@ -18,6 +18,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.futures import wait
 
+from zundacast.memory import limit_malloc_arenas, release_free_memory
 from zundacast.models import STAGES, StageReport
 
 # stage -> probe taking the stage's own arguments, answering why its cached result cannot be trusted
@@ -38,6 +39,7 @@ class StageRunner:
         self.guard: Callable[[], None] = lambda: None
         self.reports: dict[str, StageReport] = {}
         self.current = ""
+        limit_malloc_arenas()  # before the stages' threads start: each would keep its own arena
 
     def say(self, line: str) -> None:
         get_run_logger().info(line)
@@ -54,6 +56,7 @@ class StageRunner:
         report = StageReport(status="cached" if cached else "computed",
                              seconds=round(time.perf_counter() - started, 3))
         self.reports[name] = report
+        release_free_memory()  # a stage's transient memory (imports, models' work) goes back to the system
         self.say(f"✓ {name}: {report.status} in {report.seconds:.2f} s")
 
     def __call__(self, name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
