@@ -71,7 +71,7 @@ def show_file(folder: Path, feeds_base: str, allowed: list[str]) -> Path:
     text = text.replace("\npicks = 3\n", "\npicks = 1\n", 1)  # about the lock, not length: one pick
     # the feeds wait behind the gate until the served run queues for the lock: no fetch timeout meanwhile
     assert "\ntimeout_s = 10\n" in text
-    text = text.replace("\ntimeout_s = 10\n", "\ntimeout_s = 600\n", 1)
+    text = text.replace("\ntimeout_s = 10\n", "\ntimeout_s = 300\n", 1)
     assert "allow_hosts = []" in text
     text = text.replace("allow_hosts = []", f"allow_hosts = {allowed!r}".replace("'", '"'), 1)
     for name, path, weight in ((sample.TECHNEWS_FEED_NAME, sample.TECHNEWS_FEED_PATH, 1.0),
