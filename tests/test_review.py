@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,7 @@ class FlowProcess:
     """daily_episode in a child process; its output lines are collected as they come."""
 
     def __init__(self, show: Show, store: Path, api_url: str, home: Path) -> None:
+        self.stale = paused_runs(api_url)  # left paused by an earlier test's killed run: not ours
         env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "prefect"),
                "ZUNDACAST_HOME": str(home / "zundacast"), "TEST_SHOW_JSON": show.model_dump_json(),
                "PYTHONUNBUFFERED": "1"}
@@ -112,7 +114,8 @@ def paused_run(tmp_path: Path, api_url: str, **review: Any) -> Iterator[tuple[Fl
                 run.finish(timeout=60)
 
 
-def paused_flow_run_id(api_url: str) -> Any:
+def paused_runs(api_url: str) -> set[Any]:
+    """The ids of the flow runs the server holds as Paused."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
@@ -121,15 +124,26 @@ def paused_flow_run_id(api_url: str) -> Any:
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
-    assert len(runs) == 1, runs
-    return runs[0].id
+    return {run.id for run in runs}
 
 
-def resume(api_url: str, run_input: dict[str, Any]) -> Any:
+def paused_flow_run_id(api_url: str, run: FlowProcess) -> Any:
+    """This process's paused flow run, once the server holds it as Paused (the log line may come first;
+    runs an earlier test left paused are not ours). Polls the server; pytest-timeout bounds the wait."""
+    while True:
+        ours = paused_runs(api_url) - run.stale
+        assert len(ours) <= 1, ours
+        if ours:
+            return next(iter(ours))
+        assert run.process.poll() is None, run.output[-4000:]
+        time.sleep(0.2)  # a polling interval, not a measured time
+
+
+def resume(api_url: str, run: FlowProcess, run_input: dict[str, Any]) -> Any:
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    flow_run_id = paused_flow_run_id(api_url)
+    flow_run_id = paused_flow_run_id(api_url, run)
     with temporary_settings({PREFECT_API_URL: api_url}):
         resume_flow_run(flow_run_id, run_input=run_input)
     return flow_run_id
@@ -153,15 +167,15 @@ def test_a_drop_and_an_edit_from_the_api_are_checked_synthesized_and_recorded(
     with paused_run(tmp_path, api_url, timeout_s=900) as (run, store):
         run.wait_for_pause(1)
         # the article leaves; the next spare is summarized and scripted, and the form comes back
-        resume(api_url, {"editor": "Aoi", "action": "drop", "drop": [1]})
+        resume(api_url, run, {"editor": "Aoi", "action": "drop", "drop": [1]})
         run.wait_for_pause(2)
         assert "dropped article: " in run.output
         # a sentence with a URL breaks a script rule: the form comes back and nothing is synthesized
         with_url = {"article": 1, "sentence": 3, "text": "詳しくは https://example.com なのだ。"}
-        resume(api_url, {"editor": "Aoi", "action": "edit", "edits": [with_url]})
+        resume(api_url, run, {"editor": "Aoi", "action": "edit", "edits": [with_url]})
         run.wait_for_pause(3)
         assert "edits by Aoi not applied" in run.output and "URL" in run.output
-        resume(api_url, {"editor": "Aoi", "action": "edit",
+        resume(api_url, run, {"editor": "Aoi", "action": "edit",
                          "edits": [{"article": 1, "text": new_title},
                                    {"article": 1, "sentence": 3, "text": new_sentence}]})
         assert run.finish() == 0, run.output[-4000:]
@@ -183,7 +197,7 @@ def test_a_drop_and_an_edit_from_the_api_are_checked_synthesized_and_recorded(
 def test_a_rejection_from_the_api_publishes_nothing(tmp_path: Path, api_url: str) -> None:
     with paused_run(tmp_path, api_url, timeout_s=900) as (run, store):
         run.wait_for_pause(1)
-        resume(api_url, {"editor": "Aoi", "action": "reject", "reason": "出典が一つだけなのだ"})
+        resume(api_url, run, {"editor": "Aoi", "action": "reject", "reason": "出典が一つだけなのだ"})
         assert run.finish() != 0
     rejected = (rf"ReviewRejected: review: the episode for {SAMPLE_DATE.isoformat()} was rejected by Aoi: "
                 "出典が一つだけ")
