@@ -101,7 +101,7 @@ def _root_os_error(exc: BaseException) -> OSError | None:
 
 def _places() -> dict[str, str]:
     """Setting -> folder, to say which setting put a failed path where it is."""
-    from zundacast.preflight import prefect_home
+    from zundacast.prefect_api import prefect_home
     from zundacast.show import Environment
 
     places = {"ZUNDACAST_HOME": str(Environment().home.resolve()),

@@ -14,16 +14,13 @@ import tempfile
 from pathlib import Path
 
 from zundacast.errors import EnvironmentProblem, os_error_message
+from zundacast.prefect_api import prefect_home
 from zundacast.storage import StoreError, check_store_url
 
 MB = 1024 * 1024
 PROBE_BYTES = 64 * 1024  # a write this big must succeed: a disk with only a few blocks left fails it
 HOME_MIN_FREE = 64 * MB  # the utterance cache, the work WAVs and the rendered MP3
 PREFECT_MIN_FREE = 16 * MB  # Prefect's SQLite database and persisted results
-
-
-def prefect_home() -> Path:
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
 
 
 def episode_bytes(bitrate_kbps: int, minutes: float = 20) -> int:
