@@ -294,6 +294,21 @@ def test_voicevox_says_each_line_in_its_speakers_style(monkeypatch: pytest.Monke
         1 for section in script.sections for s in section.sentences if s.speaker == METAN)
 
 
+def test_an_unknown_style_for_her_names_her_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zundacast.voices import PermanentVoiceError
+
+    cohost = CohostConfig(name=METAN, voicevox={"style": "ハイテンション"})  # type: ignore[arg-type]
+    with fake_voicevox() as fake:
+        monkeypatch.setenv("VOICEVOX_URL", fake.url)
+        voice_of, engines = speaker_voices(VoiceConfig(engine="voicevox"), Environment(), cohost)
+        assert voice_of(HOST).synthesize("ずんだもんなのだ").samples.size  # his style exists
+        with pytest.raises(PermanentVoiceError,
+                           match=r"has no style 'ハイテンション'.*show\.cohost\.voicevox\.style"):
+            voice_of(METAN).synthesize("わたくしですわ")
+        for engine in engines:
+            engine.close()  # type: ignore[attr-defined]
+
+
 # --- a two-host episode through the real flow ---------------------------------------------------------------
 
 

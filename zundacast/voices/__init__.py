@@ -82,4 +82,6 @@ def speaker_voices(config: VoiceConfig, env: Environment,
     if cohost is None:
         return (lambda _speaker: host), [host]
     hers = get_voice(cohost_voice_config(config, cohost), env)
+    if hasattr(hers, "setting"):  # VOICEVOX names the show-file table to fix in its errors
+        hers.setting = "show.cohost.voicevox"
     return (lambda speaker: hers if speaker == cohost.name else host), [host, hers]
