@@ -177,6 +177,47 @@ def _with_sentence(script: Script, which: Any, **changes: str) -> Script:
     raise AssertionError("no such sentence")
 
 
+def test_a_review_edit_keeps_the_speaker_and_is_judged_in_her_persona() -> None:
+    from zundacast.review import ReviewEdit, apply_edits, review_markdown
+
+    summaries = offline_summaries(("llm-inference",))
+    script = build_script(DAY, summaries, INFO, SHOW.pronunciation, OfflineWriter())
+    article = next(section for section in script.sections if section.kind == "article")
+    number = next(index for index, s in enumerate(article.sentences, start=1) if s.speaker == METAN)
+    assert f"{number}. {METAN}: {article.sentences[number - 1].text}" in review_markdown(
+        SHOW.model_copy(update={"show": INFO}), _ranking_of(summaries), script, [])
+
+    def edit(text: str) -> tuple[Script, list[str]]:
+        change = ReviewEdit(article=1, sentence=number, text=text)
+        edited, _described, problems = apply_edits(script, summaries, [change], SHOW.pronunciation, INFO)
+        return edited, problems
+
+    edited, problems = edit("それは本当に素敵なお話ですわね。")
+    sentence = next(s for s in edited.sections if s.kind == "article").sentences[number - 1]
+    assert problems == [] and sentence.speaker == METAN
+    assert sentence.text == "それは本当に素敵なお話ですわね。"
+    _edited, problems = edit("それは本当に素敵なお話なのだ。")
+    assert any("persona.cohost" in problem for problem in problems)
+
+
+def _ranking_of(summaries: list[Summary]) -> Any:
+    from zundacast.models import Candidate, Pick, Ranking
+
+    return Ranking(picks=[Pick(rank=n, score=1.0,
+                               candidate=Candidate(url=s.url, title=s.title, source=s.source))
+                          for n, s in enumerate(summaries, start=1)])
+
+
+def test_voicevox_episodes_credit_both_characters() -> None:
+    from zundacast.models import EpisodeRecord
+    from zundacast.publishing.credits import episode_credit
+
+    voiced = EpisodeRecord.model_construct(engine="voicevox")
+    assert episode_credit(INFO, voiced) == f"VOICEVOX:{HOST}、VOICEVOX:{METAN}"
+    assert episode_credit(SHOW.show, voiced) == f"VOICEVOX:{HOST}"
+    assert episode_credit(INFO, EpisodeRecord.model_construct(engine="openjtalk")) == ""
+
+
 # --- the LLM writer: speaker-tagged lines in its JSON, checked by the gate -------------------------------
 
 TSUBAKI = Summary(

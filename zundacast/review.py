@@ -186,8 +186,8 @@ def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list
         if section.kind == "article":
             number += 1
             lines += [f"article {number}", ""]
-            lines += [f"{index}. {sentence.text}"
-                      for index, sentence in enumerate(section.sentences, start=1)]
+            lines += [f"{index}. {sentence.speaker + ': ' if sentence.speaker else ''}{sentence.text}"
+                      for index, sentence in enumerate(section.sentences, start=1)]  # who, in two-host shows
         else:
             lines += ["", "".join(sentence.text for sentence in section.sentences)]
     return "\n".join(lines)
