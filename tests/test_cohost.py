@@ -393,6 +393,8 @@ def test_a_two_host_episode_through_the_flow(prefect_results: Path, shared_speec
     assert all(cache_path(hers[0], speech).is_file() for speech in her_speech)
     record = json.loads((day_dir / "episode.json").read_text("utf-8"))
     assert all(line in record["transcript"] for line in her_lines)
+    turns = [line for line in record["transcript"].splitlines() if line != "----"]
+    assert turns and all(line.startswith((f"{HOST}: ", f"{METAN}: ")) for line in turns)  # who says what
 
 
 def _scripts_in(data: bytes) -> list[Script]:

@@ -188,8 +188,20 @@ class Script(BaseModel):
         return _without_default_speaker(handler(self), "cohost")
 
     def transcript(self) -> str:
-        """The whole script as displayed: a paragraph per section, `----` between articles."""
-        blocks = ["".join(s.text for s in section.sentences) for section in self.sections]
+        """The whole script as displayed: a paragraph per section, `----` between articles; in a two-host
+        episode, a line per turn, named like a play's (「四国めたん: …」)."""
+        if not self.cohost:
+            blocks = ["".join(s.text for s in section.sentences) for section in self.sections]
+            return "\n----\n".join(blocks)
+        blocks = []
+        for section in self.sections:
+            turns: list[tuple[str, str]] = []
+            for sentence in section.sentences:
+                if turns and turns[-1][0] == sentence.speaker:
+                    turns[-1] = (sentence.speaker, turns[-1][1] + sentence.text)
+                else:
+                    turns.append((sentence.speaker, sentence.text))
+            blocks.append("\n".join(f"{speaker}: {text}" if speaker else text for speaker, text in turns))
         return "\n----\n".join(blocks)
 
 
