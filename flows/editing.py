@@ -65,7 +65,8 @@ def gated_script(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, s
     assert script is not None  # the loop leaves only with a script no rule rejects
     quality = script.quality.model_copy(update={"rules_fired": [*replaced, *script.quality.rules_fired]})
     script = script.model_copy(update={"quality": quality})
-    failures = check_script(script, [s.title for s in summaries], [s.spoken_title for s in summaries])
+    failures = check_script(script, [s.title for s in summaries], [s.spoken_title for s in summaries],
+                            show.show.cohost, show.show.host)
     create_markdown_artifact(
         key=f"script-{show.show.id}-{day.isoformat()}".lower(),
         markdown=script_markdown(script, failures, summaries),

@@ -19,6 +19,8 @@ from prefect import task
 
 from zundacast.dates import date_ja, weekday_ja
 from zundacast.editorial import (
+    Failure,
+    Source,
     check_script,
     check_segment,
     duplicate_titles,
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 
 COUNTS_JA = ("一つ", "二つ", "三つ", "四つ", "五つ", "六つ", "七つ", "八つ", "九つ", "十")
 MAX_SENTENCE_CHARS = 120
-__all__ = ["build_script", "script_markdown", "validate_script", "write_script", "write_segment_checked"]
+__all__ = ["build_script", "script_markdown", "validate_script", "write_said_checked", "write_script",
+           "write_segment_checked"]
 
 
 def count_ja(number: int) -> str:
@@ -149,20 +152,42 @@ def closing_lines(day: dt.date, show: ShowInfo, summaries: list[Summary]) -> lis
 # --- validation: the rules live in zundacast.editorial ---------------------------------------------
 
 
-def validate_script(script: Script, expected_titles: list[str],
-                    spoken_titles: list[str] | None = None) -> list[str]:
+def validate_script(script: Script, expected_titles: list[str], spoken_titles: list[str] | None = None,
+                    show: ShowInfo | None = None) -> list[str]:
     """Every rule the script must meet before synthesis, as lines; [] when it passes."""
-    return [str(failure) for failure in check_script(script, expected_titles, spoken_titles)]
+    cohost, host = (show.cohost, show.host) if show else (None, "ずんだもん")
+    return [str(failure) for failure in check_script(script, expected_titles, spoken_titles, cohost, host)]
+
+
+# --- a second host ([show.cohost]): her part of the frame ------------------------------------------------
+
+Said = tuple[str, str]  # (speaker's name, sentence)
+
+
+def cohost_opening(show: ShowInfo) -> list[Said]:
+    """After the host's greeting: he introduces her, she greets the listeners in her persona."""
+    assert show.cohost is not None
+    name = show.cohost.name
+    return [(show.host, f"今日は{name}も一緒なのだ！"),
+            (name, f"ごきげんよう、わたくし、{name}ですわ。今日もよろしくお願いしますわ。")]
+
+
+def cohost_closing(show: ShowInfo) -> list[Said]:
+    """Before the host's sign-off: she says goodbye in her persona."""
+    assert show.cohost is not None
+    return [(show.cohost.name, "みなさん、また次回お会いできるのを楽しみにしていますわ。")]
 
 
 # --- building ---------------------------------------------------------------------------------------------
 
 
-def _sentences(lines: list[str], pronunciation: dict[str, str]) -> list[Sentence]:
+def _sentences(lines: list[str] | list[Said], pronunciation: dict[str, str]) -> list[Sentence]:
+    """Sentences to speak; a (speaker, line) pair gives each of its sentences that speaker."""
     out = []
     for line in lines:
-        for piece in split_sentences(line, max_chars=MAX_SENTENCE_CHARS):
-            out.append(Sentence(text=piece, speech=to_speech(piece, pronunciation)))
+        speaker, text = line if isinstance(line, tuple) else ("", line)
+        for piece in split_sentences(text, max_chars=MAX_SENTENCE_CHARS):
+            out.append(Sentence(text=piece, speech=to_speech(piece, pronunciation), speaker=speaker))
     return out
 
 
@@ -174,19 +199,53 @@ def _clean_lines(lines: list[str]) -> list[str]:
     return out
 
 
-SegmentResult = tuple[list[str], Usage, str, list[RuleFired], int, int]
+def _clean_said(said: list[Said]) -> list[Said]:
+    """`_clean_lines` for a dialogue: each sentence keeps the speaker of the line it came from."""
+    return [(speaker, piece) for speaker, line in said for piece in _clean_lines([line])]
+
+
+def _written(writer: Writer, summary: Summary, index: int, total: int, show: ShowInfo,
+             feedback: list[str]) -> tuple[list[Said], Usage]:
+    """The writer's segment as (speaker, sentence) pairs: a dialogue when the show has a cohost, else the
+    host's lines (speaker "" : the host, as single-host scripts always were)."""
+    if getattr(show, "cohost", None) is not None:
+        said, used = writer.write_dialogue(summary, index, total, show, feedback)
+        return _clean_said(said), used
+    lines, used = writer.write_segment(summary, index, total, show, feedback)
+    return [("", line) for line in _clean_lines(lines)], used
+
+
+def _checked(said: list[Said], summary: Summary, total: int, source: Source,
+             show: ShowInfo) -> tuple[list[Failure], int, int]:
+    lines = [line for _, line in said]
+    if getattr(show, "cohost", None) is None:
+        return check_segment(lines, summary, total, source)
+    return check_segment(lines, summary, total, source, speakers=[speaker for speaker, _ in said],
+                         cohost=show.cohost, host=show.host)
+
+
+SegmentResult = tuple[list[Said], Usage, str, list[RuleFired], int, int]
 # Rules about size alone: a segment breaking only these is kept (the offline writer, working from the
 # same summary, would not say more), and the whole episode's length decides.
 _KEPT_OFFLINE = {"length", "segment.sentences"}
 
 
 def write_segment_checked(writer: Writer, summary: Summary, index: int, total: int, show: ShowInfo,
-                          max_attempts: int, fallback: Writer | None = None) -> SegmentResult:
+                          max_attempts: int, fallback: Writer | None = None
+                          ) -> tuple[list[str], Usage, str, list[RuleFired], int, int]:
+    """`write_said_checked` with the sentences alone (who says each is left out)."""
+    said, *rest = write_said_checked(writer, summary, index, total, show, max_attempts, fallback)
+    return ([line for _, line in said], *rest)  # type: ignore[return-value]
+
+
+def write_said_checked(writer: Writer, summary: Summary, index: int, total: int, show: ShowInfo,
+                       max_attempts: int, fallback: Writer | None = None) -> SegmentResult:
     """The writer's segment once it passes the editorial gate; else the offline writer's.
 
-    Returns (lines, usage, why the offline writer took over or "", rules fired, claims, grounded
-    claims). A segment failing the gate is asked again with the failures as feedback; a writer error
-    (after the writer's own retries) or the last failed attempt hands the segment to the offline writer.
+    Returns ((speaker, sentence) pairs, usage, why the offline writer took over or "", rules fired,
+    claims, grounded claims); the speaker is "" (the host) unless the show has a cohost. A segment failing
+    the gate is asked again with the failures as feedback; a writer error (after the writer's own
+    retries) or the last failed attempt hands the segment to the offline writer.
     An offline segment that still breaks a rule is marked `rejected`: the flow replaces the article.
     """
     usage = Usage()
@@ -199,7 +258,7 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
         if writer.is_offline:
             break
         try:
-            lines, used = writer.write_segment(summary, index, total, show, feedback)
+            lines, used = _written(writer, summary, index, total, show, feedback)
         except LLMError:
             raise  # a bad key or model: the user must fix it, a fallback would hide it
         except Exception as exc:  # the writer already retried (HTTP and unparsable answers): fall back now
@@ -208,8 +267,7 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
             reason = f"{type(exc).__name__}: {str(exc).split(' (')[0]}"
             break
         usage = usage + used
-        lines = _clean_lines(lines)
-        failures, claims, grounded = check_segment(lines, summary, total, source)
+        failures, claims, grounded = _checked(lines, summary, total, source, show)
         if not failures:
             return lines, usage, "", fired, claims, grounded
         if attempt == attempts and all(failure.rule in _KEPT_OFFLINE for failure in failures):
@@ -225,9 +283,8 @@ def write_segment_checked(writer: Writer, summary: Summary, index: int, total: i
     if writer.is_offline:
         reason = ""
     offline = writer if writer.is_offline else (fallback or OfflineWriter())
-    lines, _ = offline.write_segment(summary, index, total, show, [])
-    lines = _clean_lines(lines)
-    failures, claims, grounded = check_segment(lines, summary, total, source)
+    lines, _ = _written(offline, summary, index, total, show, [])
+    failures, claims, grounded = _checked(lines, summary, total, source, show)
     for failure in failures:
         fired.append(failure.fired(summary.url, "kept" if failure.rule in _KEPT_OFFLINE else "rejected"))
     return lines, usage, reason, fired, claims, grounded
@@ -255,11 +312,14 @@ def build_script(day: dt.date, summaries: list[Summary], show: ShowInfo, pronunc
     if writer.is_offline and isinstance(writer, OfflineWriter) and not writer.seed:
         writer = OfflineWriter(seed=day.isoformat())
     offline = writer if writer.is_offline else OfflineWriter(seed=day.isoformat())
-    opening = opening_lines(day, show, total)
-    said = {sentence_form(line) for line in opening}
+    host = show.host if show.cohost else ""  # single-host scripts name no speaker (their JSON as before)
+    opening: list[Said] = [(host, line) for line in opening_lines(day, show, total)]
+    if show.cohost:
+        opening[2:2] = cohost_opening(show)
+    said = {sentence_form(line) for _, line in opening}
     sections = [Section(kind="opening", title="オープニング", sentences=_sentences(opening, pronunciation))]
     for index, summary in enumerate(summaries):
-        lines, used, reason, segment_fired, segment_claims, segment_grounded = write_segment_checked(
+        lines, used, reason, segment_fired, segment_claims, segment_grounded = write_said_checked(
             writer, summary, index, total, show, max_attempts, fallback=offline)
         usage = usage + used
         fired += segment_fired
@@ -267,22 +327,26 @@ def build_script(day: dt.date, summaries: list[Summary], show: ShowInfo, pronunc
         grounded += segment_grounded
         if reason:
             fallbacks.append(f"{index + 1}: {summary.title} ({reason})")
-        header = segment_header(summary, index, total, day)
+        header = [(host, line) for line in segment_header(summary, index, total, day)]
         kept = []
-        for line in header + lines:
+        for speaker, line in header + lines:
             form = sentence_form(line)
             if form in said:
                 fired.append(RuleFired(rule="repeat.sentence", field="segment", article=summary.url,
                                        action="dropped", detail="a sentence said earlier in the episode"))
                 continue
             said.add(form)
-            kept.append(line)
+            kept.append((speaker or host, line))
         sections.append(Section(kind="article", title=summary.title, url=summary.url,
                                 sentences=_sentences(kept, pronunciation)))
+    closing: list[Said] = [(host, line) for line in closing_lines(day, show, summaries)]
+    if show.cohost:
+        closing[-1:-1] = cohost_closing(show)
     sections.append(Section(kind="closing", title="エンディング",
-                            sentences=_sentences(closing_lines(day, show, summaries), pronunciation)))
+                            sentences=_sentences(closing, pronunciation)))
     script = Script(date=day, weekday=weekday_ja(day), show_title=show.title, sections=sections,
-                    writer=writer.name, usage=usage, fallbacks=fallbacks)
+                    writer=writer.name, usage=usage, fallbacks=fallbacks,
+                    cohost=show.cohost.name if show.cohost else "")
     return script.model_copy(update={"quality": measure(script, fired, claims, grounded)})
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import task
@@ -29,11 +30,11 @@ from zundacast.audio import (
     mix_music_into,
     plan_utterances,
     prune_cache,
-    synthesize_to_cache,
     write_tags,
 )
 from zundacast.audio.assemble import decode_audio_file
 from zundacast.audio.master import ffmpeg_exe
+from zundacast.audio.utterances import synthesize_voices
 from zundacast.errors import PermanentError
 from zundacast.memory import release_free_memory
 from zundacast.models import AudioBundle, Script
@@ -41,7 +42,7 @@ from zundacast.show import AudioConfig, Environment, ShowInfo, VoiceConfig
 from zundacast.stage import stage_options
 from zundacast.storage import Store, open_store
 from zundacast.storage.work import put_work_file
-from zundacast.voices import Voice, get_voice
+from zundacast.voices import Voice, speaker_voices
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ def episode_work_dir(show: ShowInfo, script: Script, env: Environment | None = N
 
 def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: ShowInfo,
                       work_dir: Path | None = None, *, attempts: int = 4,
-                      backoff_s: float = 0.5) -> AudioBundle:
-    """Voice the script and write `work_dir/episode-<sha12>.mp3`; the bundle describes the checked file."""
+                      backoff_s: float = 0.5, voices: Callable[[str], Voice] | None = None) -> AudioBundle:
+    """Voice the script and write `work_dir/episode-<sha12>.mp3`; the bundle describes the checked file.
+
+    `voices` gives each sentence's speaker a voice (a two-host episode); without it `voice` says all."""
     env = Environment()
     work_dir = Path(work_dir) if work_dir is not None else episode_work_dir(show, script, env)
     timings: dict[str, float] = {}
@@ -79,8 +82,8 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
                                "(every Sentence.speech is empty or punctuation)")
     cache_root = env.home / "tts"
     # Only cache paths are held: assembly reads the utterances back one at a time (memory stays flat).
-    paths, synthesized = synthesize_to_cache(voice, utterances, cache_root, attempts=attempts,
-                                             backoff_s=backoff_s)
+    paths, synthesized = synthesize_voices(voices or (lambda _speaker: voice), utterances, cache_root,
+                                           attempts=attempts, backoff_s=backoff_s)
     timings["tts"] = time.perf_counter() - started
     release_free_memory()  # the TTS threads' freed buffers go back before assembly and mastering allocate
 
@@ -140,11 +143,12 @@ def synthesize(script: Script, voice: VoiceConfig, audio: AudioConfig, show: Sho
                store_url: str = "") -> AudioBundle:
     """Prefect task: build the engine the show file names, then `synthesize_script`; with a store, the
     MP3 also goes to its work area (the cached result must not depend on this machine's disk)."""
-    engine = get_voice(voice, Environment())
+    voice_of, engines = speaker_voices(voice, Environment(), show.cohost)
     try:
-        bundle = synthesize_script(script, engine, audio, show)
+        bundle = synthesize_script(script, engines[0], audio, show, voices=voice_of)
     finally:
-        close = getattr(engine, "close", None)
-        if callable(close):
-            close()
+        for engine in engines:
+            close = getattr(engine, "close", None)
+            if callable(close):
+                close()
     return keep_in_work_area(bundle, open_store(store_url)) if store_url else bundle

@@ -18,11 +18,15 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zundacast.dates import date_ja, weekday_ja
 from zundacast.llm.prompts import PERSONA_MIN_RATIO, episode_bounds, segment_bounds
 from zundacast.models import Quality, RuleFired, Script, Summary
 from zundacast.speech import ascii_letters, persona_ratio
+
+if TYPE_CHECKING:
+    from zundacast.show import CohostConfig
 
 RULES: dict[str, str] = {
     "grounding.number": "a number the article does not contain",
@@ -37,6 +41,9 @@ RULES: dict[str, str] = {
     "injection.persona": "the host's persona changed (another speech style or host name)",
     "repeat.sentence": "a sentence said twice in the episode",
     "persona.ratio": "too few sentences end in のだ / なのだ",
+    "persona.cohost": "a cohost line not in her persona's endings, or in the host's のだ",
+    "dialogue.speaker": "a line without a known speaker ([show.cohost] episodes)",
+    "dialogue.both": "one of the two hosts does not speak in a segment, or the cohost does the explaining",
     "segment.sentences": "a segment's sentence count outside the target",
     "segment.frame": "a segment contains the show's separators or sign-off",
     "length": "a segment or the episode outside its length band",
@@ -252,12 +259,14 @@ _ADVERTISEMENT = re.compile(
 )
 _OTHER_SHOW = re.compile(
     r"ようこそ|[^\s「」『』、。]{1,20}(?:放送局|ラジオ|チャンネル)(?:へ|に|の時間|です|なのだ)")
-_PERSONA = re.compile(
-    r"ですわ|ますわ|ですの(?:[。！!]|$)|わよ[。！!]|ですこと|ござる|ござ(?:います|いました)わ|ざます"
-    r"|あたくし|わたくし|(?:ぼく|僕|私|わたし)の名前は|(?:今日から|これからは)(?:ぼく|僕|私|わたし)は"
-    r"|四国めたん|春日部つむぎ|雨晴はう|波音リツ|玄野武宏|白上虎太郎|青山龍星|冥鳴ひまり|九州そら|もち子"
-    r"|ずんだもんではな|ずんだもんじゃな",
-)
+_PERSONA_STYLE = (r"ですわ|ますわ|ですの(?:[。！!]|$)|わよ[。！!]|ですこと|ござる"
+                  r"|ござ(?:います|いました)わ|ざます"
+                  r"|あたくし|わたくし")
+_PERSONA_OTHER = (r"(?:ぼく|僕|私|わたし)の名前は|(?:今日から|これからは)(?:ぼく|僕|私|わたし)は"
+                  r"|四国めたん|春日部つむぎ|雨晴はう|波音リツ|玄野武宏|白上虎太郎|青山龍星|冥鳴ひまり|九州そら|もち子"
+                  r"|ずんだもんではな|ずんだもんじゃな")
+_PERSONA = re.compile(f"{_PERSONA_STYLE}|{_PERSONA_OTHER}")
+_COHOST_PERSONA = re.compile(_PERSONA_OTHER)  # her own style is hers: only another name or self is refused
 _URL = re.compile(r"https?://|www\.|[A-Za-z0-9-]+\.(?:com|jp|dev|io|org|net)\b/?")
 _MARKDOWN = re.compile(r"\*\*|__|`|^#{1,6}\s|^\s*[-*+]\s|\[[^\]]*\]\([^)]*\)|^>|^-{3,}$|\|")
 _EMOJI = re.compile(
@@ -265,16 +274,22 @@ _EMOJI = re.compile(
 )
 
 
-def injection(text: str, field: str, show_title: str = "") -> list[Failure]:
-    """Instructions, advertisements, other shows, a changed persona: rejected wherever they appear."""
+def injection(text: str, field: str, show_title: str = "", cohost: str = "",
+              by_cohost: bool = False) -> list[Failure]:
+    """Instructions, advertisements, other shows, a changed persona: rejected wherever they appear.
+
+    With a cohost (her name in `cohost`), either host may say her name, and her own lines (`by_cohost`)
+    keep her speech style; another character's name or a changed self is refused in both voices."""
     if show_title:  # the frame welcomes listeners to this show by name
         text = text.replace(f"「{show_title}」にようこそ", "").replace(show_title, "")
+    if cohost:
+        text = text.replace(cohost, "")
     failures = []
     for rule, pattern, what in (
         ("injection.instruction", _INSTRUCTION, "書き手への命令のような文"),
         ("injection.advertisement", _ADVERTISEMENT, "広告・宣伝・購入や訪問の呼びかけ"),
         ("injection.other_show", _OTHER_SHOW, "ほかの番組の名前やあいさつ"),
-        ("injection.persona", _PERSONA, "ホストと違う話し方や名前"),
+        ("injection.persona", _COHOST_PERSONA if by_cohost else _PERSONA, "ホストと違う話し方や名前"),
     ):
         match = pattern.search(normalize(text))
         if match:
@@ -432,14 +447,65 @@ def repeats(sentences: list[str], field: str) -> list[Failure]:
     return failures
 
 
-def check_segment(lines: list[str], summary: Summary, total: int,
-                  source: Source | None = None) -> tuple[list[Failure], int, int]:
-    """Every rule on one segment's body (the header is the script's); (failures, claims, grounded)."""
+# のだ closing a clause or the sentence (not のだから, のだけど): the host's ending, never the cohost's.
+_HOST_ENDING_IN = re.compile(r"のだ(?:よね|よ|ね)?ー*(?=[。．.！？!?、，」』）)…♪〜~\s]|$)")
+_TRAILER = " \t　。．.、,！？!?」』）)〕】\"'”’…♪〜~"
+
+
+def cohost_persona(line: str, field: str, cohost: CohostConfig) -> list[Failure]:
+    """A cohost line keeps her persona: one of her endings, and never the host's のだ."""
+    text = normalize(line)
+    if _HOST_ENDING_IN.search(text):
+        return [Failure("persona.cohost", field,
+                        f"「{line[:40]}」は{cohost.name}の文なのに「のだ」を使っています"
+                        f"（のだ・なのだは{cohost.name}の話し方ではないこと）")]
+    if not text.rstrip(_TRAILER).endswith(tuple(cohost.endings)):
+        return [Failure("persona.cohost", field,
+                        f"「{line[:40]}」は{cohost.name}の語尾（{'、'.join(cohost.endings[:6])}）で終わっていません")]
+    return []
+
+
+def dialogue(lines: list[str], speakers: list[str], host: str, cohost: CohostConfig,
+             field: str = "segment") -> list[Failure]:
+    """A two-host segment: every line names a known speaker, hers keep her persona, both speak, and the
+    host does most of the talking (he explains, she asks and reacts)."""
+    failures: list[Failure] = []
+    spoken_by = list(speakers) + [""] * (len(lines) - len(speakers))
+    for index, (line, speaker) in enumerate(zip(lines, spoken_by, strict=True)):
+        if speaker not in (host, cohost.name):
+            failures.append(Failure(
+                "dialogue.speaker", f"sentence[{index}]",
+                f"「{line[:40]}」の話し手がありません（speaker は「{host}」か「{cohost.name}」）"))
+        elif speaker == cohost.name:
+            failures += cohost_persona(line, f"sentence[{index}]", cohost)
+    host_count, cohost_count = spoken_by.count(host), spoken_by.count(cohost.name)
+    if not host_count or not cohost_count:
+        failures.append(Failure("dialogue.both", field,
+                                f"{host}と{cohost.name}の両方が話すこと"
+                                f"（{host}: {host_count}文、{cohost.name}: {cohost_count}文）"))
+    elif cohost_count >= host_count:
+        failures.append(Failure("dialogue.both", field,
+                                f"記事の説明は{host}がすること（{cohost.name}は質問とあいづち: "
+                                f"{cohost_count}文は{host}の{host_count}文より少なく）"))
+    return failures
+
+
+def check_segment(lines: list[str], summary: Summary, total: int, source: Source | None = None,
+                  speakers: list[str] | None = None, cohost: CohostConfig | None = None,
+                  host: str = "ずんだもん") -> tuple[list[Failure], int, int]:
+    """Every rule on one segment's body (the header is the script's); (failures, claims, grounded).
+
+    With a `cohost`, `speakers` names who says each line: the persona rules apply per speaker."""
     failures: list[Failure] = []
     if not MIN_SEGMENT_SENTENCES <= len(lines) <= MAX_SEGMENT_SENTENCES:
         failures.append(Failure("segment.sentences", "segment",
                                 f"文の数が{len(lines)}文です（{MIN_SEGMENT_SENTENCES}〜{MAX_SEGMENT_SENTENCES}文にすること）"))
-    ratio = persona_ratio(lines)
+    by_cohost = [False] * len(lines)
+    if cohost is not None:
+        failures += dialogue(lines, speakers or [], host, cohost)
+        by_cohost = [index < len(speakers or []) and (speakers or [])[index] == cohost.name
+                     for index in range(len(lines))]
+    ratio = persona_ratio([line for line, hers in zip(lines, by_cohost, strict=True) if not hers])
     if ratio < PERSONA_MIN_RATIO:
         failures.append(Failure("persona.ratio", "segment",
                                 f"「のだ」「なのだ」で終わる文が{ratio:.0%}しかありません（すべての文を「のだ」で終えること）"))
@@ -451,7 +517,8 @@ def check_segment(lines: list[str], summary: Summary, total: int,
     claims = grounded = 0
     for index, line in enumerate(lines):
         field = f"sentence[{index}]"
-        failures += spoken(line, field) + injection(line, field)
+        failures += spoken(line, field) + injection(line, field, cohost=cohost.name if cohost else "",
+                                                    by_cohost=by_cohost[index])
         if "----" in line or "バイバイ" in line:
             failures.append(Failure("segment.frame", field,
                                     f"「{line[:40]}」は番組の区切りや締めの言葉です（書かないこと）"))
@@ -466,9 +533,10 @@ def check_segment(lines: list[str], summary: Summary, total: int,
 # --- the whole script -------------------------------------------------------------------------------------
 
 
-def check_script(script: Script, expected_titles: list[str],
-                 spoken_titles: list[str] | None = None) -> list[Failure]:
-    """Every rule the script must meet before synthesis; [] when it passes."""
+def check_script(script: Script, expected_titles: list[str], spoken_titles: list[str] | None = None,
+                 cohost: CohostConfig | None = None, host: str = "ずんだもん") -> list[Failure]:
+    """Every rule the script must meet before synthesis; [] when it passes. With a `cohost` ([show.cohost]),
+    each sentence's speaker decides its persona rules, and both hosts speak in every article segment."""
     failures: list[Failure] = []
 
     def fail(rule: str, field: str, detail: str) -> None:
@@ -504,7 +572,8 @@ def check_script(script: Script, expected_titles: list[str],
             fail("script.structure", f"segment {index + 1}",
                  f"segment {index + 1} does not name its title 「{section.title}」")
     all_text = [s.text for section in sections for s in section.sentences]
-    ratio = persona_ratio(all_text)
+    hers = cohost.name if cohost else None
+    ratio = persona_ratio([s.text for section in sections for s in section.sentences if s.speaker != hers])
     if ratio < PERSONA_MIN_RATIO:
         fail("persona.ratio", "script",
              f"persona ratio {ratio:.2f} < {PERSONA_MIN_RATIO} (sentences ending in のだ/なのだ)")
@@ -524,7 +593,22 @@ def check_script(script: Script, expected_titles: list[str],
             if letters:
                 fail("speech.ascii", field,
                      f"ASCII letters {letters[:3]} left in speech: {sentence.speech[:60]!r}")
-            failures.extend(injection(sentence.text, field, show_title=script.show_title))
+            failures.extend(injection(sentence.text, field, show_title=script.show_title,
+                                      cohost=hers or "", by_cohost=sentence.speaker == hers))
+        if cohost is None:
+            stray = {s.speaker for s in section.sentences} - {"", host}
+            if stray:
+                fail("dialogue.speaker", field,
+                     f"speaker {sorted(stray)[0]!r} but the show has no [show.cohost]")
+        else:
+            speakers = [s.speaker or host for s in section.sentences]
+            texts = [s.text for s in section.sentences]
+            if section.kind == "article":
+                found = dialogue(texts, speakers, host, cohost, field)
+            else:  # the frame: speakers known and her persona kept; the host may speak alone
+                found = [failure for failure in dialogue(texts, speakers, host, cohost, field)
+                         if failure.rule != "dialogue.both"]
+            failures.extend(Failure(f.rule, field, f.detail) for f in found)
     failures.extend(repeats(all_text, "script"))
     return failures
 
@@ -547,10 +631,12 @@ def measure(script: Script, rules_fired: list[RuleFired], claims: int, grounded:
     sentences = [s.text for section in script.sections for s in section.sentences]
     forms = [sentence_form(sentence) for sentence in sentences]
     endings = Counter(sentence_ending(sentence) for sentence in sentences)
+    host_lines = [s.text for section in script.sections for s in section.sentences
+                  if not script.cohost or s.speaker != script.cohost]
     return Quality(
         characters=sum(len(sentence) for sentence in sentences),
         sentences=len(sentences),
-        persona_ratio=round(persona_ratio(sentences), 3),
+        persona_ratio=round(persona_ratio(host_lines), 3),
         distinct_sentence_ratio=round(len(set(forms)) / len(forms), 3) if forms else 0.0,
         ending_kinds=len(endings),
         endings=dict(endings.most_common()),

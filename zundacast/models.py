@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from zundacast.text import CleanStr
 
@@ -133,11 +133,23 @@ class Summary(BaseModel):
     grounded_claims: int = 0
 
 
+def _without_default_speaker(data: object, key: str = "speaker") -> object:
+    """A single-host episode's record serializes as before speakers existed (same JSON, same cache keys)."""
+    if isinstance(data, dict) and not data.get(key):
+        data.pop(key, None)
+    return data
+
+
 class Sentence(BaseModel):
     """One spoken sentence: what the transcript shows and what the voice reads."""
 
     text: CleanStr  # display text, original spelling
     speech: CleanStr  # normalized for TTS (no ASCII letters)
+    speaker: CleanStr = ""  # who says it, by name ([show.cohost] episodes); "" is the show's host
+
+    @model_serializer(mode="wrap")
+    def _speaker_when_said(self, handler: SerializerFunctionWrapHandler) -> object:
+        return _without_default_speaker(handler(self))
 
 
 class Section(BaseModel):
@@ -169,10 +181,27 @@ class Script(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)  # segments the offline writer had to take over
     quality: Quality = Field(default_factory=Quality)
     review: ReviewRecord | None = None  # the editor's decision, when the show asks for review
+    cohost: CleanStr = ""  # the second host's name ([show.cohost]); "" when the host speaks alone
+
+    @model_serializer(mode="wrap")
+    def _cohost_when_there(self, handler: SerializerFunctionWrapHandler) -> object:
+        return _without_default_speaker(handler(self), "cohost")
 
     def transcript(self) -> str:
-        """The whole script as displayed: a paragraph per section, `----` between articles."""
-        blocks = ["".join(s.text for s in section.sentences) for section in self.sections]
+        """The whole script as displayed: a paragraph per section, `----` between articles; in a two-host
+        episode, a line per turn, named like a play's (「四国めたん: …」)."""
+        if not self.cohost:
+            blocks = ["".join(s.text for s in section.sentences) for section in self.sections]
+            return "\n----\n".join(blocks)
+        blocks = []
+        for section in self.sections:
+            turns: list[tuple[str, str]] = []
+            for sentence in section.sentences:
+                if turns and turns[-1][0] == sentence.speaker:
+                    turns[-1] = (sentence.speaker, turns[-1][1] + sentence.text)
+                else:
+                    turns.append((sentence.speaker, sentence.text))
+            blocks.append("\n".join(f"{speaker}: {text}" if speaker else text for speaker, text in turns))
         return "\n----\n".join(blocks)
 
 
@@ -182,6 +211,11 @@ class Cue(BaseModel):
     start_s: float
     end_s: float
     text: CleanStr
+    speaker: CleanStr = ""  # the sentence's speaker ("" is the show's host): the cue's <v …> voice
+
+    @model_serializer(mode="wrap")
+    def _speaker_when_said(self, handler: SerializerFunctionWrapHandler) -> object:
+        return _without_default_speaker(handler(self))
 
 
 class Chapter(BaseModel):

@@ -44,7 +44,7 @@ from tasks.script import recap_name, validate_script
 from zundacast.editorial import spoken_text_problems
 from zundacast.errors import PermanentError
 from zundacast.models import Ranking, ReviewRecord, Script, Section, Sentence, Summary
-from zundacast.show import Show
+from zundacast.show import Show, ShowInfo
 from zundacast.speech import to_speech
 
 if TYPE_CHECKING:
@@ -84,7 +84,8 @@ def articles(script: Script) -> list[Section]:
 
 
 def apply_edits(script: Script, summaries: list[Summary], edits: list[ReviewEdit],
-                pronunciation: dict[str, str]) -> tuple[Script, list[str], list[str]]:
+                pronunciation: dict[str, str],
+                show: ShowInfo | None = None) -> tuple[Script, list[str], list[str]]:
     """The edited script, one line per edit ("article 2, sentence 3: old → new"), and the problems
     (edits that point nowhere, or rules the edited script breaks that the original met)."""
     sections = [section.model_copy(deep=True) for section in script.sections]
@@ -105,20 +106,22 @@ def apply_edits(script: Script, summaries: list[Summary], edits: list[ReviewEdit
             # the title line says it whole; the closing's recap says its head (tasks/script.recap_name)
             for part, said, now in ((section, f"「{old}」", f"「{text}」"),
                                     (sections[-1], recap_name(old), recap_name(text))):
-                part.sentences = [_say(s.text.replace(said, now), pronunciation) if said in s.text else s
-                                  for s in part.sentences]
+                part.sentences = [_say(s.text.replace(said, now), pronunciation, s.speaker)
+                                  if said in s.text else s for s in part.sentences]
             spoken[edit.article - 1] = text
             described.append(f"{where}: {old} → {text}")
         elif edit.sentence > len(section.sentences):
             problems.append(f"{where}: the article has only {len(section.sentences)} sentences")
         else:
             old = section.sentences[edit.sentence - 1].text
-            section.sentences[edit.sentence - 1] = _say(text, pronunciation)
+            section.sentences[edit.sentence - 1] = _say(text, pronunciation,
+                                                        section.sentences[edit.sentence - 1].speaker)
             described.append(f"{where}: {old} → {text}")
     edited = script.model_copy(update={"sections": sections})
     titles = [summary.title for summary in summaries]
-    before = set(validate_script(script, titles, [s.spoken_title for s in summaries]))
-    problems += [failure for failure in validate_script(edited, titles, spoken) if failure not in before]
+    before = set(validate_script(script, titles, [s.spoken_title for s in summaries], show))
+    problems += [failure for failure in validate_script(edited, titles, spoken, show)
+                 if failure not in before]
     return edited, described, problems
 
 
@@ -162,8 +165,9 @@ def drop_problems(ranking: Ranking, numbers: list[int]) -> list[str]:
     return []
 
 
-def _say(text: str, pronunciation: dict[str, str]) -> Sentence:
-    return Sentence(text=text, speech=to_speech(text, pronunciation))
+def _say(text: str, pronunciation: dict[str, str], speaker: str = "") -> Sentence:
+    """An edited sentence, said by whoever said the one it replaces."""
+    return Sentence(text=text, speech=to_speech(text, pronunciation), speaker=speaker)
 
 
 def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list[str]) -> str:
@@ -182,8 +186,8 @@ def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list
         if section.kind == "article":
             number += 1
             lines += [f"article {number}", ""]
-            lines += [f"{index}. {sentence.text}"
-                      for index, sentence in enumerate(section.sentences, start=1)]
+            lines += [f"{index}. {sentence.speaker + ': ' if sentence.speaker else ''}{sentence.text}"
+                      for index, sentence in enumerate(section.sentences, start=1)]  # who, in two-host shows
         else:
             lines += ["", "".join(sentence.text for sentence in section.sentences)]
     return "\n".join(lines)
@@ -249,7 +253,8 @@ def maybe_review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, s
                 say.warning("review: drop by %s not applied: %s", decision.editor, "; ".join(problems))
             continue  # the form comes back with the new article (or the problems)
         if decision.action == "edit" and not by_timeout:
-            edited, described, problems = apply_edits(script, summaries, decision.edits, show.pronunciation)
+            edited, described, problems = apply_edits(script, summaries, decision.edits, show.pronunciation,
+                                                      show.show)
             if not decision.edits:
                 problems = ["action edit, but no edits were given"]
             if problems:

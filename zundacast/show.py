@@ -20,8 +20,10 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +70,56 @@ class FeedConfig(_Strict):
         return self
 
 
+class CohostVoicevox(_Strict):
+    """The cohost's VOICEVOX voice (the other [voice.voicevox] settings are shared with the host's)."""
+
+    speaker_name: str = Field("四国めたん", min_length=1)
+    style: str = Field("ノーマル", min_length=1)
+    speaker: int | None = Field(None, ge=0, le=2**31 - 1)  # an explicit style id wins, as for the host
+
+
+class CohostOpenJTalk(_Strict):
+    """pyopenjtalk bundles one voice: the cohost is that voice at another pitch and pace."""
+
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+    half_tone: float = Field(-1.0, ge=-12.0, le=12.0)  # lower than the host's (3.0 by default)
+
+
+class CohostOpenAI(_Strict):
+    voice: str = Field("coral", min_length=1)
+    instructions: str = "落ち着いた上品なお姉さんのキャラクターとして、日本語で優しく話してください。"
+
+
+# The host's own endings: a cohost persona that ends in them would sound like the host.
+_HOST_ENDING = ("のだ", "なのだ")
+
+
+class CohostConfig(_Strict):
+    """A second host ([show.cohost]): she asks and reacts, the host explains. Off when absent."""
+
+    name: CleanStr = Field(min_length=1, max_length=20)  # e.g. 四国めたん
+    # her speech style, said to the LLM writer; `endings` is what the editorial gate checks
+    persona: CleanStr = "上品でおっとりしたお嬢様口調のお姉さん。一人称は「わたくし」。"
+    endings: list[str] = Field(default_factory=lambda: [
+        "わよ", "ですわ", "ますわ", "ましたわ", "でしたわ", "かしら", "わね", "のね", "のよ", "ですの",
+        "ですね", "ますね"])
+    voicevox: CohostVoicevox = Field(default_factory=CohostVoicevox)
+    openjtalk: CohostOpenJTalk = Field(default_factory=CohostOpenJTalk)
+    openai: CohostOpenAI = Field(default_factory=CohostOpenAI)
+
+    @field_validator("endings")
+    @classmethod
+    def _her_own_endings(cls, value: list[str]) -> list[str]:
+        endings = [ending.strip().rstrip("。．.！？!?") for ending in value]
+        if not endings or not all(endings):
+            raise ValueError("list the cohost's sentence endings without punctuation, "
+                             "e.g. [\"わよ\", \"ですわ\"]")
+        host_like = [ending for ending in endings if ending.endswith(_HOST_ENDING)]
+        if host_like:
+            raise ValueError(f"{host_like[0]!r} is the host's ending (のだ/なのだ): give the cohost her own")
+        return endings
+
+
 class ShowInfo(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: CleanStr
@@ -85,6 +137,22 @@ class ShowInfo(_Strict):
     cover: str = ""  # path (relative to the show file) of the cover image; "" = bundled cover
     podcast_guid: str = ""  # Podcasting 2.0 guid; "" = derived from the feed URL as the spec says
     locked: bool = True
+    cohost: CohostConfig | None = None  # a second host ([show.cohost]); None: the host speaks alone
+
+    @model_serializer(mode="wrap")
+    def _no_cohost_unsaid(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # A show without a cohost serializes as before the key existed: its stages' cache keys (Prefect
+        # hashes this record) stay what they were, so no past date is recomputed for it.
+        data = handler(self)
+        if self.cohost is None and isinstance(data, dict):
+            data.pop("cohost", None)
+        return data
+
+    @model_validator(mode="after")
+    def _cohost_is_someone_else(self) -> ShowInfo:
+        if self.cohost is not None and self.cohost.name == self.host:
+            raise ValueError(f"cohost.name {self.cohost.name!r} is the host: name the second host")
+        return self
 
     @field_validator("base_url")
     @classmethod

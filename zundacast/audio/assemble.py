@@ -166,7 +166,7 @@ def lay_out(script: Script, utterances: list[Utterance], clip_at: Callable[[int]
     voice_sample: list[np.ndarray] = []
     sampled = 0
     jingle_slots: list[int] = []
-    cue_spans: list[tuple[int, int, str]] = []
+    cue_spans: list[tuple[int, int, str, str]] = []  # start, end, text, speaker
     section_starts: list[tuple[int, int]] = []  # (section index, sample where its speech starts)
     cursor = int(LEAD_IN_S * rate)
     longest_pause = 0
@@ -203,10 +203,10 @@ def lay_out(script: Script, utterances: list[Utterance], clip_at: Callable[[int]
             next_index = indices[k + 1] if k + 1 < len(indices) else None
             last_of_sentence = next_index is None or utterances[next_index].sentence != utterance.sentence
             if cue_spans and utterance.part > 0:  # a later part of a split sentence extends its cue
-                first, _, text = cue_spans[-1]
-                cue_spans[-1] = (first, cursor, text)
+                first, _, text, speaker = cue_spans[-1]
+                cue_spans[-1] = (first, cursor, text, speaker)
             else:
-                cue_spans.append((start, cursor, utterance.text))
+                cue_spans.append((start, cursor, utterance.text, utterance.speaker))
             if k + 1 < len(indices):
                 gap = sentence_pause if last_of_sentence else part_pause
                 cursor += gap
@@ -224,7 +224,8 @@ def lay_out(script: Script, utterances: list[Utterance], clip_at: Callable[[int]
             put(offset, jingle)
     del voice_sample
 
-    cues = [Cue(start_s=round(a / rate, 3), end_s=round(b / rate, 3), text=text) for a, b, text in cue_spans]
+    cues = [Cue(start_s=round(a / rate, 3), end_s=round(b / rate, 3), text=text, speaker=speaker)
+            for a, b, text, speaker in cue_spans]
     chapters: list[Chapter] = []
     for n, (s_index, start) in enumerate(section_starts):
         section = script.sections[s_index]

@@ -49,6 +49,7 @@ class Utterance(BaseModel):
     speech: str  # what the engine reads
     text: str  # the sentence as displayed (for cues and error messages)
     section_title: str = ""
+    speaker: str = ""  # the sentence's speaker ("" is the host): whose voice says it
 
 
 def split_speech(speech: str, max_chars: int) -> list[str]:
@@ -83,7 +84,8 @@ def plan_utterances(script: Script, max_chars: int) -> list[Utterance]:
             for part, piece in enumerate(split_speech(speech, max_chars)):
                 if _SPEAKABLE.search(piece):
                     utterances.append(Utterance(section=s_index, sentence=n, part=part, speech=piece,
-                                                text=sentence.text, section_title=section.title))
+                                                text=sentence.text, section_title=section.title,
+                                                speaker=sentence.speaker))
     return utterances
 
 
@@ -310,6 +312,25 @@ def _pipelined(voice: Any, ordered: list[Utterance], paths: dict[str, Path], att
     finally:
         for pool in (ahead, requests, storer):
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def synthesize_voices(voices: Callable[[str], Voice], utterances: list[Utterance], cache_root: Path,
+                      attempts: int = 4, backoff_s: float = 0.5) -> tuple[list[Path], int]:
+    """`synthesize_to_cache` per speaker, each in the voice `voices(speaker)` gives: the cache file of
+    every utterance in order, and how many were synthesized now. Each voice has its own cache folder
+    (keyed by its settings), so the host's and the cohost's takes of one sentence never collide."""
+    by_voice: dict[str, list[int]] = {}
+    for index, utterance in enumerate(utterances):
+        by_voice.setdefault(utterance.speaker, []).append(index)
+    paths: list[Path | None] = [None] * len(utterances)
+    synthesized = 0
+    for speaker, indices in by_voice.items():
+        found, made = synthesize_to_cache(voices(speaker), [utterances[i] for i in indices], cache_root,
+                                          attempts=attempts, backoff_s=backoff_s)
+        for index, path in zip(indices, found, strict=True):
+            paths[index] = path
+        synthesized += made
+    return [path for path in paths if path is not None], synthesized
 
 
 def load_utterance(path: Path) -> PCM:

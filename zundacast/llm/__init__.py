@@ -61,6 +61,13 @@ class Writer(Protocol):
         `index` is 0-based; `feedback` lists what the validator rejected last time.
         """
 
+    def write_dialogue(
+        self, summary: Summary, index: int, total: int, show: Show | ShowInfo,
+        feedback: list[str] | None = None,
+    ) -> tuple[list[tuple[str, str]], Usage]:
+        """A two-host segment ([show.cohost]): (speaker's name, sentence) pairs, the host explaining and
+        the cohost asking and reacting."""
+
 
 def get_writer(show: Show, env: Environment, stage: str = "summarize") -> Writer:
     return writer_for(show.llm, env, stage)

@@ -1021,14 +1021,37 @@ class OfflineWriter:
 
     def write_segment(self, summary: Summary, index: int, total: int, show: object | None = None,
                       feedback: list[str] | None = None) -> tuple[list[str], Usage]:
+        return self._segment(summary, index, total, show), Usage()
+
+    def write_dialogue(self, summary: Summary, index: int, total: int, show: object,
+                       feedback: list[str] | None = None) -> tuple[list[tuple[str, str]], Usage]:
+        """The host's segment, shortened to leave her room, with the cohost's questions and reactions
+        woven in: after the lead, a third and two thirds of the way, and before the closer. Her lines are
+        stock lines in her persona, with no number or name (so they are grounded in any article)."""
+        info = getattr(show, "show", show)
+        cohost = info.cohost
+        seed = f"{_show_id(show)}|{self.seed}|{cohost.name}"
+        host_lines = self._segment(summary, index, total, show, reserve=COHOST_RESERVE_CHARS)
+        said: list[tuple[str, str]] = [(info.host, line) for line in host_lines]
+        count = len(host_lines)
+        spots = sorted({spot for spot in (1, count // 3 + 1, 2 * count // 3 + 1, count - 1)
+                        if 0 < spot <= count})
+        pools = [_in_persona(pool, cohost.endings, info.host) for pool in _COHOST_POOLS]
+        for pool, at in reversed(list(zip(pools, spots, strict=False))):  # from the end: spots stay put
+            said.insert(at, (cohost.name, _slot(pool, index, seed)))
+        return said, Usage()
+
+    def _segment(self, summary: Summary, index: int, total: int, show: object | None = None,
+                 reserve: int = 0) -> list[str]:
         seed = f"{_show_id(show)}|{self.seed}"
         rng = _rng(summary.url or summary.title)  # per article: which connector, nothing shared
         high = segment_chars(total)[1]
         # room for the header the script adds, and for the frame's share beyond FRAME_CHARS (opening and
-        # recap run about 450 characters, not 300: the episode must stay under 4,600)
-        budget = high - 30 - len(summary.spoken_title) - FRAME_EXCESS_CHARS // max(total, 1)
+        # recap run about 450 characters, not 300: the episode must stay under 4,600); `reserve`: a
+        # cohost's lines
+        budget = high - 30 - len(summary.spoken_title) - FRAME_EXCESS_CHARS // max(total, 1) - reserve
         if summary.language.startswith("en"):
-            return self._english(summary, index, seed), Usage()
+            return self._english(summary, index, seed)
 
         # One group per article sentence (a long one is spoken as two or three): trimmed whole, never cut.
         fact_groups = _spoken_groups(summary.summary)
@@ -1064,7 +1087,7 @@ class OfflineWriter:
         lines = lead + explain + details + body + point_lead + why + closer
         if not lead and not body:  # nothing from the article but its title
             lines = explain + closer
-        return self._remember(index, _without_repeats(lines)), Usage()
+        return self._remember(index, _without_repeats(lines))
 
     def _remember(self, index: int, lines: list[str]) -> list[str]:
         """A guard over the slots: nothing a former segment of this episode said is said again.
@@ -1101,6 +1124,39 @@ class OfflineWriter:
         return self._remember(index, _without_repeats([
             *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
             _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]))
+
+
+# The cohost's stock lines ([show.cohost]), by where they stand in a segment: after the lead (she asks what
+# it is), a third of the way (she wants more), two thirds (she reacts), before the closer (she sums up).
+# Written for the default persona (お嬢様: ですわ, わよ, かしら, のね); no numbers or names, so they are
+# grounded in any article. Each pool is longer than an episode has articles: no line is said twice.
+COHOST_RESERVE_CHARS = 110
+_COHOST_POOLS: tuple[tuple[str, ...], ...] = (
+    ("まあ、それはどういうお話なのかしら？", "あら、面白そうなお話ですわね。",
+     "それって、わたくしたちの仕事にも関係あるのかしら？", "初めて聞くお話ですわ。",
+     "まあ、どんな仕組みなのかしら？", "それは新しいニュースですわね。",
+     "なんだか難しそうですけれど、わたくしにもわかるかしら？", "ちょうど気になっていた話題ですわ。"),
+    ("なるほど、そういうことなのね。", "もう少し詳しく聞きたいですわ。",
+     "具体的には、どういうことなのかしら？",
+     "ふむふむ、続きが気になりますわね。", "わかりやすい説明で助かりますわ。", "そこが大事なところなのね。",
+     "それで、どうなったのかしら？", "つまり、前より便利になるということかしら？"),
+    ("それはすごいですわね！", "まあ、驚きましたわ！", "思っていたより大きなお話ですわね。",
+     "そんな工夫があったなんて、驚きですわ。", "聞いているだけでわくわくしますわね。",
+     "なるほど、よく考えられているのね。", "それは現場の方も助かりますわね。", "そういう見方もあるのね。"),
+    ("新人のみなさんにも、ぜひ覚えておいてほしいお話ですわね。",
+     "わたくしも、もっと調べてみたくなりましたわ。",
+     "今日のお話で、少し賢くなれた気がしますわ。", "これからどうなっていくのか、楽しみですわね。",
+     "身近なところにも関係していそうなお話でしたわね。", "{host}の説明、とてもわかりやすかったですわ。",
+     "わたくしも、お仕事で使えるか考えてみますわ。", "大切なことがよくわかりましたわ。"),
+)
+
+
+def _in_persona(pool: tuple[str, ...], endings: Sequence[str], host: str) -> tuple[str, ...]:
+    """The pool's lines that end in one of her endings (all of them for the default persona; a show
+    that gives her other endings keeps what fits, or the whole pool for the gate to judge)."""
+    lines = tuple(line.format(host=host) for line in pool)
+    fitting = tuple(line for line in lines if line.rstrip("。！？").endswith(tuple(endings)))
+    return fitting if len(fitting) >= len(lines) // 2 else lines
 
 
 def _grounded(summary: Summary, *lines: str) -> bool:

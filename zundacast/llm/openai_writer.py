@@ -36,10 +36,12 @@ from zundacast.llm import AnswerWithheld, LLMError, LLMQuotaError, WriterOutputE
 from zundacast.llm.prompts import (
     PROMPT_OVERHEAD_TOKENS,
     PROMPT_VERSION,
+    DialogueDraft,
     SegmentDraft,
     SummaryDraft,
     cached_encoding,
     cut_to_budget,
+    dialogue_messages,
     estimate_tokens,
     segment_messages,
     summary_messages,
@@ -299,3 +301,18 @@ class OpenAIWriter:
 
         draft, usage = self._ask(SegmentDraft, messages_for)
         return [sentence.strip() for sentence in draft.sentences if sentence.strip()], usage
+
+    def write_dialogue(self, summary: Summary, index: int, total: int, show: Show | ShowInfo,
+                       feedback: list[str] | None = None) -> tuple[list[tuple[str, str]], Usage]:
+        """A two-host segment: (speaker, sentence) pairs as the model tagged them (the gate checks them)."""
+        info = show.show if isinstance(show, Show) else show
+        cohost = info.cohost
+        if cohost is None:
+            raise ValueError("write_dialogue needs a show with [show.cohost]")
+
+        def messages_for(cut: int, notes: list[str]) -> list[dict[str, str]]:
+            return dialogue_messages(summary, index, total, info.title, info.host, cohost.name,
+                                     cohost.persona, cohost.endings, [*(feedback or []), *notes])
+
+        draft, usage = self._ask(DialogueDraft, messages_for)
+        return [(line.speaker.strip(), line.text.strip()) for line in draft.lines if line.text.strip()], usage

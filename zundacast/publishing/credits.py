@@ -21,7 +21,10 @@ def voice_credit(engine: str, character: str) -> str:
 
 
 def episode_credit(show: ShowInfo, episode: EpisodeRecord) -> str:
-    return voice_credit(episode.engine, show.host)
+    credit = voice_credit(episode.engine, show.host)
+    if credit and show.cohost is not None:  # [show.cohost]: her VOICEVOX character is credited too
+        credit += "、" + voice_credit(episode.engine, show.cohost.voicevox.speaker_name)
+    return credit
 
 
 def show_credit(show: ShowInfo, episodes: Iterable[EpisodeRecord]) -> str:

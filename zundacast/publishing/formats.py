@@ -40,12 +40,12 @@ def vtt_voice(speaker: str) -> str:
 
 
 def render_vtt(cues: list[Cue], speaker: str = "") -> str:
-    """A WebVTT file: one numbered cue per utterance, in time order; end never before start; every cue
-    in `speaker`'s voice span when one is given."""
-    voice = vtt_voice(speaker)
+    """A WebVTT file: one numbered cue per utterance, in time order; end never before start; each cue in
+    its own speaker's voice span (a two-host episode), else in `speaker`'s when one is given."""
     blocks = ["WEBVTT"]
     for number, cue in enumerate(sorted(cues, key=lambda c: c.start_s), start=1):
         end_s = max(cue.end_s, cue.start_s)
+        voice = vtt_voice(cue.speaker or speaker)
         blocks.append(
             f"{number}\n{vtt_timestamp(cue.start_s)} --> {vtt_timestamp(end_s)}\n{voice}{vtt_text(cue.text)}"
         )

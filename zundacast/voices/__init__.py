@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict
 from zundacast.errors import PermanentError, ZundacastError
 
 if TYPE_CHECKING:
-    from zundacast.show import Environment, VoiceConfig
+    from collections.abc import Callable
+
+    from zundacast.show import CohostConfig, Environment, VoiceConfig
 
 
 class VoiceError(ZundacastError):
@@ -60,3 +62,26 @@ def get_voice(config: VoiceConfig, env: Environment) -> Voice:
     from zundacast.voices.openjtalk import OpenJTalkVoice
 
     return OpenJTalkVoice(config.openjtalk, concurrency=config.concurrency)
+
+
+def cohost_voice_config(config: VoiceConfig, cohost: CohostConfig) -> VoiceConfig:
+    """The show's [voice] with the cohost's own voice in each engine ([show.cohost.voicevox/openjtalk/
+    openai]); the engine, its URL, concurrency and the other settings stay the host's."""
+    return config.model_copy(update={
+        "voicevox": config.voicevox.model_copy(update=cohost.voicevox.model_dump()),
+        "openjtalk": config.openjtalk.model_copy(update=cohost.openjtalk.model_dump()),
+        "openai": config.openai.model_copy(update=cohost.openai.model_dump()),
+    })
+
+
+def speaker_voices(config: VoiceConfig, env: Environment,
+                   cohost: CohostConfig | None = None) -> tuple[Callable[[str], Voice], list[Voice]]:
+    """Speaker's name -> the voice that says their sentences (the cohost's name gets hers, anyone else,
+    "" included, the host's), and every voice made (to close)."""
+    host = get_voice(config, env)
+    if cohost is None:
+        return (lambda _speaker: host), [host]
+    hers = get_voice(cohost_voice_config(config, cohost), env)
+    if hasattr(hers, "setting"):  # VOICEVOX names the show-file table to fix in its errors
+        hers.setting = "show.cohost.voicevox"
+    return (lambda speaker: hers if speaker == cohost.name else host), [host, hers]

@@ -93,6 +93,7 @@ class VoicevoxVoice:
         self._style_id: int | None = self.config.speaker
         self._style_lock = threading.Lock()
         self._style_refused: PermanentVoiceError | None = None
+        self.setting = "voice.voicevox"  # where the show file sets this voice (named in errors)
 
     def cache_key(self) -> str:
         c = self.config
@@ -153,7 +154,7 @@ class VoicevoxVoice:
         if speaker is None:
             raise PermanentVoiceError(
                 f"voicevox at {self.url} offers no speaker {c.speaker_name!r} (it offers: "
-                f"{', '.join(offered) or 'none'}): set voice.voicevox.speaker_name in the show file")
+                f"{', '.join(offered) or 'none'}): set {self.setting}.speaker_name in the show file")
         styles = {str(style.get("name")): style.get("id") for style in speaker.get("styles", [])
                   if isinstance(style, dict) and style.get("type", "talk") == "talk"}
         style_id = styles.get(c.style)
@@ -161,7 +162,7 @@ class VoicevoxVoice:
             listed = ", ".join(f"{name} ({number})" for name, number in styles.items()) or "none"
             raise PermanentVoiceError(
                 f"voicevox at {self.url}: {c.speaker_name} has no style {c.style!r} (it has: {listed}): "
-                "set voice.voicevox.style in the show file")
+                f"set {self.setting}.style in the show file")
         return style_id
 
     def _post(self, path: str, text: str, **kwargs: object) -> httpx.Response:
@@ -175,7 +176,7 @@ class VoicevoxVoice:
                        f"for 「{text}」: {_engine_says(response)}")
             style_refused = response.status_code == 422 and _is_engine_message(response)
             if style_refused:
-                message += (f" (style id {self.style_id()}: check voice.voicevox.speaker, speaker_name and "
+                message += (f" (style id {self.style_id()}: check {self.setting}.speaker, speaker_name and "
                             "style in the show file against the engine's /speakers)")
             if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
                 refusal = PermanentVoiceError(message)
