@@ -30,9 +30,10 @@ Timeout (`timeout_s`, default 2 hours): when nobody decides in time, the run res
 the show's `on_timeout`. The default is `"fail"`: a show that asked for an editor has said that
 nothing unseen should reach listeners, and a late episode is recoverable (the failure webhook and
 the silence check tell the operator; a rerun of the date reuses every cached stage and pauses
-again), while a published mistake is not. `"publish"` publishes the script unchanged, recorded as
-`timed out`. The run resumes itself (rather than letting Prefect's pause expire, which fails the run
-whatever the show asked) a little before Prefect's own pause timeout.
+again), while a published mistake is not. `"publish"` publishes the script unchanged (before
+upload: as last rendered, edits already applied kept), recorded as `timed out`. The run resumes
+itself (rather than letting Prefect's pause expire, which fails the run whatever the show asked) a
+little before Prefect's own pause timeout.
 """
 
 from __future__ import annotations
