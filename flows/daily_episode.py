@@ -24,7 +24,7 @@ from zundacast.dates import parse_episode_date
 from zundacast.llm import get_writer
 from zundacast.models import EpisodeRecord, RunSummary
 from zundacast.notify import install_log_redaction, notify_failure
-from zundacast.review import maybe_review
+from zundacast.review import maybe_review, maybe_review_audio
 from zundacast.runlock import run_lock
 from zundacast.runner import StageRunner
 from zundacast.show import Environment, Show, load_show
@@ -98,6 +98,8 @@ def make_episode(show: Show, day: dt.date, store_url: str, env: Environment,
                                               script_writer.cache_key)
     script, ranking, summaries = maybe_review(run, show, day, ranking, summaries, script)  # [review]
     bundle = run("synthesize", synthesize, script, show.voice, show.audio, show.show, store_url)
+    script, ranking, summaries, bundle = maybe_review_audio(  # [review] before = "upload"
+        run, show, day, ranking, summaries, script, bundle, store_url)
     published = run("upload", upload, bundle, script, ranking, summaries, show, store_url)
 
     create_markdown_artifact(

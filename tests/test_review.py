@@ -1,5 +1,6 @@
-"""An editor in the loop, on a real `prefect server start`: the run pauses after the script, and the
-test answers through the API (`resume_flow_run` with run input) as the UI's Resume form does.
+"""An editor in the loop, on a real `prefect server start`: the run pauses after the script (or, with
+`before = "upload"`, after synthesis), and the test answers through the API (`resume_flow_run` with
+run input) as the UI's Resume form does, after reading the form's description as the UI shows it.
 
 The flow runs in its own process (the sample day on loopback, one pick, OpenJTalk); the test waits
 for its "Pausing flow" log line (no sleeps), finds the paused run through the API and resumes it.
@@ -25,8 +26,10 @@ import pytest
 from tasks.script import recap_name
 from tests.faults.support import short_show
 from tests.test_deployment import _free_port, _stop, _wait_healthy
+from zundacast.cli import main
+from zundacast.review import TIMEOUT_AUTHOR
 from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
-from zundacast.show import Show
+from zundacast.show import SHOWS_DIR, Show, load_show
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,13 +152,56 @@ def resume(api_url: str, run: FlowProcess, run_input: dict[str, Any]) -> Any:
     return flow_run_id
 
 
+def form_description(api_url: str, run: FlowProcess) -> str:
+    """The description of the form the paused run waits on, as the UI's Resume dialog shows it (the
+    run is Paused a moment before its form is saved: polled; pytest-timeout bounds the wait)."""
+    from prefect.client.orchestration import get_client
+    from prefect.input.actions import read_flow_run_input
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    flow_run_id = paused_flow_run_id(api_url, run)
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+        assert state is not None and state.state_details.run_input_keyset
+        key = state.state_details.run_input_keyset["description"]
+        while (description := read_flow_run_input(key, flow_run_id)) is None:
+            assert run.process.poll() is None, run.output[-4000:]
+            time.sleep(0.2)  # a polling interval, not a measured time
+    return str(description)
+
+
+def listened(description: str) -> tuple[Path, Path, int, int]:
+    """From a before-upload form: the MP3 on the run's machine, its copy in the store's work area, and
+    how many of the episode's utterances were voiced for this render."""
+    local = re.search(r"MP3 on the machine running this run: `([^`]+)`", description)
+    stored = re.search(r"the same file in the store's work area: `([^`]+)`", description)
+    voiced = re.search(r"(\d+) of (\d+) utterances voiced for this render", description)
+    assert local and stored and voiced, description
+    return Path(local[1]), Path(stored[1]), int(voiced[1]), int(voiced[2])
+
+
+def published_nothing(store: Path) -> bool:
+    day = store / SAMPLE_DATE.isoformat()
+    return (not (store / "episodes.json").exists() and not (store / "feed.xml").exists()
+            and not list(day.glob("*.mp3")))
+
+
+def published_mp3(store: Path) -> bytes:
+    [mp3] = (store / SAMPLE_DATE.isoformat()).glob("*.mp3")  # named {show}-{date}.mp3
+    return mp3.read_bytes()
+
+
 def artifact_markdown(api_url: str, key: str) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        # the newest: the module's runs share one server, and each run writes the same key
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                      sort=ArtifactSort.CREATED_DESC, limit=1)
     assert found, f"no artifact {key}"
     return str(found[0].data)
 
@@ -194,16 +240,18 @@ def test_a_drop_and_an_edit_from_the_api_are_checked_synthesized_and_recorded(
     assert "edited" in markdown and "Aoi" in markdown
 
 
-def test_a_rejection_from_the_api_publishes_nothing(tmp_path: Path, api_url: str) -> None:
-    with paused_run(tmp_path, api_url, timeout_s=900) as (run, store):
+@pytest.mark.parametrize("before", ["synthesize", "upload"])
+def test_a_rejection_from_the_api_publishes_nothing(tmp_path: Path, api_url: str, before: str) -> None:
+    with paused_run(tmp_path, api_url, before=before, timeout_s=900) as (run, store):
         run.wait_for_pause(1)
         resume(api_url, run, {"editor": "Aoi", "action": "reject", "reason": "出典が一つだけなのだ"})
         assert run.finish() != 0
     rejected = (rf"ReviewRejected: review: the episode for {SAMPLE_DATE.isoformat()} was rejected by Aoi: "
                 "出典が一つだけ")
     assert re.search(rejected, run.output), run.output[-4000:]
-    assert not (store / "episodes.json").exists() and not (store / "feed.xml").exists()
-    assert not (store / SAMPLE_DATE.isoformat() / "episode.mp3").exists()
+    assert published_nothing(store)
+    rendered = list((tmp_path / "zundacast" / "work").rglob("episode-*.mp3"))
+    assert len(rendered) == (1 if before == "upload" else 0)  # before upload: heard, then held back
 
 
 def test_nobody_deciding_fails_the_run_by_default(tmp_path: Path, api_url: str) -> None:
@@ -212,3 +260,63 @@ def test_nobody_deciding_fails_the_run_by_default(tmp_path: Path, api_url: str) 
     assert PAUSED in run.output
     assert "rejected by (nobody: timeout): no decision within 1 s" in run.output, run.output[-4000:]
     assert not (store / "episodes.json").exists()
+
+
+def test_before_upload_the_editor_hears_the_episode_and_an_edit_rendered_again(
+        tmp_path: Path, api_url: str) -> None:
+    new_sentence = "この記事は、ずんだ餅みたいに噛めば噛むほど味が出るお話なのだ。"
+    with paused_run(tmp_path, api_url, before="upload", timeout_s=900) as (run, store):
+        run.wait_for_pause(1)
+        first_mp3, first_stored, _, _ = listened(form_description(api_url, run))
+        assert first_mp3.read_bytes()[:3] == b"ID3" and first_stored.read_bytes() == first_mp3.read_bytes()
+        assert published_nothing(store)  # rendered, and waiting for the editor's ears
+        resume(api_url, run, {"editor": "Aoi", "action": "edit",
+                              "edits": [{"article": 1, "sentence": 3, "text": new_sentence}]})
+        run.wait_for_pause(2)  # the edit is rendered again and the form comes back
+        second = form_description(api_url, run)
+        second_mp3, _, voiced, utterances = listened(second)
+        assert second_mp3 != first_mp3 and second_mp3.is_file()
+        assert 1 <= voiced < utterances  # only the changed sentence was synthesized; the rest cached
+        assert new_sentence in second and published_nothing(store)
+        resume(api_url, run, {"editor": "Aoi", "action": "approve"})
+        assert run.finish() == 0, run.output[-4000:]
+    day = store / SAMPLE_DATE.isoformat()
+    record = json.loads((day / "episode.json").read_text(encoding="utf-8"))
+    review = record["review"]
+    assert (review["decision"], review["author"]) == ("edited", "Aoi")
+    assert len(review["edits"]) == 1 and new_sentence in review["edits"][0]
+    assert new_sentence in record["transcript"]
+    assert published_mp3(store) == second_mp3.read_bytes()  # what the editor heard last
+    assert new_sentence in (day / "transcript.vtt").read_text(encoding="utf-8")
+    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}")
+    assert "edited" in markdown and "Aoi" in markdown and new_sentence in markdown
+
+
+def test_nobody_deciding_publishes_unchanged_when_the_show_says_so(tmp_path: Path, api_url: str) -> None:
+    with paused_run(tmp_path, api_url, before="upload", timeout_s=1, on_timeout="publish") as (run, store):
+        assert run.finish() == 0, run.output[-4000:]
+    assert PAUSED in run.output
+    day = store / SAMPLE_DATE.isoformat()
+    record = json.loads((day / "episode.json").read_text(encoding="utf-8"))
+    review = record["review"]
+    assert (review["decision"], review["author"], review["edits"]) == ("timed out", TIMEOUT_AUTHOR, [])
+    assert SAMPLE_DATE.isoformat() in (store / "episodes.json").read_text(encoding="utf-8")
+    [rendered] = (tmp_path / "zundacast" / "work").rglob("episode-*.mp3")  # rendered once, not again
+    assert published_mp3(store) == rendered.read_bytes()
+    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}")
+    assert "timed out" in markdown and TIMEOUT_AUTHOR in markdown
+
+
+def test_a_bad_review_setting_is_one_error_line_naming_the_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (SHOWS_DIR / "zundamon-ai.toml").read_text(encoding="utf-8")
+    assert "[review]" not in text
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(text + '\n[review]\nbefore = "upload"\n', encoding="utf-8")
+    bad.write_text(text + '\n[review]\nbefore = "after-upload"\n', encoding="utf-8")
+    assert load_show(str(good)).review.before == "upload"
+    assert main(["run", "--show", str(bad), "--store", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("zundacast: error:"), err
+    assert "bad.toml" in err and "review.before" in err and "'upload'" in err, err
+    assert not (tmp_path / "out").exists()

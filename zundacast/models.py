@@ -162,7 +162,7 @@ class Section(BaseModel):
 
 
 class ReviewRecord(BaseModel):
-    """An editor's decision on the script before synthesis (zundacast.review)."""
+    """An editor's decision on the episode before synthesis or upload (zundacast.review)."""
 
     decision: Literal["approved", "edited", "rejected", "timed out"]
     author: CleanStr  # who decided: the name the editor gave, or "(nobody: timeout)"

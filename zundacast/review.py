@@ -1,7 +1,9 @@
-"""An editor in the loop: the run pauses after the script until a person approves, edits or rejects it.
+"""An editor in the loop: the run pauses until a person approves, edits or rejects the episode.
 
 With `[review] before = "synthesize"` in the show file, the flow pauses (Prefect `pause_flow_run`
-with a RunInput form) after the script stage. The form's description shows the picks with their
+with a RunInput form) after the script stage; with `before = "upload"`, after synthesis, and the
+form also says where the rendered MP3 is (the run's work folder, and the store's private work area)
+so the editor listens before anything goes out. The form's description shows the picks with their
 scores and the whole script, sentences numbered per article; the editor answers from the Prefect UI
 ("Resume" on the paused run) or the API (`resume_flow_run(flow_run_id, run_input={...})`):
 
@@ -14,8 +16,11 @@ scores and the whole script, sentences numbered per article; the editor answers 
   tasks/script.validate_script: spoken text without URLs, markdown or emoji, persona, length, titles
   named, ...); a rule the edit breaks that the original met sends the form back with the problems
   listed at the top, and nothing is synthesized;
-- `reject`: nothing is synthesized or published; the run fails with `ReviewRejected` naming the
-  editor and the reason (the failure webhook says so).
+- with `before = "upload"`, an applied edit or drop is synthesized again (the utterance cache makes
+  that cheap: only the changed sentences are voiced) and the form comes back with the new MP3, so
+  the editor hears what they approve; `approve` then publishes it;
+- `reject`: nothing is published (nor, before synthesis, synthesized); the run fails with
+  `ReviewRejected` naming the editor and the reason (the failure webhook says so).
 
 The decision, its author (the `editor` field: Prefect's open-source server has no user accounts, so
 the form asks for the name) and the edits are kept in `episode.json` (`review`), and in a markdown
@@ -25,9 +30,10 @@ Timeout (`timeout_s`, default 2 hours): when nobody decides in time, the run res
 the show's `on_timeout`. The default is `"fail"`: a show that asked for an editor has said that
 nothing unseen should reach listeners, and a late episode is recoverable (the failure webhook and
 the silence check tell the operator; a rerun of the date reuses every cached stage and pauses
-again), while a published mistake is not. `"publish"` publishes the script unchanged, recorded as
-`timed out`. The run resumes itself (rather than letting Prefect's pause expire, which fails the run
-whatever the show asked) a little before Prefect's own pause timeout.
+again), while a published mistake is not. `"publish"` publishes the script unchanged (before
+upload: as last rendered, edits already applied kept), recorded as `timed out`. The run resumes
+itself (rather than letting Prefect's pause expire, which fails the run whatever the show asked) a
+little before Prefect's own pause timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from prefect.input import RunInput
@@ -43,7 +51,7 @@ from pydantic import BaseModel, Field
 from tasks.script import recap_name, validate_script
 from zundacast.editorial import spoken_text_problems
 from zundacast.errors import PermanentError
-from zundacast.models import Ranking, ReviewRecord, Script, Section, Sentence, Summary
+from zundacast.models import AudioBundle, Ranking, ReviewRecord, Script, Section, Sentence, Summary
 from zundacast.show import Show, ShowInfo
 from zundacast.speech import to_speech
 
@@ -170,11 +178,16 @@ def _say(text: str, pronunciation: dict[str, str], speaker: str = "") -> Sentenc
     return Sentence(text=text, speech=to_speech(text, pronunciation), speaker=speaker)
 
 
-def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list[str]) -> str:
-    """The form's description: problems of the last edit, the picks with scores, the numbered script."""
+def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list[str],
+                    listen: list[str] | None = None) -> str:
+    """The form's description: problems of the last answer, where to listen (before upload), the picks
+    with scores, the numbered script."""
     lines = [f"# Review: {show.show.title} {script.date.isoformat()}", ""]
     if problems:
         lines += ["**Your last answer was not applied:**", *[f"- {p}" for p in problems], ""]
+    if listen:
+        lines += ["**Listen before you approve** (the rendered episode; nothing is published yet):",
+                  *[f"- {line}" for line in listen], ""]
     lines += ["Approve, reject (with a reason), or edit: `edits` = article number, sentence number "
               "(empty for the spoken title) and the new text.", "",
               "| # | score | source | title |", "|---:|---:|---|---|"]
@@ -193,6 +206,21 @@ def review_markdown(show: Show, ranking: Ranking, script: Script, problems: list
     return "\n".join(lines)
 
 
+def listen_lines(bundle: AudioBundle, store_url: str) -> list[str]:
+    """Where the editor finds the rendered MP3: the file on the machine running the flow, and the same
+    bytes in the store's private work area (reachable from elsewhere; never listed in the feed)."""
+    lines = [f"MP3 on the machine running this run: `{bundle.mp3_path}`"]
+    if bundle.work_key and store_url:
+        from zundacast.storage import open_store
+
+        where = open_store(store_url).describe(bundle.work_key)
+        lines.append(f"the same file in the store's work area: `{where}`")
+    lines.append(f"{bundle.duration_s:.0f} s, {bundle.loudness_lufs:.1f} LUFS, sha256 {bundle.sha256[:12]}; "
+                 f"{bundle.synthesized} of {bundle.utterances} utterances voiced for this render "
+                 "(the rest from the utterance cache)")
+    return lines
+
+
 def record_markdown(show: Show, record: ReviewRecord) -> str:
     lines = [f"# Review of {show.show.title}", "", f"- decision: **{record.decision}**",
              f"- by: {record.author}", f"- at: {record.decided_at.isoformat(timespec='seconds')}"]
@@ -204,11 +232,44 @@ def record_markdown(show: Show, record: ReviewRecord) -> str:
 
 def maybe_review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
                  script: Script) -> tuple[Script, Ranking, list[Summary]]:
-    """The episode unchanged when the show wants no review; else the episode an editor decided on
-    (the script with its `review` record, and the picks and summaries after any replacement).
+    """`[review] before = "synthesize"`: the episode an editor decided on (the script with its `review`
+    record, and the picks and summaries after any replacement); else the episode unchanged.
     Raises ReviewRejected when the editor (or the timeout) rejects it."""
-    if show.review.before == "none":
+    if show.review.before != "synthesize":
         return script, ranking, summaries
+    script, ranking, summaries, _ = _review(run, show, day, ranking, summaries, script)
+    return script, ranking, summaries
+
+
+def maybe_review_audio(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
+                       script: Script, bundle: AudioBundle, store_url: str,
+                       ) -> tuple[Script, Ranking, list[Summary], AudioBundle]:
+    """`[review] before = "upload"`: the rendered episode an editor approved (edits and drops are
+    synthesized again and shown again); else the episode unchanged. Raises ReviewRejected."""
+    if show.review.before != "upload":
+        return script, ranking, summaries, bundle
+    from tasks.synthesize import synthesize
+
+    def render(edited: Script) -> AudioBundle:  # the flow's own synthesize stage: cached, reported
+        return run("synthesize", synthesize, edited, show.voice, show.audio, show.show, store_url)
+
+    return _review(run, show, day, ranking, summaries, script, Rendered(bundle, render, store_url))
+
+
+@dataclass
+class Rendered:
+    """Before upload: the episode's current MP3 and how to render an edited script again."""
+
+    bundle: AudioBundle
+    render: Callable[[Script], AudioBundle]
+    store_url: str
+
+
+def _review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, summaries: list[Summary],
+            script: Script, audio: Rendered | None = None,
+            ) -> tuple[Script, Ranking, list[Summary], AudioBundle | None]:
+    """Pause for the editor until a decision ends the review (the form comes back after a drop, an
+    answer that could not be applied, and, before upload, after an edit)."""
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
     from prefect.flow_runs import pause_flow_run, resume_flow_run
@@ -218,9 +279,11 @@ def maybe_review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, s
     config = show.review
     run_id = flow_run.id
     problems: list[str] = []
-    changes: list[str] = []  # replacements made in earlier rounds
+    changes: list[str] = []  # replacements (and, before upload, edits) made in earlier rounds
     for round_number in range(1, MAX_ROUNDS + 1):
-        form = ReviewDecision.with_initial_data(description=review_markdown(show, ranking, script, problems))
+        listen = listen_lines(audio.bundle, audio.store_url) if audio else None
+        form = ReviewDecision.with_initial_data(
+            description=review_markdown(show, ranking, script, problems, listen))
         timed_out = threading.Event()
 
         def resume_on_timeout(timed_out: threading.Event) -> None:
@@ -249,6 +312,8 @@ def maybe_review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, s
                                                                         summaries, decision.drop)
                 changes += replaced
                 say.info("review: %s by %s", "; ".join(replaced), decision.editor)
+                if audio:
+                    audio.bundle = audio.render(script)
             else:
                 say.warning("review: drop by %s not applied: %s", decision.editor, "; ".join(problems))
             continue  # the form comes back with the new article (or the problems)
@@ -260,12 +325,18 @@ def maybe_review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, s
             if problems:
                 say.warning("review: edits by %s not applied: %s", decision.editor, "; ".join(problems))
                 continue
+            script = edited
+            if audio:  # the editor hears the edit before approving it: render again, ask again
+                changes += described
+                audio.bundle = audio.render(script)
+                say.info("review: %s by %s; rendered again", "; ".join(described), decision.editor)
+                continue
             record = ReviewRecord(decision="edited", author=decision.editor, decided_at=now,
                                   edits=[*changes, *described], reason=decision.reason)
-            script = edited
         elif decision.action == "reject":
             record = ReviewRecord(decision="timed out" if by_timeout else "rejected",
-                                  author=decision.editor, decided_at=now, reason=decision.reason)
+                                  author=decision.editor, decided_at=now, edits=changes,
+                                  reason=decision.reason)
         else:
             approved = "edited" if changes else "approved"
             record = ReviewRecord(decision="timed out" if by_timeout else approved, author=decision.editor,
@@ -279,6 +350,7 @@ def maybe_review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, s
                 f"{': ' + record.reason if record.reason else ''}; nothing was published "
                 f"(rerun the date to review it again; [review] in {show.source_path or 'the show file'})")
         say.info("review: %s by %s", record.decision, record.author)
-        return script.model_copy(update={"review": record}), ranking, summaries
+        return (script.model_copy(update={"review": record}), ranking, summaries,
+                audio.bundle if audio else None)
     raise ReviewRejected(f"review: {MAX_ROUNDS} forms for {day.isoformat()} came back with edits that "
                          f"could not be applied (last: {'; '.join(problems)}); nothing was published")

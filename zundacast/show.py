@@ -298,8 +298,9 @@ class AlertsConfig(_Strict):
 
 
 class ReviewConfig(_Strict):
-    # "synthesize": the run pauses after the script for an editor's decision (zundacast.review)
-    before: Literal["synthesize", "none"] = "none"
+    # "synthesize": the run pauses after the script for an editor's decision (zundacast.review);
+    # "upload": after synthesis, with the rendered MP3 to listen to
+    before: Literal["synthesize", "upload", "none"] = "none"
     timeout_s: int = Field(7200, ge=1, le=7 * 24 * 3600)
     # what a run does when nobody decides in time; "fail" publishes nothing unreviewed (see review.py)
     on_timeout: Literal["fail", "publish"] = "fail"
