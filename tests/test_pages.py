@@ -225,6 +225,27 @@ def test_content_security_policy_allows_exactly_the_inline_style_and_script(epis
     assert directives["script-src"] == inline_hash(doc.xpath("//script")[0].text)
 
 
+def test_a_two_host_episode_page_names_the_speaker_of_each_line() -> None:
+    from zundacast.publishing.formats import parse_vtt, render_vtt
+
+    two_hosts = [Cue(start_s=0.0, end_s=2.0, text="今日のニュースなのだ。", speaker="ずんだもん"),
+                 Cue(start_s=2.0, end_s=4.0, text="それは何かしら？", speaker="四国めたん"),
+                 Cue(start_s=5.5, end_s=8.0, text="説明するのだ。", speaker="ずんだもん")]
+    # the page of a past episode is made from its published VTT: the voices come back as speakers
+    cues = parse_vtt(render_vtt(two_hosts, speaker="ずんだもん"))
+    assert [cue.speaker for cue in cues] == ["ずんだもん", "四国めたん", "ずんだもん"]
+    page = render_episode_page(show_info(), episode(dt.date(2025, 7, 24)), cues)
+    doc = assert_well_formed(page)
+    lines = doc.xpath("//section[contains(@class,'transcript')]//*[@data-start]")
+    assert [[span.text_content() for span in line.xpath(".//span[@class='who']")] for line in lines] == [
+        ["ずんだもん"], ["四国めたん"], ["ずんだもん"]]
+    assert lines[1].text_content().endswith("四国めたん それは何かしら？")
+    # one host: every cue is hers or his alone, and no name is repeated on each line
+    single = render_episode_page(show_info(), episode(dt.date(2025, 7, 24)),
+                                 parse_vtt(render_vtt(CUES, speaker="ずんだもん")))
+    assert 'class="who"' not in single
+
+
 def test_episode_page_without_cues_shows_the_plain_transcript() -> None:
     page = render_episode_page(show_info(), episode(dt.date(2025, 7, 24), chapters=[]), [])
     doc = assert_well_formed(page)

@@ -53,11 +53,13 @@ def render_vtt(cues: list[Cue], speaker: str = "") -> str:
 
 
 _VOICE = re.compile(r"^<v(?:\.[^ \t>]*)?[ \t][^>]*>|</v>$")
+_VOICE_NAME = re.compile(r"^<v(?:\.[^ \t>]*)?[ \t]([^>]*)>")
 _VTT_TIMING = re.compile(r"^(\d{2,}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2,}):(\d{2}):(\d{2})\.(\d{3})")
 
 
 def parse_vtt(text: str) -> list[Cue]:
-    """The cues of a WebVTT file written by `render_vtt` (for pages of past episodes and for tests)."""
+    """The cues of a WebVTT file written by `render_vtt` (for pages of past episodes and for tests), each
+    with its `<v …>` voice as its speaker."""
     cues: list[Cue] = []
     for block in text.replace("\r\n", "\n").split("\n\n"):
         lines = block.strip("\n").split("\n")
@@ -65,13 +67,15 @@ def parse_vtt(text: str) -> list[Cue]:
             match = _VTT_TIMING.match(line)
             if match:
                 h1, m1, s1, ms1, h2, m2, s2, ms2 = (int(part) for part in match.groups())
-                body = _VOICE.sub("", "\n".join(lines[index + 1 :]))
-                body = unescape(body)
+                raw = "\n".join(lines[index + 1 :])
+                voice = _VOICE_NAME.match(raw)
+                body = unescape(_VOICE.sub("", raw))
                 cues.append(
                     Cue(
                         start_s=h1 * 3600 + m1 * 60 + s1 + ms1 / 1000,
                         end_s=h2 * 3600 + m2 * 60 + s2 + ms2 / 1000,
                         text=body,
+                        speaker=unescape(voice.group(1)).strip() if voice else "",
                     )
                 )
                 break

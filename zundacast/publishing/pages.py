@@ -74,6 +74,7 @@ margin:0 -.4rem;cursor:pointer;width:calc(100% + .8rem)}
 .seek:hover,.seek:focus-visible{background:var(--line)}
 .seek.now{background:var(--now)}
 .ts{flex:none;min-width:3.6em;color:var(--muted);font-variant-numeric:tabular-nums;font-size:.85rem}
+.who{flex:none;font-weight:600}
 .chapters li{display:flex;gap:.5rem;align-items:baseline}
 .chapters .seek{flex:1}
 .source{color:var(--muted);font-size:.85rem;margin:0 0 .3rem}
@@ -287,10 +288,12 @@ def _chapter_list(chapters: list[Chapter]) -> str:
     return '<ol class="plain chapters">\n' + "\n".join(items) + "\n</ol>"
 
 
-def _cue_item(cue: Cue) -> str:
+def _cue_item(cue: Cue, named: bool = False) -> str:
+    """One cue as a seek button; `named` (a two-host episode) puts its speaker before the text."""
+    who = f'<span class="who">{_e(cue.speaker)}</span> ' if named and cue.speaker else ""
     return (
         f'<li><button type="button" class="seek" data-start="{_seconds_attr(cue.start_s)}">'
-        f'<span class="ts">{format_duration(cue.start_s)}</span> {_e(cue.text)}</button></li>'
+        f'<span class="ts">{format_duration(cue.start_s)}</span> {who}{_e(cue.text)}</button></li>'
     )
 
 
@@ -299,9 +302,14 @@ def _transcript(episode: EpisodeRecord, cues: list[Cue]) -> str:
     if not cues:
         paragraphs = [block.strip() for block in episode.transcript.split("\n----\n") if block.strip()]
         return "\n".join(f"<p>{_e(text)}</p>" for text in paragraphs)
+    named = len({cue.speaker for cue in cues}) > 1  # a two-host episode says who speaks each line
+
+    def items(group: list[Cue]) -> str:
+        return '<ol class="plain cues">\n' + "\n".join(_cue_item(cue, named) for cue in group) + "\n</ol>"
+
     chapters = sorted(episode.chapters, key=lambda chapter: chapter.start_s)
     if not chapters:
-        return '<ol class="plain cues">\n' + "\n".join(_cue_item(cue) for cue in cues) + "\n</ol>"
+        return items(cues)
     groups: list[list[Cue]] = [[] for _ in chapters]
     for cue in cues:
         # the last chapter that starts at or before the cue (cues before the first go to the first)
@@ -313,10 +321,7 @@ def _transcript(episode: EpisodeRecord, cues: list[Cue]) -> str:
     blocks = []
     for chapter, group in zip(chapters, groups, strict=True):
         if group:
-            blocks.append(
-                f"<h3>{_e(chapter.title)}</h3>\n"
-                '<ol class="plain cues">\n' + "\n".join(_cue_item(cue) for cue in group) + "\n</ol>"
-            )
+            blocks.append(f"<h3>{_e(chapter.title)}</h3>\n" + items(group))
     return "\n".join(blocks)
 
 
