@@ -79,21 +79,13 @@ def running_preview(folder: Path) -> Iterator[Preview]:
             reader.join(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A folder store with two episodes published through the real publish path, no base URL; made once
-    for the module: the previews only read it (one test asserts the store is unchanged)."""
-    from tests.conftest import _CLEARED
-
-    root = tmp_path_factory.mktemp("published")
-    folder = root / "public"
-    with pytest.MonkeyPatch.context() as mp:  # as isolated_env does for a test: no base URL, no keys
-        mp.setenv("ZUNDACAST_HOME", str(root / "home"))
-        for name in _CLEARED:
-            mp.delenv(name, raising=False)
-        store = open_store(str(folder))
-        publish(DAY1, root / "work", store, show=sample_show(), frequency=330)
-        _, bundle = publish(DAY2, root / "work", store, show=sample_show())
+@pytest.fixture
+def published(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder store with two episodes published through the real publish path, no base URL."""
+    folder = tmp_path / "public"
+    store = open_store(str(folder))
+    publish(DAY1, tmp_path / "work", store, show=sample_show(), frequency=330)
+    _, bundle = publish(DAY2, tmp_path / "work", store, show=sample_show())
     return folder, Path(bundle.mp3_path)
 
 
