@@ -59,7 +59,8 @@ def prefect_api_url(prefect_harness: None) -> str:
 
     Without PREFECT_API_URL every `zundacast demo|run` starts a temporary API of its own (a second Python
     process, migrations on a fresh database): measured, a warm-cache demo took 41 CPU-s with it and
-    20 (+4 in this server) pointed here. Their PREFECT_HOME stays fresh, so every stage still computes.
+    20-23 (+4 in the server) pointed at a running one. Their PREFECT_HOME stays fresh, so every stage
+    still computes.
     """
     from prefect.settings import PREFECT_API_URL
 
