@@ -110,7 +110,8 @@ def prefect_results(tmp_path: Path, prefect_harness: None) -> Iterator[Path]:
 SAME_WORKER = {
     "tests/faults/test_llm_faults.py": "tests/faults::llm_runs",
     "tests/faults/test_security.py": "tests/faults::llm_runs",
-    # the suite's one cold full episode (test_flow), then the CLI's demos speaking from its utterance cache
+    # the suite's one cold full episode (test_flow), then the CLI's demos speaking from its utterance cache;
+    # both modules inspect the one `plain_demo`
     "tests/test_flow.py": "shared speech: full episode",
     "tests/test_cli_publish.py": "shared speech: full episode",
 }
