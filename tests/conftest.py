@@ -53,6 +53,43 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness: None) -> str:
+    """The harness's API URL, for CLI subprocesses whose subject is not Prefect's temporary API.
+
+    Without PREFECT_API_URL every `zundacast demo|run` starts a temporary API of its own (a second Python
+    process, migrations on a fresh database): measured, a warm-cache demo took 41 CPU-s with it and
+    20-23 (+4 in the server) pointed at a running one. Their PREFECT_HOME stays fresh, so every stage
+    still computes.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the harness sets the API URL"
+    return str(url)
+
+
+@pytest.fixture(scope="session")
+def plain_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`zundacast demo --json --store FOLDER` as a newcomer runs it: nothing set, a fresh ZUNDACAST_HOME
+    and PREFECT_HOME, so Prefect's temporary API starts (the README's first command). The suite's one CLI
+    demo on that path, inspected by test_flow (the JSON summary) and test_cli_publish (the closing notes).
+    Its utterance cache is the session's (the cold full episode is test_flow's): it is not about speech."""
+    import subprocess
+    import sys
+
+    from tests.faults.support import share_speech_cache
+
+    root = tmp_path_factory.mktemp("plain-demo")
+    store = root / "public"
+    env = {"ZUNDACAST_HOME": str(share_speech_cache(root / "home")), "PREFECT_HOME": str(root / "prefect"),
+           "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin", "HOME": str(root)}
+    done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--json", "--store", str(store)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, env=env,
+                          timeout=1200, check=False)
+    return {"done": done, "root": root, "store": store}
+
+
 @pytest.fixture
 def prefect_results(tmp_path: Path, prefect_harness: None) -> Iterator[Path]:
     """Fresh persisted-result storage (the cross-run cache) for one test."""
@@ -73,7 +110,8 @@ def prefect_results(tmp_path: Path, prefect_harness: None) -> Iterator[Path]:
 SAME_WORKER = {
     "tests/faults/test_llm_faults.py": "tests/faults::llm_runs",
     "tests/faults/test_security.py": "tests/faults::llm_runs",
-    # the suite's one cold full episode (test_flow), then the CLI's demos speaking from its utterance cache
+    # the suite's one cold full episode (test_flow), then the CLI's demos speaking from its utterance cache;
+    # both modules inspect the one `plain_demo`
     "tests/test_flow.py": "shared speech: full episode",
     "tests/test_cli_publish.py": "shared speech: full episode",
 }

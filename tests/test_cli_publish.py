@@ -1,9 +1,10 @@
 """`zundacast demo` as a user runs it: what the end of the run says about where the feed can be read.
 
-Two real runs in subprocesses sharing one home (the second reuses the first's utterances):
-a folder store with no base URL ends with a plain note that the feed is for local preview only
-and how to publish it; `--base-url` (which wins over ZUNDACAST_BASE_URL) writes web URLs and
-needs no note. Both ask for the owner e-mail the default show lacks.
+Two real runs in subprocesses, their utterances from the session's cache: the session's plain demo
+(tests/conftest.py `plain_demo`: nothing set, Prefect's temporary API), a folder store with no base URL,
+ends with a plain note that the feed is for local preview only and how to publish it; `--base-url` (which
+wins over ZUNDACAST_BASE_URL) writes web URLs and needs no note (that run uses the session's Prefect API:
+it is not about the temporary one). Both ask for the owner e-mail the default show lacks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,17 +35,19 @@ def demo(tmp_path: Path, store: Path, *args: str, **env: str) -> subprocess.Comp
     return done
 
 
-def test_the_end_of_a_run_says_whether_its_feed_can_be_published(tmp_path: Path) -> None:
-    share_speech_cache(tmp_path / "home")  # the sample day's sentences, spoken once per worker (test_flow)
-    local = demo(tmp_path, tmp_path / "local")
+def test_the_end_of_a_run_says_whether_its_feed_can_be_published(
+        tmp_path: Path, plain_demo: dict[str, Any], prefect_api_url: str) -> None:
+    local, local_store = plain_demo["done"], plain_demo["store"]
+    assert local.returncode == 0, local.stderr[-3000:]
     last = local.stderr.strip().splitlines()[-2:]
     assert last[0].startswith("warning: ") and "[show].owner_email is not set" in last[0]
-    assert last[1].startswith(f"note: {(tmp_path / 'local' / 'feed.xml').as_uri()} is for local preview only")
-    assert f"zundacast preview --store {tmp_path / 'local'}" in last[1] and "--base-url" in last[1]
+    assert last[1].startswith(f"note: {(local_store / 'feed.xml').as_uri()} is for local preview only")
+    assert f"zundacast preview --store {local_store}" in last[1] and "--base-url" in last[1]
     assert "✓ upload" in local.stderr.split(last[0])[0]  # after the stages, where a person reads it
 
+    share_speech_cache(tmp_path / "home")  # the sample day's sentences, spoken once per session (test_flow)
     web = demo(tmp_path, tmp_path / "web", "--base-url", "https://podcast.example.com/zunda",
-               ZUNDACAST_BASE_URL="https://loses.example.com")
+               ZUNDACAST_BASE_URL="https://loses.example.com", PREFECT_API_URL=prefect_api_url)
     assert "local preview only" not in web.stderr
     assert "[show].owner_email is not set" in web.stderr.strip().splitlines()[-1]
     assert "feed: https://podcast.example.com/zunda/feed.xml" in web.stdout

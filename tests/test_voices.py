@@ -384,10 +384,11 @@ def test_openjtalk_says_nothing_about_onnx_runtime() -> None:
 
 
 @pytest.mark.slow
-def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path) -> None:
+def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path, prefect_api_url: str) -> None:
     """`zundacast demo --voice voicevox` in a subprocess, against the fake engine: every sentence goes
     through /audio_query and /synthesis with ずんだもん ノーマル found in /speakers, and the episode is
-    published with the engine's name in its record."""
+    published with the engine's name in its record. Its utterance cache is empty (the subject is speech);
+    its Prefect API is the session's (the subject is not Prefect's temporary API)."""
     import os
     import subprocess
     import sys
@@ -397,7 +398,7 @@ def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path) 
         env = {name: value for name, value in os.environ.items()
                if not name.startswith(("AWS_", "OPENAI_", "ZUNDACAST_", "VOICEVOX_"))}
         env.update(PYTHONPATH=str(repo), ZUNDACAST_HOME=str(tmp_path / "home"), VOICEVOX_URL=fake.url,
-                   PREFECT_HOME=str(tmp_path / "prefect"))
+                   PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=prefect_api_url)
         done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--voice", "voicevox",
                                "--store", str(tmp_path / "public"), "--json"],
                               cwd=repo, env=env, capture_output=True, text=True, timeout=600)
