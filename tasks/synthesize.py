@@ -34,14 +34,16 @@ from zundacast.audio import (
 )
 from zundacast.audio.assemble import decode_audio_file
 from zundacast.audio.master import ffmpeg_exe
+from zundacast.audio.tts_child import synthesize_to_cache_in_child
 from zundacast.errors import PermanentError
-from zundacast.memory import release_free_memory
+from zundacast.memory import release_free_memory, release_openjtalk_dictionaries
 from zundacast.models import AudioBundle, Script
 from zundacast.show import AudioConfig, Environment, ShowInfo, VoiceConfig
 from zundacast.stage import stage_options
 from zundacast.storage import Store, open_store
 from zundacast.storage.work import put_work_file
 from zundacast.voices import Voice, get_voice
+from zundacast.voices.openjtalk import OpenJTalkVoice
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,14 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
                                "(every Sentence.speech is empty or punctuation)")
     cache_root = env.home / "tts"
     # Only cache paths are held: assembly reads the utterances back one at a time (memory stays flat).
-    paths, synthesized = synthesize_to_cache(voice, utterances, cache_root, attempts=attempts,
-                                             backoff_s=backoff_s)
+    if type(voice) is OpenJTalkVoice:  # its dictionaries live in a child process that ends here (tts_child)
+        release_openjtalk_dictionaries()  # the offline writer's: neither synthesis nor assembly needs them
+        paths, synthesized = synthesize_to_cache_in_child(voice, utterances, cache_root, attempts=attempts,
+                                                          backoff_s=backoff_s)
+    else:  # HTTP engines (and wrapped or test voices) hold little: in this process
+        paths, synthesized = synthesize_to_cache(voice, utterances, cache_root, attempts=attempts,
+                                                 backoff_s=backoff_s)
+        release_openjtalk_dictionaries()  # an in-process OpenJTalk's, not needed for assembly
     timings["tts"] = time.perf_counter() - started
     release_free_memory()  # the TTS threads' freed buffers go back before assembly and mastering allocate
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
+import threading
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
@@ -36,3 +38,38 @@ def release_free_memory() -> bool:
     """Give freed heap pages back to the system; True if glibc released any."""
     libc = _glibc()
     return bool(libc and libc.malloc_trim(0))
+
+
+def release_openjtalk_dictionaries() -> bool:
+    """Let go of pyopenjtalk's MeCab front end and Sudachi dictionary in this process; True if any was held.
+
+    Both are file mappings (~50 MB and ~120 MB once touched) that pyopenjtalk-plus keeps for the life of the
+    process. After the offline writer is done and synthesis ran in its own process (audio/tts_child.py),
+    nothing here needs them; the library loads them again on its next use. Reaches into the library's
+    module globals, so it checks each one and does nothing where they are not as expected.
+    """
+    import sys
+
+    pyopenjtalk = sys.modules.get("pyopenjtalk")
+    if pyopenjtalk is None:
+        return False
+    released = False
+    manager = getattr(pyopenjtalk, "_global_jtalk", None)
+    condition = getattr(manager, "_condition", None)
+    if condition is not None and hasattr(manager, "_instance"):
+        with condition:
+            if manager._instance is not None and getattr(manager, "_active_leases", 1) == 0:
+                manager._instance = None  # the next borrower makes a new one (the manager's lazy factory)
+                released = True
+    utils = sys.modules.get("pyopenjtalk.utils")
+    lock = getattr(utils, "_SUDACHI_DICTIONARY_LOCK", None)
+    if lock is not None and getattr(utils, "_SUDACHI_DICTIONARY", None) is not None:
+        with lock:
+            utils._SUDACHI_DICTIONARY = None  # get_sudachi_tokenizer() loads it again when needed
+            # A new thread-local: the old one, and every thread's tokenizer on it, is dropped with it.
+            utils._SUDACHI_TOKENIZER_LOCAL = threading.local()
+            released = True
+    if released:
+        gc.collect()  # the dictionaries are unmapped when their last reference goes
+        release_free_memory()
+    return released

@@ -206,13 +206,7 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
         key_file.write_text(voice.cache_key() + "\n", encoding="utf-8")
 
     paths = {u.speech: cache_path(engine_dir, u.speech) for u in utterances}
-    missing: dict[str, Utterance] = {}
-    for utterance in utterances:
-        if utterance.speech in missing:
-            continue
-        path = paths[utterance.speech]
-        if not path.is_file() or load_cached(path) is None:  # also refreshes its "last used" time
-            missing[utterance.speech] = utterance
+    missing = _missing(utterances, paths)
 
     stop = threading.Event()
     if missing:
@@ -224,6 +218,25 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
         else:
             _in_workers(voice, ordered, paths, attempts, backoff_s, stop, on_progress)
     return [paths[u.speech] for u in utterances], len(missing)
+
+
+def _missing(utterances: list[Utterance], paths: dict[str, Path]) -> dict[str, Utterance]:
+    """The utterances whose cache file is missing or unreadable, one per spoken text."""
+    missing: dict[str, Utterance] = {}
+    for utterance in utterances:
+        if utterance.speech in missing:
+            continue
+        path = paths[utterance.speech]
+        if not path.is_file() or load_cached(path) is None:  # also refreshes its "last used" time
+            missing[utterance.speech] = utterance
+    return missing
+
+
+def cached_paths(voice: Voice, utterances: list[Utterance], cache_root: Path) -> list[Path] | None:
+    """Every utterance's cache file if all of them are cached and readable, else None (nothing written)."""
+    engine_dir = engine_cache_dir(cache_root, voice)
+    paths = {u.speech: cache_path(engine_dir, u.speech) for u in utterances}
+    return None if _missing(utterances, paths) else [paths[u.speech] for u in utterances]
 
 
 def _can_pipeline(voice: Voice) -> bool:
