@@ -6,7 +6,9 @@ Each run is `bench_pipeline.py episode` in fresh homes (what `run.py` calls a co
 - `self_mb`: the episode process alone (VmHWM, read from /proc while it runs);
 - `largest_child_mb`: the largest VmHWM of any descendant (Prefect's API server, a synthesis child, ffmpeg);
 - `tree_mb`: the largest sum of VmRSS over the episode process and all its descendants at one sample
-  (every 0.1 s, so a short spike may be missed): what the run holds at once.
+  (every 0.1 s, so a short spike may be missed): what the run holds at once;
+- `mp3`: the published MP3's name, which is its content hash (two trees that make the same name made the
+  same file: same readings, same audio).
 Measurement only: nothing here asserts a size.
 """
 
