@@ -17,7 +17,8 @@ from zundacast.voices import PermanentVoiceError
 from zundacast.voices.openjtalk import OpenJTalkVoice, load_pyopenjtalk
 
 # 上手 / 行った / 生物 have several readings: Sudachi's reading fix-up (pyopenjtalk-plus) picks one.
-SENTENCES = ["上手な人が行った場所で生物を見たのだ。", "今日は良い天気なのだ。", "上手な人が行った場所で生物を見たのだ。"]
+SENTENCES = ["上手な人が行った場所で生物を見たのだ。", "今日は良い天気なのだ。",
+             "上手な人が行った場所で生物を見たのだ。"]
 
 
 def utterances(texts: list[str]) -> list[Utterance]:
@@ -70,3 +71,27 @@ def test_released_dictionaries_load_again_with_the_same_readings() -> None:
     assert release_openjtalk_dictionaries() is False  # nothing held any more
     assert readings() == before
     assert ("上手", "ジョーズ") in before  # not カミテ: Sudachi's fix-up is still in force after reloading
+
+
+def test_dropped_dictionary_pages_come_back_on_use_with_the_same_readings() -> None:
+    from zundacast.memory import drop_data_file_pages
+
+    pyopenjtalk = load_pyopenjtalk()
+    before = [pyopenjtalk.g2p(text, kana=True) for text in SENTENCES]  # maps MeCab's and Sudachi's files
+
+    def resident_dictionary_kb() -> int:
+        kb, current = 0, ""
+        with open("/proc/self/smaps", encoding="utf-8") as smaps:
+            for line in smaps:
+                head = line.split()
+                if not head[0].endswith(":"):
+                    current = head[5] if len(head) > 5 else ""
+                elif head[0] == "Rss:" and current.endswith(("system.dic", "sys.dic")):
+                    kb += int(head[1])
+        return kb
+
+    assert resident_dictionary_kb() > 10_000
+    assert drop_data_file_pages() > 0
+    assert resident_dictionary_kb() < 1_000
+    assert [pyopenjtalk.g2p(text, kana=True) for text in SENTENCES] == before
+    assert resident_dictionary_kb() > 0  # mapped in again, as far as these sentences needed
