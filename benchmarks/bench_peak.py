@@ -7,14 +7,15 @@ Each run is `bench_pipeline.py episode` in fresh homes (what `run.py` calls a co
 - `largest_child_mb`: the largest VmHWM of any descendant (Prefect's API server, a synthesis child, ffmpeg);
 - `tree_mb`: the largest sum of VmRSS over the episode process and all its descendants at one sample
   (every 0.1 s, so a short spike may be missed): what the run holds at once;
-- `mp3`: the published MP3's name, which is its content hash (two trees that make the same name made the
-  same file: same readings, same audio).
+- `mp3_sha256`: the published MP3's hash (two trees with the same hash made the same file: same readings,
+  same audio).
 Measurement only: nothing here asserts a size.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -89,10 +90,14 @@ def cold_episode(scratch: Path) -> dict[str, float]:
         raise RuntimeError(f"episode failed: exit {proc.returncode}")
     answer = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
     run = answer["runs"][0]["summary"]
+    name = Path(str(run.get("mp3", "")).removeprefix("file://")).name
+    found = (path for path in (scratch / "store").rglob(name) if path.is_file()) if name else iter(())
+    published = next(found, None)
+    sha = hashlib.sha256(published.read_bytes()).hexdigest()[:16] if published else ""
     return {"wall_s": round(wall, 1), "wait4_mb": round(usage.ru_maxrss / 1024),
             "self_mb": round(peaks["self"] / 1024), "largest_child_mb": round(peaks["child"] / 1024),
             "tree_mb": round(peaks["tree"] / 1024),
-            "mp3": Path(run.get("mp3", "")).name}  # named by its content hash: equal names, equal files
+            "mp3_sha256": sha}  # the published MP3: equal hashes, same readings and same audio
 
 
 def main() -> None:
@@ -106,7 +111,7 @@ def main() -> None:
             runs.append(cold_episode(Path(scratch)))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     load_after = os.getloadavg()
-    medians = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "mp3"}
+    medians = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "mp3_sha256"}
     print(json.dumps({"median": medians, "runs": runs, "load_before": [round(x, 2) for x in load_before],
                       "load_after": [round(x, 2) for x in load_after]}))
 
