@@ -7,8 +7,8 @@ Each run is `bench_pipeline.py episode` in fresh homes (what `run.py` calls a co
 - `largest_child_mb`: the largest VmHWM of any descendant (Prefect's API server, a synthesis child, ffmpeg);
 - `tree_mb`: the largest sum of VmRSS over the episode process and all its descendants at one sample
   (every 0.1 s, so a short spike may be missed): what the run holds at once;
-- `mp3_sha256`: the published MP3's hash (two trees with the same hash made the same file: same readings,
-  same audio).
+- `audio_sha256`: the hash of the published MP3's decoded audio (its tags differ from run to run: the
+  sample day's URLs carry a free port). Two trees with the same hash made the same audio: same readings.
 Measurement only: nothing here asserts a size.
 """
 
@@ -57,6 +57,14 @@ def _descendants(pid: int | str) -> list[str]:
     return found
 
 
+def _audio_sha256(mp3: Path) -> str:
+    import imageio_ffmpeg
+
+    decoded = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(mp3), "-map", "0:a:0",
+                              "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    return hashlib.sha256(decoded).hexdigest()[:16]
+
+
 def cold_episode(scratch: Path) -> dict[str, float]:
     env = child_env(scratch / "prefect", scratch / "home")
     argv = [sys.executable, str(PIPELINE), "episode", "--port", str(free_port()), "--store",
@@ -93,11 +101,11 @@ def cold_episode(scratch: Path) -> dict[str, float]:
     name = Path(str(run.get("mp3", "")).removeprefix("file://")).name
     found = (path for path in (scratch / "store").rglob(name) if path.is_file()) if name else iter(())
     published = next(found, None)
-    sha = hashlib.sha256(published.read_bytes()).hexdigest()[:16] if published else ""
+    sha = _audio_sha256(published) if published else ""
     return {"wall_s": round(wall, 1), "wait4_mb": round(usage.ru_maxrss / 1024),
             "self_mb": round(peaks["self"] / 1024), "largest_child_mb": round(peaks["child"] / 1024),
             "tree_mb": round(peaks["tree"] / 1024),
-            "mp3_sha256": sha}  # the published MP3: equal hashes, same readings and same audio
+            "audio_sha256": sha}
 
 
 def main() -> None:
@@ -111,7 +119,7 @@ def main() -> None:
             runs.append(cold_episode(Path(scratch)))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     load_after = os.getloadavg()
-    medians = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "mp3_sha256"}
+    medians = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "audio_sha256"}
     print(json.dumps({"median": medians, "runs": runs, "load_before": [round(x, 2) for x in load_before],
                       "load_after": [round(x, 2) for x in load_after]}))
 
