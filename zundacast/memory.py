@@ -47,13 +47,12 @@ DATA_FILE_MIN_BYTES = 16 << 20  # dictionaries and models, not the libraries' ow
 
 
 def drop_data_file_pages() -> int:
-    """Unmap the resident pages of every large read-only, non-executable file mapping; the bytes dropped.
+    """Unmap the resident pages of every large shared read-only file mapping; the bytes of those mappings.
 
     OpenJTalk's MeCab dictionary and Sudachi's (used by the offline writer) are such mappings: loading
     Sudachi touches ~115 MB, while a script's sentences need about half of it afterwards. The pages stay in
     the kernel's page cache (shared, reclaimable, not this process's) and the next access maps them again,
-    so only what is really used comes back into the resident set. Nothing in them can be lost: they are
-    clean (not writable). No-op where /proc or madvise are missing.
+    so only what is really used comes back into the resident set. No-op where /proc or madvise are missing.
     """
     libc = _glibc()
     if libc is None:
@@ -68,8 +67,10 @@ def drop_data_file_pages() -> int:
         fields = line.split(maxsplit=5)
         if len(fields) < 6 or not fields[5].startswith("/"):
             continue
-        perms = fields[1]
-        if "w" in perms or "x" in perms:  # written pages would be lost; code is what runs
+        # Shared and read-only: its pages are the page cache's own, so dropping them can lose nothing. (A
+        # private read-only mapping may hold pages written before it became read-only, e.g. a library's
+        # relocated data: those are left alone.)
+        if fields[1] != "r--s":
             continue
         start, end = (int(bound, 16) for bound in fields[0].split("-"))
         if end - start < DATA_FILE_MIN_BYTES:
