@@ -7,8 +7,9 @@ Each run is `bench_pipeline.py episode` in fresh homes (what `run.py` calls a co
 - `largest_child_mb`: the largest VmHWM of any descendant (Prefect's API server, a synthesis child, ffmpeg);
 - `tree_mb`: the largest sum of VmRSS over the episode process and all its descendants at one sample
   (every 0.1 s, so a short spike may be missed): what the run holds at once;
-- `audio_sha256`: the hash of the published MP3's decoded audio (its tags differ from run to run: the
-  sample day's URLs carry a free port). Two trees with the same hash made the same audio: same readings.
+- `audio_sha256`: the hash of the published MP3's decoded audio. It differs between two cold runs of the
+  same tree (seen 2026-12-01), so it does not show that two trees read alike; it shows when a run is
+  reproducible. (Same readings: tests/test_tts_child.py compares the audio utterance by utterance.)
 Measurement only: nothing here asserts a size.
 """
 
