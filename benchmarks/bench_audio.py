@@ -7,7 +7,8 @@ from one source tree with the interpreter of this one:
   only assembly, mastering, the MP3 encode(s), tags and the check; wall time and CPU time (the process and
   its ffmpeg children: steadier than wall time on a shared machine), each divided by the audio's length;
 - **peak memory, cold**: the same stage with an empty utterance cache (OpenJTalk, 2 workers), as ru_maxrss
-  of that process, next to what its imports alone cost (the flow's imports and the OpenJTalk voice).
+  of that process, next to what its imports alone cost (the flow's imports and the OpenJTalk voice), and
+  the largest of its child processes (ffmpeg; the OpenJTalk synthesis process, audio/tts_child.py).
 
 The baseline is the same code at another revision (`--baseline REV`, default the merge base with main),
 exported with `git archive` into a temporary folder, so before and after see the same machine load.
@@ -39,8 +40,8 @@ tree, mode, script_json = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, tree)
 os.chdir(tree)
 
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_mb(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss / 1024
 
 def cpu_s():
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -62,7 +63,8 @@ bundle = synthesize_script(script, OpenJTalkVoice(concurrency=2), AudioConfig(),
 print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": cpu_s() - cpu_started,
                   "duration_s": bundle.duration_s, "synthesized": bundle.synthesized,
                   "loudness_lufs": bundle.loudness_lufs, "true_peak_dbtp": bundle.true_peak_dbtp,
-                  "imports_mb": imports_mb, "peak_mb": peak_mb()}))
+                  "imports_mb": imports_mb, "peak_mb": peak_mb(),
+                  "children_peak_mb": peak_mb(resource.RUSAGE_CHILDREN)}))
 """
 
 
@@ -121,6 +123,8 @@ def run(baseline: str, rounds: int = 2, script_json: str = "-", cold: bool = Tru
             measured = child(trees[name], Path(tempfile.mkdtemp(prefix="bench-audio-cold-")), script_json)
             results[f"{name}_cold_imports_mb"] = round(measured["imports_mb"])
             results[f"{name}_cold_peak_mb"] = round(measured["peak_mb"])
+            # the largest child process: ffmpeg, and the OpenJTalk synthesis process where there is one
+            results[f"{name}_cold_children_peak_mb"] = round(measured["children_peak_mb"])
             results[f"{name}_cold_wall_s"] = round(measured["wall_s"], 1)
     results["load_end"] = load_average()
     return results
@@ -170,4 +174,5 @@ def run_work(articles: int = 2, per_article: int = 52) -> dict[str, Any]:
             "audio_work_cpu_s": round(warm["cpu_s"], 2),
             "audio_work_cpu_fraction": round(warm["cpu_s"] / warm["duration_s"], 4),
             "cold_synthesis_peak_mb": round(cold["peak_mb"]), "cold_imports_mb": round(cold["imports_mb"]),
+            "cold_synthesis_children_peak_mb": round(cold["children_peak_mb"]),
             "load_start": load_start, "load_end": load_average()}

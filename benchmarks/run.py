@@ -304,7 +304,10 @@ def issue14_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                                                                       if c.self_peak_mb is not None])
                     and (server := [c.children_peak_mb or 0.0 for c in cold]) else "")
                  + (f"; the synthesis stage alone, cold: {audio['cold_synthesis_peak_mb']} MB (imports "
-                    f"{audio['cold_imports_mb']} MB)" if "cold_synthesis_peak_mb" in audio else "")))
+                    f"{audio['cold_imports_mb']} MB)" if "cold_synthesis_peak_mb" in audio else "")
+                 + (f", its largest child (OpenJTalk synthesis process or ffmpeg): "
+                    f"{audio['cold_synthesis_children_peak_mb']} MB"
+                    if "cold_synthesis_children_peak_mb" in audio else "")))
     dl = results.get("collect_deadline", {})
     if "error" in dl:
         rows.append(("slow-feed collect / fast-feed collect", "n/a", "≤ 1 timeout extra", dl["error"]))

@@ -34,15 +34,17 @@ from zundacast.audio import (
 )
 from zundacast.audio.assemble import decode_audio_file
 from zundacast.audio.master import ffmpeg_exe
-from zundacast.audio.utterances import synthesize_voices
+from zundacast.audio.tts_child import synthesize_to_cache_in_child
+from zundacast.audio.utterances import Utterance, synthesize_to_cache, synthesize_voices
 from zundacast.errors import PermanentError
-from zundacast.memory import release_free_memory
+from zundacast.memory import release_free_memory, release_openjtalk_dictionaries
 from zundacast.models import AudioBundle, Script
 from zundacast.show import AudioConfig, Environment, ShowInfo, VoiceConfig
 from zundacast.stage import stage_options
 from zundacast.storage import Store, open_store
 from zundacast.storage.work import put_work_file
 from zundacast.voices import Voice, speaker_voices
+from zundacast.voices.openjtalk import OpenJTalkVoice
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,20 @@ def episode_work_dir(show: ShowInfo, script: Script, env: Environment | None = N
     return (env or Environment()).home / "work" / show.id / script.date.isoformat()
 
 
+def _fill_cache(voice: Voice, utterances: list[Utterance], cache_root: Path, *, attempts: int,
+                backoff_s: float) -> tuple[list[Path], int]:
+    """One voice's utterances into the cache. OpenJTalk's dictionaries live in a child process that ends
+    with it (tts_child), so they are not resident during assembly; HTTP engines (and wrapped or test
+    voices) hold little and run here."""
+    if type(voice) is OpenJTalkVoice:
+        release_openjtalk_dictionaries()  # the offline writer's: neither synthesis nor assembly needs them
+        return synthesize_to_cache_in_child(voice, utterances, cache_root, attempts=attempts,
+                                            backoff_s=backoff_s)
+    found = synthesize_to_cache(voice, utterances, cache_root, attempts=attempts, backoff_s=backoff_s)
+    release_openjtalk_dictionaries()  # an in-process OpenJTalk's, not needed for assembly
+    return found
+
+
 def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: ShowInfo,
                       work_dir: Path | None = None, *, attempts: int = 4,
                       backoff_s: float = 0.5, voices: Callable[[str], Voice] | None = None) -> AudioBundle:
@@ -83,7 +99,7 @@ def synthesize_script(script: Script, voice: Voice, audio: AudioConfig, show: Sh
     cache_root = env.home / "tts"
     # Only cache paths are held: assembly reads the utterances back one at a time (memory stays flat).
     paths, synthesized = synthesize_voices(voices or (lambda _speaker: voice), utterances, cache_root,
-                                           attempts=attempts, backoff_s=backoff_s)
+                                           attempts=attempts, backoff_s=backoff_s, fill=_fill_cache)
     timings["tts"] = time.perf_counter() - started
     release_free_memory()  # the TTS threads' freed buffers go back before assembly and mastering allocate
 

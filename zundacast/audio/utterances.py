@@ -208,13 +208,7 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
         key_file.write_text(voice.cache_key() + "\n", encoding="utf-8")
 
     paths = {u.speech: cache_path(engine_dir, u.speech) for u in utterances}
-    missing: dict[str, Utterance] = {}
-    for utterance in utterances:
-        if utterance.speech in missing:
-            continue
-        path = paths[utterance.speech]
-        if not path.is_file() or load_cached(path) is None:  # also refreshes its "last used" time
-            missing[utterance.speech] = utterance
+    missing = _missing(utterances, paths)
 
     stop = threading.Event()
     if missing:
@@ -226,6 +220,25 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
         else:
             _in_workers(voice, ordered, paths, attempts, backoff_s, stop, on_progress)
     return [paths[u.speech] for u in utterances], len(missing)
+
+
+def _missing(utterances: list[Utterance], paths: dict[str, Path]) -> dict[str, Utterance]:
+    """The utterances whose cache file is missing or unreadable, one per spoken text."""
+    missing: dict[str, Utterance] = {}
+    for utterance in utterances:
+        if utterance.speech in missing:
+            continue
+        path = paths[utterance.speech]
+        if not path.is_file() or load_cached(path) is None:  # also refreshes its "last used" time
+            missing[utterance.speech] = utterance
+    return missing
+
+
+def cached_paths(voice: Voice, utterances: list[Utterance], cache_root: Path) -> list[Path] | None:
+    """Every utterance's cache file if all of them are cached and readable, else None (nothing written)."""
+    engine_dir = engine_cache_dir(cache_root, voice)
+    paths = {u.speech: cache_path(engine_dir, u.speech) for u in utterances}
+    return None if _missing(utterances, paths) else [paths[u.speech] for u in utterances]
 
 
 def _can_pipeline(voice: Voice) -> bool:
@@ -315,18 +328,21 @@ def _pipelined(voice: Any, ordered: list[Utterance], paths: dict[str, Path], att
 
 
 def synthesize_voices(voices: Callable[[str], Voice], utterances: list[Utterance], cache_root: Path,
-                      attempts: int = 4, backoff_s: float = 0.5) -> tuple[list[Path], int]:
-    """`synthesize_to_cache` per speaker, each in the voice `voices(speaker)` gives: the cache file of
-    every utterance in order, and how many were synthesized now. Each voice has its own cache folder
-    (keyed by its settings), so the host's and the cohost's takes of one sentence never collide."""
+                      attempts: int = 4, backoff_s: float = 0.5,
+                      fill: Callable[..., tuple[list[Path], int]] | None = None) -> tuple[list[Path], int]:
+    """`fill` (default `synthesize_to_cache`) per speaker, each in the voice `voices(speaker)` gives: the
+    cache file of every utterance in order, and how many were synthesized now. Each voice has its own
+    cache folder (keyed by its settings), so the host's and the cohost's takes of one sentence never
+    collide."""
+    fill = fill or synthesize_to_cache
     by_voice: dict[str, list[int]] = {}
     for index, utterance in enumerate(utterances):
         by_voice.setdefault(utterance.speaker, []).append(index)
     paths: list[Path | None] = [None] * len(utterances)
     synthesized = 0
     for speaker, indices in by_voice.items():
-        found, made = synthesize_to_cache(voices(speaker), [utterances[i] for i in indices], cache_root,
-                                          attempts=attempts, backoff_s=backoff_s)
+        found, made = fill(voices(speaker), [utterances[i] for i in indices], cache_root,
+                           attempts=attempts, backoff_s=backoff_s)
         for index, path in zip(indices, found, strict=True):
             paths[index] = path
         synthesized += made
