@@ -163,6 +163,12 @@ def measure(cold_runs: int, warm_runs: int, scratch: Path) -> dict[str, Any]:
     return results
 
 
+def run(cold: int = 1, warm: int = 2) -> dict[str, Any]:
+    """`measure` in a scratch folder of its own (benchmarks/run.py calls this in a child process)."""
+    with tempfile.TemporaryDirectory(prefix="zundacast-bench-rerun-") as tmp:
+        return measure(max(1, cold), max(1, warm), Path(tmp))
+
+
 def table(r: dict[str, Any]) -> str:
     def row(kind: str, label: str, runs: int) -> str:
         ratio = "" if kind == "cold" else (f"{r[f'{kind}_over_cold_wall']} wall, "
