@@ -27,8 +27,7 @@ INVALID_JSON = '{"spoken_title": "途中で切れた'
 def llm_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, Any]]:
     """Two runs against the fake OpenAI server with a secret-looking OPENAI_API_KEY:
 
-    - `invalid`: every answer is unusable JSON: the run must still publish, from the offline writer
-      (speaking from the session's utterance cache: the offline one-pick episode other runs say too);
+    - `invalid`: every answer is unusable JSON: the run must still publish, from the offline writer;
     - `rejected`: the key is rejected (HTTP 401), with a failure webhook configured.
     Logs are captured throughout; every folder they wrote is returned for scanning.
     """
@@ -36,7 +35,7 @@ def llm_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
     with sample_site() as (_site, base), LogCapture() as logs, WebhookReceiver() as hook:
         show = short_show(base, picks=1)
         with fake_openai(lambda request: INVALID_JSON) as invalid_server, \
-                flow_env(root / "invalid", shared_speech=True, OPENAI_API_KEY=SECRET_KEY,
+                flow_env(root / "invalid", OPENAI_API_KEY=SECRET_KEY,
                          OPENAI_BASE_URL=invalid_server.base_url):
             invalid_summary = run_flow(show, root / "invalid" / "public")
             invalid_requests = list(invalid_server.requests)
