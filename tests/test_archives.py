@@ -485,7 +485,8 @@ def test_a_flow_run_for_a_past_date_publishes_an_episode_made_from_archives(
     from tests.faults.support import flow_env, run_flow, short_show
     from zundacast.sample_day import sample_files
 
-    with FakeSite() as site, flow_env(tmp_path) as env:
+    # the session's utterance cache: this test is about where the candidates come from, not about speech
+    with FakeSite() as site, flow_env(tmp_path, shared_speech=True) as env:
         serve_archives(site)
         for live in ("/hotentry/it.rss", "/rss/cs.CL", "/hn/rss", "/blog/feed.xml"):
             site.route(live, "gone", status=410)  # every live feed is dead

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -92,6 +93,14 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AudioBu
         patch.setenv("ZUNDACAST_HOME", str(home))
         bundle = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(), SHOW)
     yield bundle, home
+
+
+@pytest.fixture
+def warm_speech(rendered: tuple[AudioBundle, Path], isolated_env: Path) -> Path:
+    """This test's home holding the utterances `rendered` spoke (make_script's eight), for tests about
+    something other than speaking them: assembly, editing, music, memory."""
+    shutil.copytree(rendered[1] / "tts", isolated_env / "tts", dirs_exist_ok=True)
+    return isolated_env
 
 
 def ffmpeg() -> str:
@@ -211,7 +220,8 @@ def test_same_script_twice_synthesizes_nothing_the_second_time(tmp_path: Path) -
     assert again.sha256 == bundle.sha256 and again.mp3_path == bundle.mp3_path  # identical file, same name
 
 
-def test_changing_one_sentence_resynthesizes_only_that_utterance(tmp_path: Path, isolated_env: Path) -> None:
+def test_changing_one_sentence_resynthesizes_only_that_utterance(tmp_path: Path, warm_speech: Path) -> None:
+    # the cache already holds the unedited script's utterances (warm_speech); this run finds them all
     synthesize_script(make_script(), CountingVoice(OpenJTalkVoice()), AudioConfig(), SHOW, work_dir=tmp_path)
     edited = make_script()
     edited.sections[1].sentences[1] = sentence("とても速くて安いらしいのだ。")
@@ -221,7 +231,7 @@ def test_changing_one_sentence_resynthesizes_only_that_utterance(tmp_path: Path,
     assert bundle.synthesized == 1 and bundle.cues[3].text == "とても速くて安いらしいのだ。"
     # other settings are another cache: nothing is reused across voices
     other = CountingVoice(OpenJTalkVoice(OpenJTalkConfig(speed=1.3)))
-    pcms, synthesized = synthesize_utterances(other, plan_utterances(edited, 400)[:2], isolated_env / "tts")
+    pcms, synthesized = synthesize_utterances(other, plan_utterances(edited, 400)[:2], warm_speech / "tts")
     assert synthesized == 2 and len(other.spoken) == 2 and len(pcms) == 2
 
 
@@ -386,12 +396,12 @@ def test_background_music_is_ducked_under_the_voice() -> None:
 # --- streaming: the stage never holds the episode --------------------------------------------------------
 
 def test_streamed_assembly_writes_exactly_what_the_in_memory_one_builds(tmp_path: Path,
-                                                                         isolated_env: Path) -> None:
+                                                                         warm_speech: Path) -> None:
     from zundacast.audio import assemble, assemble_to_file, load_utterance, synthesize_to_cache
 
     script = make_script()
     utterances = plan_utterances(script, OpenJTalkVoice.max_chars)
-    paths, _ = synthesize_to_cache(OpenJTalkVoice(), utterances, isolated_env / "tts")
+    paths, _ = synthesize_to_cache(OpenJTalkVoice(), utterances, warm_speech / "tts")
     pcms = [load_utterance(path) for path in paths]
     assert pcms[0].sample_rate == 48000 and pcms[0].samples.dtype == np.float32  # resampled per utterance
     timeline = assemble(script, utterances, pcms, AudioConfig())
@@ -456,14 +466,14 @@ def test_one_streamed_decode_measures_like_the_reference_meters(tmp_path: Path) 
     assert scan.true_peak_dbtp == pytest.approx(reference_peak, abs=0.2)
 
 
-def test_the_stage_holds_no_copy_of_the_episode(tmp_path: Path, isolated_env: Path) -> None:
+def test_the_stage_holds_no_copy_of_the_episode(tmp_path: Path, warm_speech: Path) -> None:
     import tracemalloc
 
     sentences = [s for section in make_script().sections for s in section.sentences]
     long_script = make_script()
     for section in long_script.sections:  # about 8 minutes from 8 distinct sentences
         section.sentences = [sentences[(i * 3 + len(section.title)) % len(sentences)] for i in range(40)]
-    synthesize_utterances(OpenJTalkVoice(), plan_utterances(long_script, 400), isolated_env / "tts")
+    synthesize_utterances(OpenJTalkVoice(), plan_utterances(long_script, 400), warm_speech / "tts")
     tracemalloc.start()
     try:
         bundle = synthesize_script(long_script, OpenJTalkVoice(), AudioConfig(), SHOW, work_dir=tmp_path)
@@ -476,7 +486,8 @@ def test_the_stage_holds_no_copy_of_the_episode(tmp_path: Path, isolated_env: Pa
     assert bundle.loudness_lufs == pytest.approx(-16.0, abs=0.5) and bundle.true_peak_dbtp <= -1.0
 
 
-def test_the_stage_mixes_background_music_into_the_streamed_episode(tmp_path: Path) -> None:
+def test_the_stage_mixes_background_music_into_the_streamed_episode(tmp_path: Path,
+                                                                     warm_speech: Path) -> None:
     rate = 44100
     music_file = tmp_path / "music.wav"
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * rate) / rate)).astype("<f4")

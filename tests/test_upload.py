@@ -9,6 +9,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import feedparser
 import imageio_ffmpeg
@@ -24,7 +25,6 @@ from tasks.upload import (
     read_history,
     upload,
 )
-from tests.fakes.s3 import FakeS3, running_s3
 from zundacast.errors import PermanentError
 from zundacast.models import (
     AudioBundle,
@@ -45,7 +45,10 @@ from zundacast.publishing.catalog import CatalogError
 from zundacast.publishing.feed import episode_guid
 from zundacast.show import Show, parse_show
 from zundacast.storage import Store, StoreError, open_store
-from zundacast.storage.s3 import S3Store
+
+# moto and boto3 load in the s3 fixture: the publishing processes of test_index import this module
+if TYPE_CHECKING:
+    from tests.fakes.s3 import FakeS3
 
 DAY1 = dt.date(2025, 7, 23)
 DAY2 = dt.date(2025, 7, 24)
@@ -55,13 +58,25 @@ HAS_COVER = (Path(__file__).resolve().parent.parent / "zundacast" / "assets" / "
 # --- sample episode inputs (also used by test_feed.py and test_gpodder.py) ------------------------------
 
 
+_ENCODED: dict[tuple[float, int], bytes] = {}  # (seconds, frequency) -> the MP3 ffmpeg made for it
+
+
 def make_mp3(path: Path, seconds: float = 2.0, frequency: int = 440) -> Path:
-    """A real MP3 (a sine tone) made by the ffmpeg binary in imageio-ffmpeg."""
+    """A real MP3 (a sine tone) made by the ffmpeg binary in imageio-ffmpeg.
+
+    ffmpeg encodes each tone once per process; later calls write the same bytes (its output for one
+    tone is the same every time), so tests that publish many dates do not spawn an encoder per date.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    encoded = _ENCODED.get((seconds, frequency))
+    if encoded is not None:
+        path.write_bytes(encoded)
+        return path
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
                "-i", f"sine=frequency={frequency}:duration={seconds}", "-c:a", "libmp3lame", "-b:a", "64k",
                str(path)]
     subprocess.run(command, check=True, capture_output=True)
+    _ENCODED[(seconds, frequency)] = path.read_bytes()
     return path
 
 
@@ -118,6 +133,8 @@ def publish(day: dt.date, folder: Path, store: Store, show: Show | None = None,
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeS3]:
+    from tests.fakes.s3 import running_s3
+
     with running_s3(monkeypatch) as fake:
         yield fake
 
@@ -351,6 +368,8 @@ def test_secrets_never_reach_a_published_file(tmp_path: Path, monkeypatch: pytes
 def test_upload_task_is_the_stage_and_its_result_survives_prefect(tmp_path: Path) -> None:
     assert upload.name == "upload"
     assert upload.retries == 3
+    from zundacast.storage.s3 import S3Store
+
     assert isinstance(open_store("s3://bucket/p"), S3Store)
     result, _ = publish(DAY2, tmp_path / "work", open_store(str(tmp_path / "public")))
     # Prefect walks every task result like this when the task finishes; a model with a `keys`

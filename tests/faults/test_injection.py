@@ -38,7 +38,8 @@ def attacked_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
     root = tmp_path_factory.mktemp("injection")
     model = ObedientModel()
     with sample_site() as (site, base), fake_openai(model) as llm, \
-            flow_env(root, OPENAI_API_KEY="sk-test-injection", OPENAI_BASE_URL=llm.base_url):
+            flow_env(root, shared_speech=True, OPENAI_API_KEY="sk-test-injection",
+                     OPENAI_BASE_URL=llm.base_url):
         for path, route in list(site.routes.items()):
             if path.endswith(".html"):
                 site.route(path, with_attack(route.body.decode("utf-8")), content_type=route.content_type)

@@ -171,7 +171,7 @@ def test_the_script_artifact_names_the_offline_fallback(llm_runs: dict[str, Any]
 
 
 def test_a_second_run_of_the_same_date_sends_the_llm_no_request(
-        llm_server: FakeOpenAI, prefect_results: Path, tmp_path: Path) -> None:
+        llm_server: FakeOpenAI, prefect_results: Path, tmp_path: Path, shared_speech: Path) -> None:
     from tests.faults.support import run_flow, sample_site, short_show
 
     llm_server.responder = faithful_model  # a summary of the article actually served, so the gate keeps it

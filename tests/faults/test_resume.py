@@ -1,7 +1,8 @@
 """A run killed after summarize resumes without asking the LLM again.
 
-For real: the flow runs in a subprocess (Prefect's ephemeral API, its own PREFECT_HOME) against the fake
-OpenAI server and the sample day served by this test process. The fake holds the script stage's
+For real: the flow runs in a subprocess (its own PREFECT_HOME and result storage, reporting to this test
+session's Prefect API: no server start per run) against the fake OpenAI server and the sample day served by
+this test process. The fake holds the script stage's
 requests; once it has seen one (so every summary is done and persisted), the subprocess and its children
 get SIGKILL. A second subprocess reruns the same date: the fake must see no new summarize request, and the
 episode must be published with the LLM's summary.
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_server import fake_openai
-from tests.faults.support import short_show
+from tests.faults.support import share_speech_cache, short_show
 from tests.test_llm import responder
 from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
 
@@ -40,10 +41,15 @@ print(summary.model_dump_json())
 
 
 def _env(tmp_path: Path, base_url: str) -> dict[str, str]:
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = PREFECT_API_URL.value()  # the session's server (prefect_harness): each run skips its own start
+    assert api_url, "no Prefect API for the runs"
     return {
         "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin", "HOME": str(tmp_path),
-        "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect"),
-        "ZUNDACAST_HOME": str(tmp_path / "home"), "ZUNDACAST_PROGRESS": "1",
+        "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api_url,
+        # the session's utterance cache: this test is about the LLM's stages, not about speech
+        "ZUNDACAST_HOME": str(share_speech_cache(tmp_path / "home")), "ZUNDACAST_PROGRESS": "1",
         "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-test-resume-0000000000",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
@@ -54,7 +60,8 @@ def _count(requests: list[Any], schema: str) -> int:
     return sum(1 for request in list(requests) if request.schema_name == schema)
 
 
-def test_killed_after_summarize_the_rerun_asks_the_llm_for_no_summary(tmp_path: Path) -> None:
+def test_killed_after_summarize_the_rerun_asks_the_llm_for_no_summary(tmp_path: Path,
+                                                                      prefect_harness: None) -> None:
     script_gate, script_reached = threading.Event(), threading.Event()
 
     def answer(request: dict[str, Any]) -> str:
