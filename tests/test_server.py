@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.faults.support import share_speech_cache
+from tests.prefect_server import services_off
 from zundacast import prefect_api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,11 +32,17 @@ def cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.Com
 
 @pytest.fixture
 def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """The environment of a shell with its own Prefect and zundacast homes; the server is stopped after."""
+    """The environment of a shell with its own Prefect and zundacast homes; the server is stopped after.
+
+    The server it starts runs only the services these tests use (the API, and the task run recorder: the
+    rerun's task run states are read); the runs speak from the test run's utterance cache (not about speech).
+    """
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), ZUNDACAST_HOME=str(tmp_path / "home"))
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"),
+               ZUNDACAST_HOME=str(share_speech_cache(tmp_path / "home")),
+               **services_off(("task_run_recorder",)))
     try:
         yield env
     finally:
