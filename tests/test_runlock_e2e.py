@@ -63,17 +63,16 @@ class Gate:
         self.server.server_close()
 
 
-def show_file(folder: Path, feeds_base: str, allowed: list[str]) -> Path:
-    """The default show file, reading the sample day's feeds from `feeds_base`."""
+def show_file(folder: Path, feeds_base: str, allowed: list[str], fetch_timeout_s: int = 10) -> Path:
+    """The default show file with one pick, reading the sample day's feeds from `feeds_base`."""
     from zundacast import sample_day as sample
 
     text = (ROOT / "shows" / "zundamon-ai.toml").read_text("utf-8")
     text = text[: text.index("\n[[feeds]]") + 1]
     assert "\npicks = 3\n" in text
     text = text.replace("\npicks = 3\n", "\npicks = 1\n", 1)  # about the lock, not length: one pick
-    # the feeds wait behind the gate until the served run queues for the lock: no fetch timeout meanwhile
     assert "\ntimeout_s = 10\n" in text
-    text = text.replace("\ntimeout_s = 10\n", "\ntimeout_s = 300\n", 1)
+    text = text.replace("\ntimeout_s = 10\n", f"\ntimeout_s = {fetch_timeout_s}\n", 1)
     assert "allow_hosts = []" in text
     text = text.replace("allow_hosts = []", f"allow_hosts = {allowed!r}".replace("'", '"'), 1)
     for name, path, weight in ((sample.TECHNEWS_FEED_NAME, sample.TECHNEWS_FEED_PATH, 1.0),
@@ -145,7 +144,8 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
     home = share_speech_cache(tmp_path / "home")
     gate = Gate(sample_day)
     hosts = [gate.url.removeprefix("http://"), sample_day.removeprefix("http://")]
-    cli_show = show_file(tmp_path, gate.url, hosts)
+    # the feeds wait behind the gate until the served run queues for the lock: no fetch timeout meanwhile
+    cli_show = show_file(tmp_path, gate.url, hosts, fetch_timeout_s=300)
     base_env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
     base_env.update({"ZUNDACAST_HOME": str(home), "PYTHONUNBUFFERED": "1",
                      "PREFECT_API_URL": prefect_server["PREFECT_API_URL"]})

@@ -305,34 +305,35 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
         results_block = block.stdout.strip().splitlines()[-1]
         assert results_block == "s3-bucket/zundacast-results"
 
-        # Plain `prefect deploy --all` with the store unset fails in prefect.yaml's build, naming it.
-        bare = _run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
-                    {**deploying, "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results_block}, checkout)
-        assert bare.returncode != 0
-        assert "zundacast: error: ZUNDACAST_STORE is not set" in bare.stdout + bare.stderr, bare.stdout
-        assert "zundamon-ai-daily" not in deployment_names(api)
-
-        deployed = _run([sys.executable, "-m", "deployments.deploy", "--store", s3.url,
-                         "--results-block", results_block], deploying, checkout)
-        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
-        deployment = read_deployment(api)
-        # fixed at deploy time, in the deployment itself: nothing left for a worker's shell to fill in
-        assert deployment.pull_steps[0]["prefect.deployments.steps.git_clone"] == {
-            "id": "clone-step", "repository": origin.as_uri(), "branch": "main"}
-        assert deployment.pull_steps[1]["prefect.deployments.steps.run_shell_script"]["directory"] \
-            == "{{ clone-step.directory }}"
-        job_env = deployment.job_variables["env"]
-        assert (job_env["ZUNDACAST_STORE"], job_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]) \
-            == (s3.url, results_block)
-        assert not any(name.startswith("AWS_") for name in job_env)  # credentials stay on the workers
-
-        show = short_show(base_url, picks=1).model_dump(mode="json")
-        parameters = {"episode_date": SAMPLE_DATE.isoformat(), "show": show}
+        # worker 1 (the only worker polling until it stops) starts while the operator deploys
         worker_python = worker_python_made.result()
-        # worker 1 speaks from the test run's utterance cache (this is about workers, not speech)
+        # it speaks from the test run's utterance cache (this is about workers, not speech)
         share_speech_cache(tmp_path / "worker-1" / "zundacast-home")
         worker_1 = Worker("worker-1", tmp_path, env, worker_python)
         try:
+            # Plain `prefect deploy --all` with the store unset fails in prefect.yaml's build, naming it.
+            bare = _run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+                        {**deploying, "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results_block}, checkout)
+            assert bare.returncode != 0
+            assert "zundacast: error: ZUNDACAST_STORE is not set" in bare.stdout + bare.stderr, bare.stdout
+            assert "zundamon-ai-daily" not in deployment_names(api)
+
+            deployed = _run([sys.executable, "-m", "deployments.deploy", "--store", s3.url,
+                             "--results-block", results_block], deploying, checkout)
+            assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+            deployment = read_deployment(api)
+            # fixed at deploy time, in the deployment itself: nothing left for a worker's shell to fill in
+            assert deployment.pull_steps[0]["prefect.deployments.steps.git_clone"] == {
+                "id": "clone-step", "repository": origin.as_uri(), "branch": "main"}
+            assert deployment.pull_steps[1]["prefect.deployments.steps.run_shell_script"]["directory"] \
+                == "{{ clone-step.directory }}"
+            job_env = deployment.job_variables["env"]
+            assert (job_env["ZUNDACAST_STORE"], job_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]) \
+                == (s3.url, results_block)
+            assert not any(name.startswith("AWS_") for name in job_env)  # credentials stay on the workers
+
+            show = short_show(base_url, picks=1).model_dump(mode="json")
+            parameters = {"episode_date": SAMPLE_DATE.isoformat(), "show": show}
             first, first_s = run_on(worker_1, api, parameters)
         finally:
             worker_1.stop()
