@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.faults.support import share_speech_cache
+from tests.prefect_server import free_port, running_prefect_server, said, stop
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# Kept for tests/test_review.py, which starts its own server with them (tests/prefect_server.py is the
+# shared helper: a server with only the services a test uses, up once uvicorn says so).
+_free_port, _stop = free_port, stop
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float) -> None:
@@ -38,55 +38,12 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float) ->
     raise AssertionError(f"prefect server at {url} not healthy after {seconds} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def said(process: subprocess.Popen[str], log: Path, needle: str) -> threading.Event:
-    """Set once `process` prints a line containing `needle`, or ends (the caller checks which).
-
-    Its output is copied to `log` meanwhile. An event, not a clock: pytest-timeout bounds any wait on it.
-    """
-    assert process.stdout is not None
-    stream, event = process.stdout, threading.Event()
-
-    def copy() -> None:
-        with log.open("w", encoding="utf-8") as out:
-            for line in stream:
-                out.write(line)
-                out.flush()
-                if needle in line:
-                    event.set()
-        event.set()  # the process ended without saying it
-
-    threading.Thread(target=copy, daemon=True).start()
-    return event
-
-
 @pytest.fixture
 def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
-           "PREFECT_SERVER_LOGGING_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}  # INFO: uvicorn says it is up
-    env.pop("PREFECT_API_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                "--port", str(port), "--no-ui"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace")
-    api = f"http://127.0.0.1:{port}/api"
-    log = tmp_path / "server.log"
-    try:
-        said(process, log, "Uvicorn running on").wait()  # uvicorn says it once the API is up
-        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-        assert httpx.get(f"{api}/health", timeout=30).status_code == 200
+    """A real server for a served deployment's runs: the API alone (no schedules made, no task runs read),
+    and the client settings that reach it."""
+    with running_prefect_server(tmp_path / "prefect-server", tmp_path / "server.log") as api:
         yield {"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client")}
-    finally:
-        _stop(process)
 
 
 def test_served_deployment_renders_a_past_date_triggered_through_the_api(
@@ -100,7 +57,8 @@ def test_served_deployment_renders_a_past_date_triggered_through_the_api(
     store = tmp_path / "public"
     with serve_sample_day(port=0) as base_url:
         show = short_show(base_url, picks=1)  # about serving, not length: test_flow makes the full episode
-        env = {**os.environ, **prefect_server, "ZUNDACAST_HOME": str(tmp_path / "home"),
+        # about serving, not speech: the utterances come from the test run's shared cache
+        env = {**os.environ, **prefect_server, "ZUNDACAST_HOME": str(share_speech_cache(tmp_path / "home")),
                "TEST_SHOW_JSON": show.model_dump_json()}
         script = ("import os; from deployments.serve import serve; from zundacast.show import Show; "
                   f"serve(Show.model_validate_json(os.environ['TEST_SHOW_JSON']), store={str(store)!r})")
@@ -116,7 +74,7 @@ def test_served_deployment_renders_a_past_date_triggered_through_the_api(
                                           parameters={"episode_date": SAMPLE_DATE.isoformat()},
                                           timeout=None, poll_interval=1)  # pytest-timeout bounds it
         finally:
-            _stop(server)
+            stop(server)
     assert flow_run.state is not None and flow_run.state.is_completed(), (
         flow_run.state, (tmp_path / "serve.log").read_text(errors="replace")[-3000:])
     assert (store / SAMPLE_DATE.isoformat() / "episode.json").is_file()

@@ -1,10 +1,11 @@
 """A CLI-started run and a served-deployment run of the same show and date never overlap.
 
-The CLI run (`zundacast run`, no Prefect server: its own ephemeral API) and the deployment served
-next to a real Prefect server know nothing of each other; only the lock in the store they share
-orders them. The CLI run is held inside its collect stage (its feeds come through a gate) until the
-served run says it is waiting for the lock, so the two really do contend; then the timestamps of
-"holding" and "released" in both logs must give two disjoint intervals.
+The CLI run (`zundacast run`) and the deployment served next to a real Prefect server know nothing
+of each other: the CLI's flow run is no run of the deployment, so no Prefect concurrency limit orders
+them (both report to the one server, which spares the CLI a temporary API of its own); only the lock
+in the store they share orders them. The CLI run is held inside its collect stage (its feeds come
+through a gate) until the served run says it is waiting for the lock, so the two really do contend;
+then the timestamps of "holding" and "released" in both logs must give two disjoint intervals.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import IO
 
 import pytest
 
-from tests.test_deployment import _stop, prefect_server  # noqa: F401  (the fixture)
+from tests.faults.support import share_speech_cache
+from tests.prefect_server import running_prefect_server, stop
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,17 +63,16 @@ class Gate:
         self.server.server_close()
 
 
-def show_file(folder: Path, feeds_base: str, allowed: list[str]) -> Path:
-    """The default show file, reading the sample day's feeds from `feeds_base`."""
+def show_file(folder: Path, feeds_base: str, allowed: list[str], fetch_timeout_s: int = 10) -> Path:
+    """The default show file with one pick, reading the sample day's feeds from `feeds_base`."""
     from zundacast import sample_day as sample
 
     text = (ROOT / "shows" / "zundamon-ai.toml").read_text("utf-8")
     text = text[: text.index("\n[[feeds]]") + 1]
     assert "\npicks = 3\n" in text
     text = text.replace("\npicks = 3\n", "\npicks = 1\n", 1)  # about the lock, not length: one pick
-    # the feeds wait behind the gate until the served run queues for the lock: no fetch timeout meanwhile
     assert "\ntimeout_s = 10\n" in text
-    text = text.replace("\ntimeout_s = 10\n", "\ntimeout_s = 300\n", 1)
+    text = text.replace("\ntimeout_s = 10\n", f"\ntimeout_s = {fetch_timeout_s}\n", 1)
     assert "allow_hosts = []" in text
     text = text.replace("allow_hosts = []", f"allow_hosts = {allowed!r}".replace("'", '"'), 1)
     for name, path, weight in ((sample.TECHNEWS_FEED_NAME, sample.TECHNEWS_FEED_PATH, 1.0),
@@ -114,6 +115,14 @@ def lock_times(log: Path) -> dict[str, list[float]]:
 
 
 @pytest.fixture
+def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real server on loopback for the served deployment and the CLI run (the API alone: nothing here
+    reads task runs, events or schedules); the client settings that reach it."""
+    with running_prefect_server(tmp_path / "prefect-server", tmp_path / "server.log") as api:
+        yield {"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client")}
+
+
+@pytest.fixture
 def sample_day() -> Iterator[str]:
     from zundacast.sample_day import serve_sample_day
 
@@ -122,7 +131,7 @@ def sample_day() -> Iterator[str]:
 
 
 def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
-        tmp_path: Path, prefect_server: dict[str, str], sample_day: str) -> None:  # noqa: F811
+        tmp_path: Path, prefect_server: dict[str, str], sample_day: str) -> None:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -130,12 +139,16 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
     from zundacast.sample_day import SAMPLE_DATE
 
     store = tmp_path / "public"
-    home = tmp_path / "home"  # shared: the second run reuses the first's synthesized utterances
+    # shared: the second run reuses the first's synthesized utterances (the test run's utterance cache:
+    # about the lock, not speech)
+    home = share_speech_cache(tmp_path / "home")
     gate = Gate(sample_day)
     hosts = [gate.url.removeprefix("http://"), sample_day.removeprefix("http://")]
-    cli_show = show_file(tmp_path, gate.url, hosts)
+    # the feeds wait behind the gate until the served run queues for the lock: no fetch timeout meanwhile
+    cli_show = show_file(tmp_path, gate.url, hosts, fetch_timeout_s=300)
     base_env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
-    base_env.update({"ZUNDACAST_HOME": str(home), "PYTHONUNBUFFERED": "1"})
+    base_env.update({"ZUNDACAST_HOME": str(home), "PYTHONUNBUFFERED": "1",
+                     "PREFECT_API_URL": prefect_server["PREFECT_API_URL"]})
 
     cli_holds, served_waits = threading.Event(), threading.Event()
     cli = subprocess.Popen(
@@ -179,7 +192,7 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
         gate.close()
         if cli.poll() is None:
             cli.kill()
-        _stop(server)  # type: ignore[arg-type]
+        stop(server)
         cli_reader.join(timeout=30)
         served_reader.join(timeout=30)
     assert flow_run.state is not None and flow_run.state.is_completed(), served_log.read_text()[-3000:]

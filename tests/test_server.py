@@ -18,7 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.faults.support import share_speech_cache
+from tests.prefect_server import services_off
+from tests.test_runlock_e2e import show_file
 from zundacast import prefect_api
+from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +34,17 @@ def cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.Com
 
 @pytest.fixture
 def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """The environment of a shell with its own Prefect and zundacast homes; the server is stopped after."""
+    """The environment of a shell with its own Prefect and zundacast homes; the server is stopped after.
+
+    The server it starts runs only the services these tests use (the API, and the task run recorder: the
+    rerun's task run states are read); the runs speak from the test run's utterance cache (not about speech).
+    """
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), ZUNDACAST_HOME=str(tmp_path / "home"))
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"),
+               ZUNDACAST_HOME=str(share_speech_cache(tmp_path / "home")),
+               **services_off(("task_run_recorder",)))
     try:
         yield env
     finally:
@@ -114,7 +124,12 @@ def test_a_cli_run_with_the_server_up_is_a_flow_run_it_records(homes: dict[str, 
     state = prefect_api.read_state()
     assert state is not None
 
-    runs = [cli(homes, "demo", "--store", str(tmp_path / "store"), "--json", timeout=1500) for _ in range(2)]
+    # `zundacast run` of the sample day's date, with one pick: about recording runs, not length
+    # (tests/test_flow.py makes the full episode)
+    with serve_sample_day(port=0) as base_url:
+        show = show_file(tmp_path, base_url, [base_url.removeprefix("http://")])
+        runs = [cli(homes, "run", "--show", str(show), "--date", SAMPLE_DATE.isoformat(),
+                    "--store", str(tmp_path / "store"), "--json", timeout=1500) for _ in range(2)]
     for run in runs:
         assert run.returncode == 0, run.stderr[-3000:]
         assert f"Prefect server {state.api_url} (zundacast server)" in run.stderr

@@ -16,16 +16,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes.s3 import FAKE_SECRET_KEY, FakeS3, running_s3
-from tests.faults.support import short_show
+from tests.faults.support import share_speech_cache, short_show
+from tests.prefect_server import starting_prefect_server
 from tests.system import require_system_tool
-from tests.test_deployment import _free_port, _stop, _wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "zundacast"
@@ -55,13 +56,13 @@ def make_repository(dest: Path) -> Path:
     return dest
 
 
-def operator_env(api: str, s3: FakeS3) -> dict[str, str]:
-    """A shell as an operator has it: no settings of ours, the Prefect server, S3 credentials."""
+def operator_env(api: str | None, s3: FakeS3) -> dict[str, str]:
+    """A shell as an operator has it: no settings of ours, the Prefect server (None: not yet), S3
+    credentials."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("PREFECT_", "ZUNDACAST_", "OPENAI_", "VOICEVOX", "AWS_"))}
     env.update({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
@@ -72,24 +73,19 @@ def operator_env(api: str, s3: FakeS3) -> dict[str, str]:
         "AWS_CONFIG_FILE": "/nonexistent/aws-config",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
     })
+    if api is not None:
+        env["PREFECT_API_URL"] = api
     return env
 
 
 @pytest.fixture
-def prefect_server_api(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "server-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    with (tmp_path / "server.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                    "--port", str(port), "--no-ui"], env=env, stdout=log, stderr=log)
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait_healthy(api, process, 180)
-        yield api
-    finally:
-        _stop(process)
+def prefect_server_up(tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """A real server, starting while the test prepares; calling it waits until it answers (its API URL).
+
+    Services: the API, and the task run recorder (the test reads the stages' task run states)."""
+    with starting_prefect_server(tmp_path / "server-home", tmp_path / "server.log",
+                                 needed=("task_run_recorder",)) as up:
+        yield up
 
 
 def prefect_only_python(root: Path, env: dict[str, str]) -> Path:
@@ -128,7 +124,10 @@ class Worker:
         return self.log.read_text(errors="replace")[-6000:]
 
     def stop(self) -> None:
-        _stop(self.process)
+        # Killed, not asked: its run is over (or the test failed), and on SIGTERM a worker waits out a
+        # graceful shutdown that nothing here looks at (it used the helper's whole 20 s per worker).
+        self.process.kill()
+        self.process.wait()
 
 
 def run_on(worker: Worker, api: str, parameters: dict[str, Any]) -> tuple[Any, float]:
@@ -150,6 +149,15 @@ def read_deployment(api: str) -> Any:
 
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         return client.read_deployment_by_name(DEPLOYMENT)
+
+
+def deployment_names(api: str) -> list[str]:
+    """The names of every deployment the server holds (what `prefect deployment ls` lists)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return [deployment.name for deployment in client.read_deployments()]
 
 
 def stage_states(api: str, flow_run_id: Any) -> dict[str, str]:
@@ -271,57 +279,64 @@ def test_a_run_on_a_worker_never_publishes_into_its_temporary_clone(
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server_api: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server_up: Callable[[], str]) -> None:
     from zundacast.publishing.feed import episode_mp3_key
     from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
 
     require_system_tool("git")  # the pull steps need git and uv on the worker's PATH, nothing else
     require_system_tool("uv")
-    api = prefect_server_api
-    with running_s3(monkeypatch, prefix="zundamon-ai") as s3, serve_sample_day(port=0) as base_url:
+    with running_s3(monkeypatch, prefix="zundamon-ai") as s3, serve_sample_day(port=0) as base_url, \
+            ThreadPoolExecutor(max_workers=2) as meanwhile:
         s3.client().create_bucket(Bucket=RESULTS_BUCKET)
-        env = operator_env(api, s3)
+        # the workers' Python is made while the server starts and the operator deploys
+        worker_python_made = meanwhile.submit(prefect_only_python, tmp_path, operator_env(None, s3))
         origin = make_repository(tmp_path / "origin")  # the repository the workers clone
         checkout = tmp_path / "checkout"  # the operator's clone, where they deploy from
         subprocess.run(["git", "clone", "-q", str(origin), str(checkout)], check=True)
+        api = prefect_server_up()
+        env = operator_env(api, s3)
         deploying = {**env, "PREFECT_HOME": str(tmp_path / "deployer-home")}
 
-        pool = _run([sys.executable, "-m", "prefect", "work-pool", "create", POOL, "--type", "process"],
-                    deploying, checkout)
-        assert pool.returncode == 0, pool.stdout + pool.stderr
+        # the pool and the results block do not depend on each other: made side by side
+        pool_made = meanwhile.submit(_run, [sys.executable, "-m", "prefect", "work-pool", "create", POOL,
+                                            "--type", "process"], deploying, checkout)
         block = _run([sys.executable, "-m", "deployments.results_block", "--bucket", RESULTS_BUCKET,
                       "--endpoint-url", s3.endpoint], deploying, checkout)
+        pool = pool_made.result()
+        assert pool.returncode == 0, pool.stdout + pool.stderr
         assert block.returncode == 0, block.stderr
         results_block = block.stdout.strip().splitlines()[-1]
         assert results_block == "s3-bucket/zundacast-results"
 
-        # Plain `prefect deploy --all` with the store unset fails in prefect.yaml's build, naming it.
-        bare = _run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
-                    {**deploying, "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results_block}, checkout)
-        assert bare.returncode != 0
-        assert "zundacast: error: ZUNDACAST_STORE is not set" in bare.stdout + bare.stderr, bare.stdout
-        assert "zundamon-ai-daily" not in _run([sys.executable, "-m", "prefect", "deployment", "ls"],
-                                               deploying, checkout).stdout
-
-        deployed = _run([sys.executable, "-m", "deployments.deploy", "--store", s3.url,
-                         "--results-block", results_block], deploying, checkout)
-        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
-        deployment = read_deployment(api)
-        # fixed at deploy time, in the deployment itself: nothing left for a worker's shell to fill in
-        assert deployment.pull_steps[0]["prefect.deployments.steps.git_clone"] == {
-            "id": "clone-step", "repository": origin.as_uri(), "branch": "main"}
-        assert deployment.pull_steps[1]["prefect.deployments.steps.run_shell_script"]["directory"] \
-            == "{{ clone-step.directory }}"
-        job_env = deployment.job_variables["env"]
-        assert (job_env["ZUNDACAST_STORE"], job_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]) \
-            == (s3.url, results_block)
-        assert not any(name.startswith("AWS_") for name in job_env)  # credentials stay on the workers
-
-        show = short_show(base_url, picks=1).model_dump(mode="json")
-        parameters = {"episode_date": SAMPLE_DATE.isoformat(), "show": show}
-        worker_python = prefect_only_python(tmp_path, env)
+        # worker 1 (the only worker polling until it stops) starts while the operator deploys
+        worker_python = worker_python_made.result()
+        # it speaks from the test run's utterance cache (this is about workers, not speech)
+        share_speech_cache(tmp_path / "worker-1" / "zundacast-home")
         worker_1 = Worker("worker-1", tmp_path, env, worker_python)
         try:
+            # Plain `prefect deploy --all` with the store unset fails in prefect.yaml's build, naming it.
+            bare = _run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+                        {**deploying, "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results_block}, checkout)
+            assert bare.returncode != 0
+            assert "zundacast: error: ZUNDACAST_STORE is not set" in bare.stdout + bare.stderr, bare.stdout
+            assert "zundamon-ai-daily" not in deployment_names(api)
+
+            deployed = _run([sys.executable, "-m", "deployments.deploy", "--store", s3.url,
+                             "--results-block", results_block], deploying, checkout)
+            assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+            deployment = read_deployment(api)
+            # fixed at deploy time, in the deployment itself: nothing left for a worker's shell to fill in
+            assert deployment.pull_steps[0]["prefect.deployments.steps.git_clone"] == {
+                "id": "clone-step", "repository": origin.as_uri(), "branch": "main"}
+            assert deployment.pull_steps[1]["prefect.deployments.steps.run_shell_script"]["directory"] \
+                == "{{ clone-step.directory }}"
+            job_env = deployment.job_variables["env"]
+            assert (job_env["ZUNDACAST_STORE"], job_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]) \
+                == (s3.url, results_block)
+            assert not any(name.startswith("AWS_") for name in job_env)  # credentials stay on the workers
+
+            show = short_show(base_url, picks=1).model_dump(mode="json")
+            parameters = {"episode_date": SAMPLE_DATE.isoformat(), "show": show}
             first, first_s = run_on(worker_1, api, parameters)
         finally:
             worker_1.stop()
