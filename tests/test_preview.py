@@ -166,6 +166,25 @@ def test_previewed_feed_points_at_the_preview_and_every_link_works(published: tu
     assert (folder / "feed.xml").read_bytes() == on_disk  # the preview never changes the store
 
 
+@pytest.mark.timeout(120)  # the bound on a preview that ignores the signal: the test fails, never passes
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_preview_stops_on_ctrl_c_or_kill_even_started_with_sigint_ignored(
+        published: tuple[Path, Path], stop: signal.Signals) -> None:
+    # A background job of a non-interactive shell (`zundacast preview ... &`), or a test runner's worker,
+    # starts it with SIGINT ignored, and an ignored signal stays ignored across exec.
+    folder, _ = published
+    command = [sys.executable, "-m", "zundacast.cli", "preview", "--store", str(folder), "--port", "0"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert process.stdout is not None
+    feed = next(line.split(": ", 1)[1].strip() for line in process.stdout if line.strip().startswith("feed:"))
+    assert httpx.get(feed, timeout=30).status_code == 200  # serving
+    process.send_signal(stop)
+    assert process.wait() == 0  # stopped by the signal, cleanly (a hang is failed by the timeout mark)
+    process.stdout.close()
+
+
 def test_preview_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
     for store, named in ((str(tmp_path / "empty"), "no feed.xml"), ("s3://bucket/show", "s3://bucket/show")):
         command = [sys.executable, "-m", "zundacast.cli", "preview", "--store", store, "--port", "0"]

@@ -20,6 +20,7 @@ import email.utils
 import io
 import mimetypes
 import re
+import signal
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -225,12 +226,20 @@ def serve(store_url: str, port: int = DEFAULT_PORT) -> None:
     print(f"previewing {folder} on loopback (Ctrl-C stops)", flush=True)
     print(f"  page: {origin}/{SHOW_PAGE_KEY}", flush=True)
     print(f"  feed: {origin}/{FEED_KEY}", flush=True)
+    # Ctrl-C and a polite kill both stop it, even where it was started with SIGINT ignored (a background
+    # job of a non-interactive shell, a test runner's worker): the disposition is inherited across exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def local_feed_note(feed_url: str) -> str:
