@@ -5,37 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.faults.support import share_speech_cache
-from tests.prefect_server import free_port, running_prefect_server, said, stop
+from tests.prefect_server import running_prefect_server, said, stop
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-
-
-# Kept for tests/test_review.py, which starts its own server with them (tests/prefect_server.py is the
-# shared helper: a server with only the services a test uses, up once uvicorn says so).
-_free_port, _stop = free_port, stop
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"prefect server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"prefect server at {url} not healthy after {seconds} s")
 
 
 @pytest.fixture

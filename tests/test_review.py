@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from tasks.script import recap_name
-from tests.faults.support import short_show
-from tests.test_deployment import _free_port, _stop, _wait_healthy
+from tests.faults.support import share_speech_cache, short_show
+from tests.prefect_server import running_prefect_server
 from zundacast.cli import main
 from zundacast.review import TIMEOUT_AUTHOR
 from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
@@ -38,28 +38,20 @@ PAUSED = "Pausing flow, execution will continue"
 
 @pytest.fixture(scope="module")
 def api_url() -> Iterator[str]:
-    """One real Prefect server for the module's runs."""
+    """One real Prefect server for the module's runs: the API alone (pauses, run inputs and artifacts are
+    the API's own; no service of tests/prefect_server.OPTIONAL_SERVICES is read)."""
     home = Path(tempfile.mkdtemp(prefix="zundacast-review-server-"))
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                "--port", str(port), "--no-ui"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait_healthy(url, process, 120)
+    with running_prefect_server(home / "prefect", home / "server.log") as url:
         yield url
-    finally:
-        _stop(process)
 
 
 class FlowProcess:
     """daily_episode in a child process; its output lines are collected as they come."""
 
-    def __init__(self, show: Show, store: Path, api_url: str, home: Path) -> None:
+    def __init__(self, show: Show, store: Path, api_url: str, home: Path, shared_speech: bool) -> None:
         self.stale = paused_runs(api_url)  # left paused by an earlier test's killed run: not ours
+        if shared_speech:  # the session's utterance cache: the run is about the review, not speech
+            share_speech_cache(home / "zundacast")
         env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "prefect"),
                "ZUNDACAST_HOME": str(home / "zundacast"), "TEST_SHOW_JSON": show.model_dump_json(),
                "PYTHONUNBUFFERED": "1"}
@@ -104,11 +96,12 @@ class FlowProcess:
 
 
 @contextmanager
-def paused_run(tmp_path: Path, api_url: str, **review: Any) -> Iterator[tuple[FlowProcess, Path]]:
+def paused_run(tmp_path: Path, api_url: str, shared_speech: bool = True,
+               **review: Any) -> Iterator[tuple[FlowProcess, Path]]:
     store = tmp_path / "public"
     with serve_sample_day(port=0) as base_url:
         show = short_show(base_url, picks=1, review={"before": "synthesize", **review})
-        run = FlowProcess(show, store, api_url, tmp_path)
+        run = FlowProcess(show, store, api_url, tmp_path, shared_speech)
         try:
             yield run, store
         finally:
@@ -265,7 +258,9 @@ def test_nobody_deciding_fails_the_run_by_default(tmp_path: Path, api_url: str) 
 def test_before_upload_the_editor_hears_the_episode_and_an_edit_rendered_again(
         tmp_path: Path, api_url: str) -> None:
     new_sentence = "この記事は、ずんだ餅みたいに噛めば噛むほど味が出るお話なのだ。"
-    with paused_run(tmp_path, api_url, before="upload", timeout_s=900) as (run, store):
+    # its own utterance cache: it counts what the edit's render synthesized (another test edits a sentence
+    # into the same words)
+    with paused_run(tmp_path, api_url, shared_speech=False, before="upload", timeout_s=900) as (run, store):
         run.wait_for_pause(1)
         first_mp3, first_stored, _, _ = listened(form_description(api_url, run))
         assert first_mp3.read_bytes()[:3] == b"ID3" and first_stored.read_bytes() == first_mp3.read_bytes()
