@@ -279,76 +279,90 @@ def ratio(slow: float | None, fast: float | None) -> str:
     return "n/a" if not slow or not fast else f"{slow / fast:.2f}×"
 
 
-def issue14_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+Row = tuple[str, str, str, str]  # figure, this run, goal, how
+
+
+def figure_row(name: str, goal: str, result: dict[str, Any],
+               value_and_how: Callable[[dict[str, Any]], tuple[str, str]]) -> Row:
+    """One issue-14 row from a step's result; a failed (or missing) step is "n/a" with its error."""
+    if "error" in result or not result:
+        return (name, "n/a", goal, result.get("error", "not run"))
+    value, how = value_and_how(result)
+    return (name, value, goal, how)
+
+
+def _rerun(rr: dict[str, Any]) -> tuple[str, str]:
+    return (f"{rr['warm_server_over_cold_wall']}",
+            f"`zundacast demo` processes: {fmt(rr['warm_server_wall_s'])} / {fmt(rr['cold_wall_s'])} "
+            f"(CPU {rr['warm_server_over_cold_cpu']}); {rr['warm_server_counted']} warm runs all cached, "
+            f"server used: {rr['warm_server_used_server']}; on Prefect's temporary API instead: "
+            f"{rr['warm_ephemeral_over_cold_wall']} ({fmt(rr['warm_ephemeral_wall_s'])}), the API's "
+            "start-up being most of it")
+
+
+def _audio_work(audio: dict[str, Any]) -> tuple[str, str]:
+    return (f"{audio['audio_work_wall_fraction'] * 100:.2f} %",
+            f"wall {fmt(audio['audio_work_wall_s'])} for {audio['duration_s']} s of audio; CPU "
+            f"{audio['audio_work_cpu_fraction'] * 100:.2f} % (process + ffmpeg), the steadier figure "
+            "under load")
+
+
+def _collect_deadline(dl: dict[str, Any]) -> tuple[str, str]:
+    return (f"{dl['slow_over_fast']:.2f}×",
+            f"{fmt(dl['slow_collect_s'])} vs {fmt(dl['fast_collect_s'])}: +{dl['extra_in_timeouts']:.2f} "
+            f"fetch timeouts ({dl['timeout_s']:g} s; deadline {dl['deadline_s']:g} s); {dl['fast_feeds']} "
+            "fast feeds + 1 that never answers, Prefect fetch-feed tasks with retries")
+
+
+def _dedup(dd: dict[str, Any]) -> tuple[str, str]:
+    news, soup = dd.get("news", {}), dd.get("word-soup", {})
+    return (fmt(news.get("20000_items_s")),
+            f"news titles (CPU {fmt(news.get('20000_items_cpu_s'))}); word-soup titles "
+            f"{fmt(soup.get('20000_items_s'))} (CPU {fmt(soup.get('20000_items_cpu_s'))})")
+
+
+def _voicevox(vv: dict[str, Any]) -> tuple[str, str]:
+    return (f"{vv['efficiency']:.2f}",
+            f"{vv['utterances']} utterances × {vv['delay_s'] * 1000:.0f} ms / concurrency "
+            f"{vv['concurrency']} = {fmt(vv['ideal_s'])} vs {fmt(vv['wall_s'])}; against the fake engine's "
+            f"own time (its CPU included): {vv['efficiency_vs_engine_time']:.2f}")
+
+
+def _peak_memory(cold: list[Child], audio: dict[str, Any]) -> Row:
+    how = "ru_maxrss of the episode process via wait4 (the larger of it and its waited-for children)"
+    alone = [c.self_peak_mb for c in cold if c.self_peak_mb is not None]
+    if alone:
+        server = [c.children_peak_mb or 0.0 for c in cold]
+        how += (f"; the episode process alone (VmHWM): {fmt(med(alone), 'MB', 0)}, Prefect's API server "
+                f"child: {fmt(med(server), 'MB', 0)}")
+    if "cold_synthesis_peak_mb" in audio:
+        how += (f"; the synthesis stage alone, cold: {audio['cold_synthesis_peak_mb']} MB (imports "
+                f"{audio['cold_imports_mb']} MB)")
+    if "cold_synthesis_children_peak_mb" in audio:
+        how += (f", its largest child (OpenJTalk synthesis process or ffmpeg): "
+                f"{audio['cold_synthesis_children_peak_mb']} MB")
+    peak = fmt(med([c.max_rss_mb for c in cold]), "MB", 0)
+    return ("peak memory, cold demo episode", peak, "≤ 400 MB", how)
+
+
+def issue14_rows(results: dict[str, Any]) -> list[Row]:
     """Each issue-14 figure as a ratio from this one run, beside its goal."""
-    ep = results["episodes"]
-    cold, warm = ep["cold"], ep["warm"]
-    rows: list[tuple[str, str, str, str]] = []
+    cold, warm = results["episodes"]["cold"], results["episodes"]["warm"]
     cold_s, warm_s = med([c.wall_s for c in cold]), med([c.wall_s for c in warm])
-    rr = results.get("rerun", {})
-    if "error" in rr or not rr:
-        rows.append(("warm / cold, `zundacast server` up", "n/a", "≤ 0.10", rr.get("error", "not run")))
-    else:
-        rows.append(("warm / cold, `zundacast server` up", f"{rr['warm_server_over_cold_wall']}", "≤ 0.10",
-                     f"`zundacast demo` processes: {fmt(rr['warm_server_wall_s'])} / "
-                     f"{fmt(rr['cold_wall_s'])} "
-                     f"(CPU {rr['warm_server_over_cold_cpu']}); {rr['warm_server_counted']} warm runs all "
-                     f"cached, server used: {rr['warm_server_used_server']}; on Prefect's temporary API "
-                     f"instead: {rr['warm_ephemeral_over_cold_wall']} "
-                     f"({fmt(rr['warm_ephemeral_wall_s'])}), the API's start-up being most of it"))
-    rows.append(("warm / cold episode, temporary API (process wall)", ratio(warm_s, cold_s).rstrip("×"),
-                 "(≤ 0.10 with the server)",
-                 f"{fmt(warm_s)} / {fmt(cold_s)}; {len(warm)} warm, {len(cold)} cold (benchmarks/"
-                 "bench_pipeline.py, no server)"))
     audio = results.get("audio_work", {})
-    if "error" in audio:
-        rows.append(("audio work / audio length", "n/a", "≤ 2 %", audio["error"]))
-    else:
-        rows.append(("audio work / audio length", f"{audio['audio_work_wall_fraction'] * 100:.2f} %", "≤ 2 %",
-                     f"wall {fmt(audio['audio_work_wall_s'])} for {audio['duration_s']} s of audio; CPU "
-                     f"{audio['audio_work_cpu_fraction'] * 100:.2f} % (process + ffmpeg), the steadier "
-                     f"figure "
-                     "under load"))
-    rows.append(("peak memory, cold demo episode", fmt(med([c.max_rss_mb for c in cold]), "MB", 0), "≤ "
-                                                                                                    "400 MB",
-                 "ru_maxrss of the episode process via wait4 (the larger of it and its waited-for children)"
-                 + (f"; the episode process alone (VmHWM): {fmt(med(alone), 'MB', 0)}, Prefect's API server "
-                    f"child: {fmt(med(server), 'MB', 0)}" if (alone := [c.self_peak_mb for c in cold
-                                                                      if c.self_peak_mb is not None])
-                    and (server := [c.children_peak_mb or 0.0 for c in cold]) else "")
-                 + (f"; the synthesis stage alone, cold: {audio['cold_synthesis_peak_mb']} MB (imports "
-                    f"{audio['cold_imports_mb']} MB)" if "cold_synthesis_peak_mb" in audio else "")
-                 + (f", its largest child (OpenJTalk synthesis process or ffmpeg): "
-                    f"{audio['cold_synthesis_children_peak_mb']} MB"
-                    if "cold_synthesis_children_peak_mb" in audio else "")))
-    dl = results.get("collect_deadline", {})
-    if "error" in dl:
-        rows.append(("slow-feed collect / fast-feed collect", "n/a", "≤ 1 timeout extra", dl["error"]))
-    else:
-        rows.append(("slow-feed collect / fast-feed collect", f"{dl['slow_over_fast']:.2f}×",
-                     "≤ 1 timeout extra",
-                     f"{fmt(dl['slow_collect_s'])} vs {fmt(dl['fast_collect_s'])}: "
-                     f"+{dl['extra_in_timeouts']:.2f} "
-                     f"fetch timeouts ({dl['timeout_s']:g} s; deadline {dl['deadline_s']:g} s); "
-                     f"{dl['fast_feeds']} "
-                     "fast feeds + 1 that never answers, Prefect fetch-feed tasks with retries"))
-    dd = results.get("dedup", {})
-    if "error" in dd:
-        rows.append(("dedup 20,000 items", "n/a", "≤ 2 s", dd["error"]))
-    else:
-        news, soup = dd.get("news", {}), dd.get("word-soup", {})
-        rows.append(("dedup 20,000 items", fmt(news.get("20000_items_s")), "≤ 2 s",
-                     f"news titles (CPU {fmt(news.get('20000_items_cpu_s'))}); word-soup titles "
-                     f"{fmt(soup.get('20000_items_s'))} (CPU {fmt(soup.get('20000_items_cpu_s'))})"))
-    vv = results.get("voicevox", {})
-    if "error" in vv:
-        rows.append(("VOICEVOX efficiency", "n/a", "≥ 0.9", vv["error"]))
-    else:
-        rows.append(("VOICEVOX efficiency", f"{vv['efficiency']:.2f}", "≥ 0.9",
-                     f"{vv['utterances']} utterances × {vv['delay_s'] * 1000:.0f} ms / concurrency "
-                     f"{vv['concurrency']} = {fmt(vv['ideal_s'])} vs {fmt(vv['wall_s'])}; against the fake "
-                     f"engine's own time (its CPU included): {vv['efficiency_vs_engine_time']:.2f}"))
-    return rows
+    return [
+        figure_row("warm / cold, `zundacast server` up", "≤ 0.10", results.get("rerun", {}), _rerun),
+        ("warm / cold episode, temporary API (process wall)", ratio(warm_s, cold_s).rstrip("×"),
+         "(≤ 0.10 with the server)",
+         f"{fmt(warm_s)} / {fmt(cold_s)}; {len(warm)} warm, {len(cold)} cold (benchmarks/bench_pipeline.py, "
+         "no server)"),
+        figure_row("audio work / audio length", "≤ 2 %", audio, _audio_work),
+        _peak_memory(cold, audio),
+        figure_row("slow-feed collect / fast-feed collect", "≤ 1 timeout extra",
+                   results.get("collect_deadline", {}), _collect_deadline),
+        figure_row("dedup 20,000 items", "≤ 2 s", results.get("dedup", {}), _dedup),
+        figure_row("VOICEVOX efficiency", "≥ 0.9", results.get("voicevox", {}), _voicevox),
+    ]
 
 
 def issue14_table(results: dict[str, Any]) -> str:
