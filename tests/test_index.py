@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from prefect import flow
 from tasks.upload import published_state, upload, upload_staleness
 from tests.fakes.s3 import FakeS3, running_s3
 from tests.test_upload import publish, sample_inputs, sample_show
+from tests.together import READY_THEN_WAIT, run_together
 from zundacast.models import EpisodeRecord
 from zundacast.publishing.feed import PODCAST, episode_guid, podcast_guid
 from zundacast.publishing.index import (
@@ -117,8 +117,7 @@ from tests.test_upload import sample_inputs, sample_show
 from zundacast.storage import open_store
 day = dt.date.fromisoformat(sys.argv[1])
 inputs = sample_inputs(day, Path(sys.argv[3]))
-sys.stdout.write("ready\\n"); sys.stdout.flush()
-sys.stdin.readline()  # the test starts every process's publish at once
+""" + READY_THEN_WAIT + """  # the test starts every process's publish at once
 publish_episode(*inputs, sample_show(), open_store(sys.argv[2]))
 """
 
@@ -127,20 +126,8 @@ def test_concurrent_processes_of_many_dates_into_one_folder_all_stay_listed(tmp_
     """Separate processes, as separate `zundacast run`s are: the folder's lock file is what orders them."""
     store_url = str(tmp_path / "public")
     days = dates(4)
-    processes = [
-        subprocess.Popen([sys.executable, "-c", PUBLISH_ONE, day.isoformat(), store_url,
-                          str(tmp_path / "work" / day.isoformat())],
-                         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for day in days
-    ]
-    for process in processes:
-        assert process.stdout is not None and process.stdout.readline() == "ready\n"
-    for process in processes:
-        assert process.stdin is not None
-        process.stdin.write("go\n")
-        process.stdin.flush()
-    for process in processes:
-        assert process.wait(timeout=180) == 0
+    run_together([[sys.executable, "-c", PUBLISH_ONE, day.isoformat(), store_url,
+                   str(tmp_path / "work" / day.isoformat())] for day in days], REPO)
     assert_all_listed(open_store(store_url), days)
 
 

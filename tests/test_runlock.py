@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.s3 import running_s3
+from tests.together import READY_THEN_WAIT, run_together
 from zundacast.runlock import Lease, LockLost, RunLock, lock_key, run_lock
 from zundacast.runner import StageRunner
 from zundacast.storage import Store, open_store
@@ -187,8 +188,7 @@ import datetime as dt, os, sys
 from zundacast.runlock import run_lock
 from zundacast.storage import open_store
 store, log, name = open_store(sys.argv[1]), sys.argv[2], sys.argv[3]
-sys.stdout.write("ready\\n"); sys.stdout.flush()
-sys.stdin.readline()  # every process starts contending at once
+""" + READY_THEN_WAIT + """  # every process starts contending at once
 for turn in range(3):
     with run_lock(store, "zundamon-test", dt.date(2025, 7, 24), say=lambda line: None, run_name=name,
                   poll_s=0.005):
@@ -202,17 +202,8 @@ for turn in range(3):
 
 def test_runs_in_separate_processes_never_overlap(store: Store, tmp_path: Path) -> None:
     log = tmp_path / "events.log"
-    processes = [subprocess.Popen([sys.executable, "-c", HOLD_IN_A_PROCESS, store.url, str(log), f"p{i}"],
-                                  cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for i in range(3)]
-    for process in processes:
-        assert process.stdout is not None and process.stdout.readline() == "ready\n"
-    for process in processes:
-        assert process.stdin is not None
-        process.stdin.write("go\n")
-        process.stdin.flush()
-    for process in processes:
-        assert process.wait(timeout=180) == 0
+    run_together([[sys.executable, "-c", HOLD_IN_A_PROCESS, store.url, str(log), f"p{i}"] for i in range(3)],
+                 REPO)
     lines = log.read_text().splitlines()
     assert len(lines) == 18
     for enter, leave in zip(lines[::2], lines[1::2], strict=True):
