@@ -140,14 +140,16 @@ def resume(api_url: str, run: FlowProcess, run_input: dict[str, Any]) -> Any:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     flow_run_id = paused_flow_run_id(api_url, run)
+    form_description(api_url, run)  # the form is saved: the server resumes a run only against its schema
     with temporary_settings({PREFECT_API_URL: api_url}):
         resume_flow_run(flow_run_id, run_input=run_input)
     return flow_run_id
 
 
 def form_description(api_url: str, run: FlowProcess) -> str:
-    """The description of the form the paused run waits on, as the UI's Resume dialog shows it (the
-    run is Paused a moment before its form is saved: polled; pytest-timeout bounds the wait)."""
+    """The description of the form the paused run waits on, as the UI's Resume dialog shows it, once the
+    form is saved (Prefect sets the run Paused, then saves the form's schema and description: polled;
+    pytest-timeout bounds the wait)."""
     from prefect.client.orchestration import get_client
     from prefect.input.actions import read_flow_run_input
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -157,8 +159,10 @@ def form_description(api_url: str, run: FlowProcess) -> str:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(flow_run_id).state
         assert state is not None and state.state_details.run_input_keyset
-        key = state.state_details.run_input_keyset["description"]
-        while (description := read_flow_run_input(key, flow_run_id)) is None:
+        keys = state.state_details.run_input_keyset
+        # the schema (what a resume is checked against) and the description, both saved
+        while (read_flow_run_input(keys["schema"], flow_run_id) is None
+               or (description := read_flow_run_input(keys["description"], flow_run_id)) is None):
             assert run.process.poll() is None, run.output[-4000:]
             time.sleep(0.2)  # a polling interval, not a measured time
     return str(description)
