@@ -186,8 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--voice", choices=("openjtalk", "voicevox", "openai"), default="",
                       help="the voice engine (default: the show's; the sample show's is openjtalk, offline)")
     demo.add_argument("--show", default="",
-                      help="take voice, audio and persona settings from this show (shows/NAME.toml or a "
-                           "path); the feeds stay the sample day's")
+                      help="take voice, audio and persona settings and the number of picks ([rank] picks, "
+                           "up to the sample day's 4) from this show (shows/NAME.toml or a path); the feeds "
+                           "stay the sample day's")
     common(demo)
     demo.set_defaults(handler=_demo)
 
@@ -278,8 +279,14 @@ def _check_environment(store: str, setting: str, bitrate_kbps: int) -> None:
     check_environment(store, setting, Environment().home, bitrate_kbps)
 
 
+def _sample_day_picks(show) -> int:  # show: Show
+    """The most picks the sample day can fill: each of its feeds gives at most [rank] max_per_source."""
+    return show.rank.max_per_source * len(show.feeds)
+
+
 def _demo_show(args: argparse.Namespace, base_url: str):  # -> Show
-    """The sample show, with the voice (and, from --show, the voice, audio and persona) asked for."""
+    """The sample show, with the voice (and, from --show, the voice, audio, persona and number of picks, up
+    to what the sample day can fill) asked for."""
     from zundacast.sample_day import sample_show
     from zundacast.show import load_show, parse_show, show_path
 
@@ -293,6 +300,7 @@ def _demo_show(args: argparse.Namespace, base_url: str):  # -> Show
         for section in ("voice", "audio", "pronunciation"):
             raw[section] = chosen[section]
         raw["show"] = {**chosen["show"], "base_url": raw["show"]["base_url"]}
+        raw["rank"]["picks"] = min(chosen["rank"]["picks"], _sample_day_picks(show))
     if args.voice:
         raw["voice"] = {**raw["voice"], "engine": args.voice}
     return parse_show(raw, str(show_path(args.show)) if args.show else "the sample show")
@@ -314,10 +322,21 @@ def _demo(args: argparse.Namespace) -> RunSummary:
 
     with serve_sample_day() as base_url:
         print(f"sample day {SAMPLE_DATE.isoformat()} served at {base_url}", file=sys.stderr)
-        summary = daily_episode(episode_date=SAMPLE_DATE, show=_demo_show(args, base_url),
-                                refresh=args.refresh, store=store)
-    args.notes = _run_notes(summary.feed, "zundamon-ai")
+        show = _demo_show(args, base_url)
+        summary = daily_episode(episode_date=SAMPLE_DATE, show=show, refresh=args.refresh, store=store)
+    args.notes = _run_notes(summary.feed, "zundamon-ai") + _demo_picks_note(args, show.rank.picks)
     return summary
+
+
+def _demo_picks_note(args: argparse.Namespace, picks: int) -> list[str]:
+    """A note when --show asks for more picks than the sample day can fill (its feeds are few)."""
+    from zundacast.show import load_show
+
+    wanted = load_show(args.show).rank.picks if args.show else picks
+    if wanted <= picks:
+        return []
+    return [f"note: the sample day fills {picks} of the {wanted} picks ([rank] picks) {args.show} asks for; "
+            f"`zundacast run --show {args.show}` makes all {wanted} from its feeds"]
 
 
 def _run(args: argparse.Namespace) -> RunSummary:

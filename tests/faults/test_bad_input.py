@@ -114,3 +114,38 @@ def test_demo_voice_and_show_choose_the_voice_while_the_feeds_stay_the_sample_da
     assert all(feed.url.startswith(base) for feed in chosen.feeds)
     overridden = _demo_show(argparse.Namespace(show=str(mine), voice="openjtalk"), base)
     assert overridden.voice.engine == "openjtalk" and overridden.audio.bitrate_kbps == 128
+
+
+def test_demo_show_takes_the_shows_picks_up_to_what_the_sample_day_fills(tmp_path: Path) -> None:
+    """`demo --show FILE` makes as many picks as the file's [rank] picks; more than the sample day's feeds
+    can fill (each gives at most max_per_source) is cut to what they fill, and a note at the end says so."""
+    import argparse
+
+    from tasks.collect import collect_candidates
+    from tasks.rank import rank_candidates
+    from zundacast.cli import _demo_picks_note, _demo_show, _parser, _sample_day_picks
+    from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
+
+    one, eight = (_show_with(tmp_path, "picks = 3", f"picks = {n}").rename(tmp_path / f"picks-{n}.toml")
+                  for n in (1, 8))
+    base = "http://127.0.0.1:47865"
+    sample = _demo_show(argparse.Namespace(show="", voice=""), base)
+    most = _sample_day_picks(sample)
+    assert sample.rank.picks == 3 and most == 4  # two feeds, max_per_source = 2
+    assert _demo_show(argparse.Namespace(show=str(one), voice="voicevox"), base).rank.picks == 1
+    assert _demo_picks_note(argparse.Namespace(show=str(one)), 1) == []
+    assert _demo_picks_note(argparse.Namespace(show=""), 3) == []
+    capped = _demo_show(argparse.Namespace(show=str(eight), voice=""), base)
+    assert capped.rank.picks == most
+    (note,) = _demo_picks_note(argparse.Namespace(show=str(eight)), capped.rank.picks)
+    assert note.startswith("note: the sample day fills 4 of the 8 picks") and str(eight) in note
+    assert f"zundacast run --show {eight}" in note
+    demo_help = " ".join(next(action for action in _parser()._subparsers._group_actions  # type: ignore[union-attr]
+                              ).choices["demo"].format_help().split())
+    assert "[rank] picks, up to the sample day's 4)" in demo_help
+
+    with serve_sample_day(port=0) as served:  # the sample day really fills that many, and no more
+        show = _demo_show(argparse.Namespace(show=str(eight), voice=""), served)
+        wide = show.model_copy(update={"rank": show.rank.model_copy(update={"picks": 8})})
+        ranking = rank_candidates(collect_candidates(show, SAMPLE_DATE), wide, SAMPLE_DATE, [])
+    assert len(ranking.picks) == most
