@@ -388,19 +388,24 @@ def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path, 
     """`zundacast demo --voice voicevox` in a subprocess, against the fake engine: every sentence goes
     through /audio_query and /synthesis with ずんだもん ノーマル found in /speakers, and the episode is
     published with the engine's name in its record. Its utterance cache is empty (the subject is speech);
-    its Prefect API is the session's (the subject is not Prefect's temporary API)."""
+    its Prefect API is the session's (the subject is not Prefect's temporary API). `--show` is the bundled
+    show with one pick (the subject is the voice, not the episode's length): --voice wins over its engine."""
     import os
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parents[1]
+    bundled = (repo / "shows" / "zundamon-ai.toml").read_text("utf-8")
+    assert "\npicks = 3\n" in bundled and '\nengine = "openjtalk" ' in bundled
+    one_pick = tmp_path / "one-pick.toml"
+    one_pick.write_text(bundled.replace("\npicks = 3\n", "\npicks = 1\n", 1), "utf-8")
     with fake_voicevox() as fake:
         env = {name: value for name, value in os.environ.items()
                if not name.startswith(("AWS_", "OPENAI_", "ZUNDACAST_", "VOICEVOX_"))}
         env.update(PYTHONPATH=str(repo), ZUNDACAST_HOME=str(tmp_path / "home"), VOICEVOX_URL=fake.url,
                    PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=prefect_api_url)
         done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--voice", "voicevox",
-                               "--store", str(tmp_path / "public"), "--json"],
+                               "--show", str(one_pick), "--store", str(tmp_path / "public"), "--json"],
                               cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "ONNX" not in done.stdout + done.stderr  # quiet by default (the offline writer uses OpenJTalk too)
@@ -412,6 +417,7 @@ def test_demo_with_the_voicevox_voice_speaks_through_the_engine(tmp_path: Path, 
     assert {r["params"]["speaker"] for r in fake.requests if r["method"] == "POST"} == {"3"}
     record = json.loads((tmp_path / "public" / summary["date"] / "episode.json").read_text("utf-8"))
     assert "voicevox" in json.dumps(record, ensure_ascii=False)
+    assert len(record["picks"]) == 1  # the show file's [rank] picks
 
 
 def test_voicevox_error_bodies_are_read_as_the_engine_writes_them() -> None:

@@ -322,6 +322,23 @@ def secret_leaks(files: list[Path], needles: tuple[bytes, ...]) -> list[str]:
     return sorted(set(leaks))
 
 
+def harness_database() -> Path:
+    """The session's Prefect API's SQLite file (tests/conftest.py `prefect_harness`)."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    database_url = PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
+    database_url = getattr(database_url, "get_secret_value", lambda: database_url)()
+    return Path(str(database_url).split(":///", 1)[1])
+
+
+def flow_runs_in(database: Path) -> int:
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM flow_run").fetchone()[0]
+    finally:
+        connection.close()
+
+
 def test_the_scan_sees_a_secret_inside_prefect_results_and_databases(tmp_path: Path) -> None:
     """The scan must see what a raw grep misses: base64 cloudpickle alone, inside JSON, and in SQLite."""
     secret = b"sk-test-hidden-in-a-pickle-7f3a9c"
@@ -345,13 +362,8 @@ def test_the_scan_sees_a_secret_inside_prefect_results_and_databases(tmp_path: P
 
 @pytest.mark.slow
 def test_no_file_written_anywhere_holds_the_key(llm_runs: dict[str, Any]) -> None:
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
-
     prefect_home = Path(os.environ["PREFECT_HOME"])
-    database_url = PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
-    database_url = getattr(database_url, "get_secret_value", lambda: database_url)()
-    database = Path(str(database_url).split(":///", 1)[1])  # the test harness's SQLite file
-    files = files_under(llm_runs["root"], prefect_home, database.parent)
+    files = files_under(llm_runs["root"], prefect_home, harness_database().parent)
     names = {path.name for path in files}
     assert "feed.xml" in names and "episode.json" in names and "candidates.json" in names  # store
     assert any("tts" in path.parts for path in files)  # the utterance cache in ZUNDACAST_HOME
@@ -421,9 +433,11 @@ class EchoingWebhook:
 
 
 @pytest.fixture(scope="module")
-def url_secrets_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`zundacast demo` in a subprocess (its own Prefect home and database) whose LLM rejects the key,
-    with a base URL carrying user:password and a webhook that echoes its secret path in a 404."""
+def url_secrets_run(tmp_path_factory: pytest.TempPathFactory,
+                    prefect_api_url: str) -> Iterator[dict[str, Any]]:
+    """`zundacast demo` in a subprocess (its own Prefect home) whose LLM rejects the key, with a base URL
+    carrying user:password and a webhook that echoes its secret path in a 404. Its Prefect API is the
+    session's (not about Prefect's temporary API): the scan reads that API's database."""
     import subprocess
     import sys
 
@@ -437,13 +451,16 @@ def url_secrets_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         env = {name: value for name, value in os.environ.items()
                if not name.startswith(("AWS_", "OPENAI_", "ZUNDACAST_", "VOICEVOX_", "PREFECT_"))}
         env.update(PYTHONPATH=str(repo), ZUNDACAST_HOME=str(root / "home"),
-                   PREFECT_HOME=str(root / "prefect"),
+                   PREFECT_HOME=str(root / "prefect"), PREFECT_API_URL=prefect_api_url,
                    PREFECT_SERVER_ANALYTICS_ENABLED="false", OPENAI_API_KEY=SECRET_KEY,
                    OPENAI_BASE_URL=f"http://{BASE_URL_USER}:{BASE_URL_PASSWORD}@{host}",
                    ZUNDACAST_WEBHOOK_URL=hook.url)
         command = [sys.executable, "-m", "zundacast.cli", "demo", "--store", str(root / "public")]
+        database = harness_database()
+        runs_before = flow_runs_in(database)
         done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-        yield {"root": root, "done": done, "llm_requests": list(llm.requests), "hook_paths": list(hook.paths)}
+        yield {"root": root, "done": done, "llm_requests": list(llm.requests), "hook_paths": list(hook.paths),
+               "database": database, "new_flow_runs": flow_runs_in(database) - runs_before}
 
 
 URL_NEEDLES = (BASE_URL_PASSWORD.encode(), BASE_URL_USER.encode(), HOOK_PATH_SECRET.encode(),
@@ -466,7 +483,9 @@ def test_secrets_inside_urls_never_reach_the_terminal(url_secrets_run: dict[str,
 @pytest.mark.slow
 def test_secrets_inside_urls_never_reach_prefect_or_the_disk(url_secrets_run: dict[str, Any]) -> None:
     root: Path = url_secrets_run["root"]
-    files = files_under(root)
-    assert any(path.name == "prefect.db" for path in files)
+    database: Path = url_secrets_run["database"]
+    files = files_under(root, database.parent)
+    assert database in files  # Prefect's database: the run's logs, states and parameters
+    assert url_secrets_run["new_flow_runs"] == 1  # the run is recorded there
     assert any("storage" in path.parts for path in files)  # Prefect's persisted results (the failure)
     assert secret_leaks(files, URL_NEEDLES) == []
