@@ -14,8 +14,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zundacast.models import STAGES, RunSummary
+
+if TYPE_CHECKING:
+    from zundacast.show import Show
 
 # Prefect offline-friendly defaults, set before Prefect is imported: no telemetry (it fails without
 # internet and once locked the SQLite database), room for the ephemeral API's start on a slow machine,
@@ -279,7 +283,7 @@ def _check_environment(store: str, setting: str, bitrate_kbps: int) -> None:
     check_environment(store, setting, Environment().home, bitrate_kbps)
 
 
-def _sample_day_picks(show) -> int:  # show: Show
+def _sample_day_picks(show: Show) -> int:
     """The most picks the sample day can fill: each of its feeds gives at most [rank] max_per_source."""
     return show.rank.max_per_source * len(show.feeds)
 
@@ -336,7 +340,7 @@ def _demo_picks_note(args: argparse.Namespace, picks: int) -> list[str]:
     if wanted <= picks:
         return []
     return [f"note: the sample day fills {picks} of the {wanted} picks ([rank] picks) {args.show} asks for; "
-            f"`zundacast run --show {args.show}` makes all {wanted} from its feeds"]
+            f"`zundacast run --show {args.show}` picks up to {wanted} from its own feeds"]
 
 
 def _run(args: argparse.Namespace) -> RunSummary:
