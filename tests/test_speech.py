@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
@@ -289,10 +288,6 @@ def test_held_out_names_score_is_reported_and_does_not_regress(name: str, floor:
 def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: pytest.MonkeyPatch) -> None:
     """e2k alone, kanalizer alone and the combination, on the vocabulary terms that reach the model."""
     rows = _vocabulary()
-    # Each model's raw reading of a word, computed once: the combined pass asks both models the words
-    # the single-model passes ask again (the models are deterministic; the scores are the same).
-    monkeypatch.setattr(speech, "_e2k", functools.cache(speech._e2k))
-    monkeypatch.setattr(speech, "_kanalizer", functools.cache(speech._kanalizer))
     asked: list[str] = []
     real = speech.english_to_katakana
 
