@@ -92,12 +92,15 @@ def prefect_only_python(root: Path, env: dict[str, str]) -> Path:
     """A virtual environment with Prefect (the locked version) and nothing of ours, as on a fresh worker:
     a run can only succeed if the flow runs from the clone's own environment."""
     constraints, venv = root / "constraints.txt", root / "worker-venv"
-    for command in (["uv", "export", "--frozen", "--no-hashes", "--no-dev", "--no-emit-project",
-                     "--quiet", "-o", str(constraints)],
-                    ["uv", "venv", "--quiet", "--python", sys.executable, str(venv)],
-                    ["uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                     "-c", str(constraints), "prefect"]):
-        done = _run(command, env, ROOT)
+    # The versions come from this checkout's lock file; the environment is made in the worker's own
+    # folder, where no project settings of ours apply (a worker machine has no checkout: our
+    # `compile-bytecode` setting would compile 4881 files, ~5.5 CPU-s, for two worker processes).
+    for command, cwd in ((["uv", "export", "--frozen", "--no-hashes", "--no-dev", "--no-emit-project",
+                           "--quiet", "-o", str(constraints)], ROOT),
+                         (["uv", "venv", "--quiet", "--python", sys.executable, str(venv)], root),
+                         (["uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                           "-c", str(constraints), "prefect"], root)):
+        done = _run(command, env, cwd)
         assert done.returncode == 0, (command, done.stderr[-3000:])
     python = venv / "bin" / "python"
     assert _run([str(python), "-c", "import pyopenjtalk"], env, root).returncode != 0
