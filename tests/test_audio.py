@@ -221,8 +221,7 @@ def test_same_script_twice_synthesizes_nothing_the_second_time(tmp_path: Path) -
 
 
 def test_changing_one_sentence_resynthesizes_only_that_utterance(tmp_path: Path, warm_speech: Path) -> None:
-    # the cache already holds the unedited script's utterances (warm_speech); this run finds them all
-    synthesize_script(make_script(), CountingVoice(OpenJTalkVoice()), AudioConfig(), SHOW, work_dir=tmp_path)
+    # the cache already holds the unedited script's utterances (warm_speech: `rendered` spoke them)
     edited = make_script()
     edited.sections[1].sentences[1] = sentence("とても速くて安いらしいのだ。")
     counting = CountingVoice(OpenJTalkVoice())
@@ -486,14 +485,14 @@ def test_the_stage_holds_no_copy_of_the_episode(tmp_path: Path, warm_speech: Pat
     assert bundle.loudness_lufs == pytest.approx(-16.0, abs=0.5) and bundle.true_peak_dbtp <= -1.0
 
 
-def test_the_stage_mixes_background_music_into_the_streamed_episode(tmp_path: Path,
-                                                                     warm_speech: Path) -> None:
+def test_the_stage_mixes_background_music_into_the_streamed_episode(
+        tmp_path: Path, warm_speech: Path, rendered: tuple[AudioBundle, Path]) -> None:
     rate = 44100
     music_file = tmp_path / "music.wav"
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * rate) / rate)).astype("<f4")
     subprocess.run([ffmpeg(), "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
                     str(music_file)], input=tone.tobytes(), check=True)
-    plain = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(), SHOW, work_dir=tmp_path / "a")
+    plain = rendered[0]  # the same script, voice and settings without music
     mixed = synthesize_script(make_script(), OpenJTalkVoice(), AudioConfig(music=str(music_file)), SHOW,
                               work_dir=tmp_path / "b")
     assert mixed.cues == plain.cues and mixed.chapters == plain.chapters  # music moves nothing

@@ -5,7 +5,9 @@ of each other: the CLI's flow run is no run of the deployment, so no Prefect con
 them (both report to the one server, which spares the CLI a temporary API of its own); only the lock
 in the store they share orders them. The CLI run is held inside its collect stage (its feeds come
 through a gate) until the served run says it is waiting for the lock, so the two really do contend;
-then the timestamps of "holding" and "released" in both logs must give two disjoint intervals.
+then the timestamps of "holding" and "released" in both logs must give two disjoint intervals. Both run
+the same show file and share one result storage, as on one machine: the served run, once it holds the lock,
+finds the stages the CLI run made (the lock is taken before any stage, so it still waits the same way).
 """
 
 from __future__ import annotations
@@ -135,8 +137,8 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tests.faults.support import short_show
     from zundacast.sample_day import SAMPLE_DATE
+    from zundacast.show import load_show
 
     store = tmp_path / "public"
     # shared: the second run reuses the first's synthesized utterances (the test run's utterance cache:
@@ -147,8 +149,11 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
     # the feeds wait behind the gate until the served run queues for the lock: no fetch timeout meanwhile
     cli_show = show_file(tmp_path, gate.url, hosts, fetch_timeout_s=300)
     base_env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    # One machine's result storage for both (as one Prefect home would give them): the served run, the
+    # same show file and date, finds the stages the CLI run made and does not make the episode again.
     base_env.update({"ZUNDACAST_HOME": str(home), "PYTHONUNBUFFERED": "1",
-                     "PREFECT_API_URL": prefect_server["PREFECT_API_URL"]})
+                     "PREFECT_API_URL": prefect_server["PREFECT_API_URL"],
+                     "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-results")})
 
     cli_holds, served_waits = threading.Event(), threading.Event()
     cli = subprocess.Popen(
@@ -161,10 +166,9 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
     cli_reader = follow(cli.stderr, cli_log, {"| INFO    | Flow run": threading.Event(),
                                                "🔒 holding the run lock": cli_holds})
 
-    show = short_show(sample_day, picks=1)
-    served_env = {**base_env, **prefect_server, "TEST_SHOW_JSON": show.model_dump_json()}
-    script = ("import os; from deployments.serve import serve; from zundacast.show import Show; "
-              f"serve(Show.model_validate_json(os.environ['TEST_SHOW_JSON']), store={str(store)!r})")
+    show = load_show(str(cli_show))  # the CLI run's show file (its feeds behind the gate, open by then)
+    served_env = {**base_env, **prefect_server}
+    script = f"from deployments.serve import serve; serve({str(cli_show)!r}, store={str(store)!r})"
     server = subprocess.Popen([sys.executable, "-c", script], env=served_env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
     assert server.stdout is not None

@@ -92,12 +92,15 @@ def prefect_only_python(root: Path, env: dict[str, str]) -> Path:
     """A virtual environment with Prefect (the locked version) and nothing of ours, as on a fresh worker:
     a run can only succeed if the flow runs from the clone's own environment."""
     constraints, venv = root / "constraints.txt", root / "worker-venv"
-    for command in (["uv", "export", "--frozen", "--no-hashes", "--no-dev", "--no-emit-project",
-                     "--quiet", "-o", str(constraints)],
-                    ["uv", "venv", "--quiet", "--python", sys.executable, str(venv)],
-                    ["uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                     "-c", str(constraints), "prefect"]):
-        done = _run(command, env, ROOT)
+    # The versions come from this checkout's lock file; the environment is made in the worker's own
+    # folder, where no project settings of ours apply (a worker machine has no checkout: our
+    # `compile-bytecode` setting would compile 4881 files, ~5.5 CPU-s, for two worker processes).
+    for command, cwd in ((["uv", "export", "--frozen", "--no-hashes", "--no-dev", "--no-emit-project",
+                           "--quiet", "-o", str(constraints)], ROOT),
+                         (["uv", "venv", "--quiet", "--python", sys.executable, str(venv)], root),
+                         (["uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                           "-c", str(constraints), "prefect"], root)):
+        done = _run(command, env, cwd)
         assert done.returncode == 0, (command, done.stderr[-3000:])
     python = venv / "bin" / "python"
     assert _run([str(python), "-c", "import pyopenjtalk"], env, root).returncode != 0
@@ -294,7 +297,12 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
         checkout = tmp_path / "checkout"  # the operator's clone, where they deploy from
         subprocess.run(["git", "clone", "-q", str(origin), str(checkout)], check=True)
         api = prefect_server_up()
+        # The workers' clones sync into one environment folder: worker 1's pull step builds it from the
+        # lock file (144 packages, their bytecode compiled: ~12 CPU-s), worker 2's finds it complete and
+        # only installs its own clone of the project. What differs between machines (homes, work files)
+        # stays apart.
         env = operator_env(api, s3)
+        on_workers = {**env, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "clone-venv")}
         deploying = {**env, "PREFECT_HOME": str(tmp_path / "deployer-home")}
 
         # the pool and the results block do not depend on each other: made side by side
@@ -312,7 +320,7 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
         worker_python = worker_python_made.result()
         # it speaks from the test run's utterance cache (this is about workers, not speech)
         share_speech_cache(tmp_path / "worker-1" / "zundacast-home")
-        worker_1 = Worker("worker-1", tmp_path, env, worker_python)
+        worker_1 = Worker("worker-1", tmp_path, on_workers, worker_python)
         try:
             # Plain `prefect deploy --all` with the store unset fails in prefect.yaml's build, naming it.
             bare = _run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
@@ -344,7 +352,7 @@ def test_a_date_made_on_one_worker_is_rerun_on_another_and_published_once(
             Bucket=s3.bucket, Key=f"zundamon-ai/{SAMPLE_DATE}/episode.json")["Body"].read())
         shutil.rmtree(worker_1.home)  # worker 2 stands for another machine: nothing of worker 1's is left
 
-        worker_2 = Worker("worker-2", tmp_path, env, worker_python)
+        worker_2 = Worker("worker-2", tmp_path, on_workers, worker_python)
         try:
             second, second_s = run_on(worker_2, api, {**parameters, "refresh": ["upload"]})
         finally:

@@ -26,13 +26,12 @@ import pytest
 from tests.fakes.s3 import running_s3
 from tests.faults.support import flow_env, run_flow, sample_site, short_show
 from tests.system import system_unavailable
-from zundacast.models import CandidateSnapshot
 from zundacast.sample_day import SAMPLE_DATE
 from zundacast.storage import PermanentStoreError, StoreError, open_store
 
 pytestmark = pytest.mark.slow
 
-NEXT_DAY = dt.date(2026, 11, 21)
+DAY_BEFORE = SAMPLE_DATE - dt.timedelta(days=1)
 Fault = Callable[[str, str], tuple[int, str] | None]  # (method, path) -> (status, S3 error code) or None
 
 
@@ -126,6 +125,9 @@ def deny_put(suffix: str, status: int = 403, code: str = "AccessDenied", times: 
 
 @pytest.fixture(scope="module")
 def s3_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, Any]]:
+    from tasks.upload import publish_episode
+    from tests.test_upload import sample_inputs
+
     root = tmp_path_factory.mktemp("s3-faults")
     mp = pytest.MonkeyPatch()
     with running_s3(mp) as s3, sample_site() as (_site, base), flow_env(root, shared_speech=True) as env:
@@ -133,24 +135,22 @@ def s3_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> 
         env.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
         try:
             show = short_show(base)
-            first = run_flow(show, s3.url)
             store = open_store(s3.url)
+            # The day before is already published (its feed is what must survive): published as the
+            # upload stage does, from a short made-up episode; the runs below are what is under test.
+            publish_episode(*sample_inputs(DAY_BEFORE, root / "day-before"), show, store)
             before = {key: store.get(key) for key in ("feed.xml", "episodes.json", "index.html")}
-            # the next day reuses the first day's candidates (as a rerun of a past date would)
-            stored = store.get(f"{SAMPLE_DATE}/candidates.json") or b""
-            snapshot = CandidateSnapshot.model_validate_json(stored).model_copy(update={"date": NEXT_DAY})
-            store.put(f"{NEXT_DAY}/candidates.json", snapshot.model_dump_json().encode(), "application/json")
 
             proxy.fault = deny_put("/episodes.json")  # a bucket policy refusing the index, mid-upload
             with pytest.raises(StoreError) as failed:
-                run_flow(show, s3.url, day=NEXT_DAY)
+                run_flow(show, s3.url)
             after_failure = {key: store.get(key) for key in before}
             keys_after_failure = s3.keys()
 
             proxy.fault = deny_put("/feed.xml", status=500, code="InternalError", times=1)  # one hiccup
             feed_puts_before_rerun = len(proxy.puts("/feed.xml"))
-            rerun = run_flow(show, s3.url, day=NEXT_DAY)
-            yield {"first": first, "before": before, "error": failed.value, "after_failure": after_failure,
+            rerun = run_flow(show, s3.url)
+            yield {"before": before, "error": failed.value, "after_failure": after_failure,
                    "keys_after_failure": keys_after_failure, "rerun": rerun, "store": store, "s3": s3,
                    "rerun_feed_puts": proxy.puts("/feed.xml")[feed_puts_before_rerun:]}
         finally:
@@ -168,10 +168,10 @@ def test_s3_refusing_a_write_fails_the_run_naming_bucket_and_key(s3_runs: dict[s
 def test_s3_failure_mid_upload_leaves_the_old_feed_untouched(s3_runs: dict[str, Any]) -> None:
     assert s3_runs["after_failure"] == s3_runs["before"]  # feed.xml, episodes.json, index.html: byte for byte
     keys = s3_runs["keys_after_failure"]
-    assert f"podcast/{NEXT_DAY}/zundamon-ai-{NEXT_DAY}.mp3" in keys  # the upload had started ...
-    assert f"podcast/{NEXT_DAY}/index.html" in keys  # ... the episode's own files went first
+    assert f"podcast/{SAMPLE_DATE}/zundamon-ai-{SAMPLE_DATE}.mp3" in keys  # the upload had started ...
+    assert f"podcast/{SAMPLE_DATE}/index.html" in keys  # ... the episode's own files went first
     feed = feedparser.parse(s3_runs["after_failure"]["feed.xml"])
-    assert [f"/{SAMPLE_DATE}/" in entry.enclosures[0].href for entry in feed.entries] == [True]
+    assert [f"/{DAY_BEFORE}/" in entry.enclosures[0].href for entry in feed.entries] == [True]
 
 
 def test_a_rerun_completes_the_episode_from_the_cached_stages(s3_runs: dict[str, Any]) -> None:
@@ -183,7 +183,7 @@ def test_a_rerun_completes_the_episode_from_the_cached_stages(s3_runs: dict[str,
     assert not feed.bozo
     assert len(feed.entries) == 2
     episodes = store.get("episodes.json") or b""
-    assert NEXT_DAY.isoformat().encode() in episodes and SAMPLE_DATE.isoformat().encode() in episodes
+    assert SAMPLE_DATE.isoformat().encode() in episodes and DAY_BEFORE.isoformat().encode() in episodes
 
 
 def test_a_transient_s3_error_is_retried_within_the_upload(s3_runs: dict[str, Any]) -> None:
