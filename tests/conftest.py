@@ -148,6 +148,7 @@ SAME_WORKER = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown under `-p no:xdist`
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With `--dist loadscope`: one work unit per module (or per shared session fixture), in the order
     collected (`--no-loadscope-reorder`), so the slow modules put first below start first."""
