@@ -215,8 +215,10 @@ def shared_server(folder: Path) -> Iterator[SharedServer]:
         try:
             started.wait()
             if process.poll() is None:
-                snapshot(server.database, server.template)
-                server.api_file.write_text(api, encoding="utf-8")
+                try:
+                    snapshot(server.database, server.template)
+                finally:  # without a template, servers started later migrate their own database
+                    server.api_file.write_text(api, encoding="utf-8")
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
