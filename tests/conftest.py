@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +46,47 @@ def shared_speech(isolated_env: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """A real Prefect API (temporary database) for tests that run flows."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real Prefect API for tests that run flows: the test run's one shared `prefect server start`
+    (tests/prefect_server.py), which the xdist controller started before its workers (see
+    pytest_configure); without xdist this session starts it. This session's flows report to it: its
+    PREFECT_API_URL, and the database setting names the server's database (what it stores is scanned).
 
-    with prefect_test_harness(server_startup_timeout=180):
+    Workers share the server, not their caches: each session keeps its own PREFECT_HOME and result
+    storage. Tests reading Prefect objects by key or name filter by their own flow runs' ids.
+    """
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+    from tests.prefect_server import joined_shared_server, shared_server
+
+    with ExitStack() as stack:
+        server = joined_shared_server()
+        if server is None:  # not under xdist: this session's server, stopped when the session ends
+            server = stack.enter_context(shared_server(tmp_path_factory.getbasetemp() / "prefect-server"))
+        api = server.wait()
+        stack.enter_context(temporary_settings({
+            PREFECT_API_URL: api, PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{server.database}"}))
+        # as Prefect's own test harness does: code in a context copied before this one sees the server too
+        stack.enter_context(prefect.context._temporary_global_settings_context(
+            prefect.context.get_settings_context()))
         yield
+        drain_prefect_workers()
+
+
+def drain_prefect_workers() -> None:
+    """Send the logs and events still queued in this process before the session ends (as Prefect's test
+    harness does before it stops its server)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    EventsWorker.drain_all(timeout=30)
 
 
 @pytest.fixture(scope="session")
 def prefect_api_url(prefect_harness: None) -> str:
-    """The harness's API URL, for CLI subprocesses whose subject is not Prefect's temporary API.
+    """The shared server's API URL, for CLI subprocesses whose subject is not Prefect's temporary API.
 
     Without PREFECT_API_URL every `zundacast demo|run` starts a temporary API of its own (a second Python
     process, migrations on a fresh database): measured, a warm-cache demo took 41 CPU-s with it and
@@ -117,6 +148,7 @@ SAME_WORKER = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown under `-p no:xdist`
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With `--dist loadscope`: one work unit per module (or per shared session fixture), in the order
     collected (`--no-loadscope-reorder`), so the slow modules put first below start first."""
@@ -151,3 +183,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return len(LONGEST_FIRST) + (0 if module in slow_modules else 1)
 
     items.sort(key=rank)
+
+
+# --- the test run's shared Prefect server ----------------------------------------------------------------
+
+
+_SHARED_SERVER = pytest.StashKey[ExitStack]()  # the controller's: stops the shared server
+
+
+def _under_xdist(config: pytest.Config) -> bool:
+    """This process is xdist's controller and will spawn workers (`-n N`, N > 0)."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's tmpdir plugin: the run's base temp folder exists
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, the controller starts the run's one Prefect server before it spawns the workers, which
+    inherit its environment (tests/prefect_server.SHARED_ENV) and wait for it only when a test needs it:
+    they collect meanwhile. Its log: <basetemp>/prefect-server/server.log."""
+    if not _under_xdist(config):
+        return
+    from tests.prefect_server import shared_server
+
+    folder = config._tmp_path_factory.getbasetemp() / "prefect-server"  # type: ignore[attr-defined]
+    config.stash[_SHARED_SERVER] = stack = ExitStack()
+    stack.enter_context(shared_server(folder))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stack = config.stash.get(_SHARED_SERVER, None)
+    if stack is not None:
+        stack.close()

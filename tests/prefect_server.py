@@ -8,12 +8,21 @@ concurrency slots, logs) is the API itself and always on.
 
 The server is up once uvicorn says so on its log: an event, never a clock (pytest-timeout bounds the
 wait); a server that exits while starting ends the wait too, and the test fails with its log.
+
+The test run's shared server (`shared_server`, tests/conftest.py's `prefect_harness`) is one such server
+for every xdist worker: started by the controller before the workers exist, it tells them it is up
+through a file lock (`SHARED_ENV`'s folder: the controller holds `ready.lock` until uvicorn says it runs;
+a worker blocks on taking it). Once up, its freshly migrated database is copied (sqlite's backup API) to
+`template.db`, and every server started later in the run begins from that copy: no migrations to run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -37,6 +46,13 @@ OPTIONAL_SERVICES = {
     "triggers": "TRIGGERS",  # automations: their triggers and, under the same setting, their actions
 }
 STARTED = "Uvicorn running on"  # uvicorn's line once the API answers (logged at INFO)
+# What Prefect's test harness (an ephemeral server) runs and the flow tests keep: task runs' states and
+# events in the database (test_security scans it for secrets). No test automates on the shared server,
+# so its triggers stay off.
+SHARED_SERVICES = ("task_run_recorder", "event_persister")
+# The folder of this test run's shared server (its home, log, readiness lock, API URL and database
+# template), in the environment of the process that starts it and of the xdist workers it spawns.
+SHARED_ENV = "ZUNDACAST_TEST_PREFECT_SERVER"
 
 
 def free_port() -> int:
@@ -73,13 +89,15 @@ def said(process: subprocess.Popen[str], log: Path, needle: str) -> threading.Ev
     stream, event = process.stdout, threading.Event()
 
     def copy() -> None:
-        with log.open("w", encoding="utf-8") as out:
-            for line in stream:
-                out.write(line)
-                out.flush()
-                if needle in line:
-                    event.set()
-        event.set()  # the process ended without saying it
+        try:
+            with log.open("w", encoding="utf-8") as out:
+                for line in stream:
+                    out.write(line)
+                    out.flush()
+                    if needle in line:
+                        event.set()
+        finally:
+            event.set()  # the process ended without saying it (or its log could not be written)
 
     threading.Thread(target=copy, daemon=True).start()
     return event
@@ -94,19 +112,29 @@ def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-@contextmanager
-def starting_prefect_server(home: Path, log: Path, needed: Iterable[str] = ()) -> Iterator[Callable[[], str]]:
-    """Start `prefect server start` on a free loopback port with its database in `home`; yields `up`,
-    which waits until the server answers and returns its API URL (a test can prepare meanwhile).
-
-    `needed`: the services of OPTIONAL_SERVICES the test uses. The server is stopped on exit.
-    """
+def launch(home: Path, needed: Iterable[str]) -> tuple[subprocess.Popen[str], str]:
+    """`prefect server start` on a free loopback port, its database in `home`: the process, its API URL."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                 "--port", str(port), "--no-ui"], env=server_env(home, needed),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
                                errors="replace")
-    api = f"http://127.0.0.1:{port}/api"
+    return process, f"http://127.0.0.1:{port}/api"
+
+
+@contextmanager
+def starting_prefect_server(home: Path, log: Path, needed: Iterable[str] = ()) -> Iterator[Callable[[], str]]:
+    """Start `prefect server start` on a free loopback port with its database in `home`; yields `up`,
+    which waits until the server answers and returns its API URL (a test can prepare meanwhile).
+
+    `needed`: the services of OPTIONAL_SERVICES the test uses. The server is stopped on exit. When the
+    test run's shared server made a migrated database template, the server starts from a copy of it.
+    """
+    template = migrated_template()
+    if template is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, home / "prefect.db")
+    process, api = launch(home, needed)
     started = said(process, log, STARTED)
 
     def up() -> str:
@@ -126,3 +154,98 @@ def running_prefect_server(home: Path, log: Path, needed: Iterable[str] = ()) ->
     """`prefect server start` (see starting_prefect_server), once it answers: its API URL."""
     with starting_prefect_server(home, log, needed) as up:
         yield up()
+
+
+# --- the test run's shared server ------------------------------------------------------------------------
+
+
+class SharedServer:
+    """Where the test run's shared server lives: `folder` holds its home, log and readiness files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.home = folder / "home"  # the server's PREFECT_HOME: its database is home/prefect.db
+        self.log = folder / "server.log"
+        self.ready_lock = folder / "ready.lock"  # held exclusively by the starter until the server is up
+        self.api_file = folder / "api"  # the API URL once up; absent if the server failed to start
+        self.template = folder / "template.db"  # the migrated database, before any test used it
+
+    @property
+    def database(self) -> Path:
+        return self.home / "prefect.db"
+
+    def wait(self) -> str:
+        """Block until the starter says the server is up (a shared lock on `ready.lock`: an event, not a
+        clock; pytest-timeout bounds it); its API URL. Fails with the server's log if it did not start."""
+        with self.ready_lock.open("rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        assert self.api_file.exists(), "the shared Prefect server did not start:\n" + (
+            self.log.read_text(errors="replace")[-3000:] if self.log.exists() else f"no log at {self.log}")
+        return self.api_file.read_text(encoding="utf-8")
+
+
+def snapshot(database: Path, template: Path) -> None:
+    """A consistent copy of a live SQLite database (sqlite's backup API), in place once complete."""
+    partial = template.with_suffix(".partial")
+    source, copy = sqlite3.connect(f"file:{database}?mode=ro", uri=True), sqlite3.connect(partial)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    os.replace(partial, template)
+
+
+@contextmanager
+def shared_server(folder: Path) -> Iterator[SharedServer]:
+    """Start the test run's shared server in `folder` and name it in SHARED_ENV (for this process and
+    those it spawns later); stopped on exit. Returns at once: `SharedServer.wait` waits until it is up.
+
+    A thread holds `ready.lock` until uvicorn says the server runs, snapshots the migrated database into
+    the template, writes the API URL, and only then releases the lock."""
+    server = SharedServer(folder)
+    server.home.mkdir(parents=True)
+    lock = server.ready_lock.open("wb")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    process, api = launch(server.home, SHARED_SERVICES)
+    started = said(process, server.log, STARTED)
+    os.environ[SHARED_ENV] = str(folder)
+
+    def announce() -> None:
+        try:
+            started.wait()
+            if process.poll() is None:
+                try:
+                    snapshot(server.database, server.template)
+                finally:  # without a template, servers started later migrate their own database
+                    server.api_file.write_text(api, encoding="utf-8")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+
+    announcer = threading.Thread(target=announce, daemon=True)
+    announcer.start()
+    try:
+        yield server
+    finally:
+        stop(process)
+        announcer.join(timeout=30)
+        if os.environ.get(SHARED_ENV) == str(folder):
+            del os.environ[SHARED_ENV]
+
+
+def joined_shared_server() -> SharedServer | None:
+    """The test run's shared server, if this process or its parent started one."""
+    folder = os.environ.get(SHARED_ENV)
+    return SharedServer(Path(folder)) if folder else None
+
+
+def migrated_template() -> Path | None:
+    """The shared server's migrated database, once it is up (waits for that if it is starting); None
+    without a shared server (a single module's run) or if it failed to start."""
+    server = joined_shared_server()
+    if server is None:
+        return None
+    with server.ready_lock.open("rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+    return server.template if server.template.exists() else None

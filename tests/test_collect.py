@@ -278,7 +278,7 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
         site: FakeSite, tmp_path: Path, prefect_results: Path) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     from tasks.collect import collect
     from tasks.rank import artifact_key, publish_picks_table, rank
@@ -313,7 +313,8 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
         publish_picks_table(ranking, show, DAY)  # as the flow does, from the (possibly cached) ranking
         return snapshot, again.name, ranking
 
-    snapshot, second_state, ranking = two_runs()
+    state = two_runs(return_state=True)
+    snapshot, second_state, ranking = state.result()
 
     assert site.hits("/flaky.xml") == 2  # retried by its fetch-feed task run
     assert site.hits("/gone.xml") == 1  # 404 is permanent: no retry
@@ -322,8 +323,9 @@ def test_prefect_tasks_retry_feeds_reuse_the_snapshot_and_explain_the_ranking(
     assert second_state == "Cached"
     assert open_store(store_url).get(snapshot_key(DAY)) is not None
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key("test-show", DAY)])))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(  # this run's (the server is shared)
+            key=ArtifactFilterKey(any_=[artifact_key("test-show", DAY)]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     assert artifacts and artifacts[0].type == "table"
     table = json.loads(artifacts[0].data) if isinstance(artifacts[0].data, str) else artifacts[0].data
     assert len(table) == len(ranking.table) == len(snapshot.candidates)

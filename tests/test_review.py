@@ -1,9 +1,12 @@
-"""An editor in the loop, on a real `prefect server start`: the run pauses after the script (or, with
-`before = "upload"`, after synthesis), and the test answers through the API (`resume_flow_run` with
-run input) as the UI's Resume form does, after reading the form's description as the UI shows it.
+"""An editor in the loop, on a real `prefect server start` (the test run's shared one): the run pauses
+after the script (or, with `before = "upload"`, after synthesis), and the test answers through the API
+(`resume_flow_run` with run input) as the UI's Resume form does, after reading the form's description as
+the UI shows it.
 
-The flow runs in its own process (the sample day on loopback, one pick, OpenJTalk); the test waits
-for its "Pausing flow" log line (no sleeps), finds the paused run through the API and resumes it.
+The flow runs in its own process (the sample day on loopback, one pick, OpenJTalk), tagged with a tag of
+its own: the server holds other tests' runs of the same date and show, and the test reads only its own.
+The test waits for its "Pausing flow" log line (no sleeps), finds the paused run through the API and
+resumes it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +28,6 @@ import pytest
 
 from tasks.script import recap_name
 from tests.faults.support import share_speech_cache, short_show
-from tests.prefect_server import running_prefect_server
 from zundacast.cli import main
 from zundacast.review import TIMEOUT_AUTHOR
 from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
@@ -37,28 +39,27 @@ PAUSED = "Pausing flow, execution will continue"
 
 
 @pytest.fixture(scope="module")
-def api_url() -> Iterator[str]:
-    """One real Prefect server for the module's runs: the API alone (pauses, run inputs and artifacts are
-    the API's own; no service of tests/prefect_server.OPTIONAL_SERVICES is read)."""
-    home = Path(tempfile.mkdtemp(prefix="zundacast-review-server-"))
-    with running_prefect_server(home / "prefect", home / "server.log") as url:
-        yield url
+def api_url(prefect_api_url: str) -> str:
+    """The test run's shared Prefect server (pauses, run inputs and artifacts are the API's own)."""
+    return prefect_api_url
 
 
 class FlowProcess:
-    """daily_episode in a child process; its output lines are collected as they come."""
+    """daily_episode in a child process, its flow run tagged `tag`; its output lines are collected as
+    they come."""
 
     def __init__(self, show: Show, store: Path, api_url: str, home: Path, shared_speech: bool) -> None:
-        self.stale = paused_runs(api_url)  # left paused by an earlier test's killed run: not ours
+        self.tag = f"test-review-{uuid.uuid4()}"  # this run's, among every run on the shared server
         if shared_speech:  # the session's utterance cache: the run is about the review, not speech
             share_speech_cache(home / "zundacast")
         env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "prefect"),
                "ZUNDACAST_HOME": str(home / "zundacast"), "TEST_SHOW_JSON": show.model_dump_json(),
-               "PYTHONUNBUFFERED": "1"}
-        script = ("import os; from flows.daily_episode import daily_episode; "
-                  "from zundacast.show import Show; "
-                  f"daily_episode(episode_date={SAMPLE_DATE.isoformat()!r}, "
-                  f"show=Show.model_validate_json(os.environ['TEST_SHOW_JSON']), store={str(store)!r})")
+               "TEST_RUN_TAG": self.tag, "PYTHONUNBUFFERED": "1"}
+        script = ("import os\nfrom prefect import tags\nfrom flows.daily_episode import daily_episode\n"
+                  "from zundacast.show import Show\n"
+                  "with tags(os.environ['TEST_RUN_TAG']):\n"
+                  f"    daily_episode(episode_date={SAMPLE_DATE.isoformat()!r}, "
+                  f"show=Show.model_validate_json(os.environ['TEST_SHOW_JSON']), store={str(store)!r})\n")
         self.process = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: list[str] = []
@@ -110,24 +111,30 @@ def paused_run(tmp_path: Path, api_url: str, shared_speech: bool = True,
                 run.finish(timeout=60)
 
 
-def paused_runs(api_url: str) -> set[Any]:
-    """The ids of the flow runs the server holds as Paused."""
+def flow_runs(api_url: str, run: FlowProcess, paused: bool = False) -> set[Any]:
+    """The ids of the flow runs `run` made (tagged with its tag), only those Paused if `paused`."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])) if paused else None
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
-    return {run.id for run in runs}
+            tags=FlowRunFilterTags(all_=[run.tag]), state=state))
+    return {flow_run.id for flow_run in runs}
 
 
 def paused_flow_run_id(api_url: str, run: FlowProcess) -> Any:
-    """This process's paused flow run, once the server holds it as Paused (the log line may come first;
-    runs an earlier test left paused are not ours). Polls the server; pytest-timeout bounds the wait."""
+    """This process's paused flow run, once the server holds it as Paused (the log line may come first).
+    Polls the server; pytest-timeout bounds the wait."""
     while True:
-        ours = paused_runs(api_url) - run.stale
+        ours = flow_runs(api_url, run, paused=True)
         assert len(ours) <= 1, ours
         if ours:
             return next(iter(ours))
@@ -189,17 +196,21 @@ def published_mp3(store: Path) -> bytes:
     return mp3.read_bytes()
 
 
-def artifact_markdown(api_url: str, key: str) -> str:
+def artifact_markdown(api_url: str, key: str, run: FlowProcess) -> str:
+    """The markdown of artifact `key` that `run`'s flow run made (other runs on the shared server write
+    the same key)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    ours = flow_runs(api_url, run)
+    assert len(ours) == 1, ours
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        # the newest: the module's runs share one server, and each run writes the same key
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                      sort=ArtifactSort.CREATED_DESC, limit=1)
-    assert found, f"no artifact {key}"
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=list(ours))),
+            sort=ArtifactSort.CREATED_DESC, limit=1)  # the newest: the run's decision
+    assert found, f"no artifact {key} of run {ours}"
     return str(found[0].data)
 
 
@@ -233,7 +244,7 @@ def test_a_drop_and_an_edit_from_the_api_are_checked_synthesized_and_recorded(
     assert recap_name(new_title) in record["transcript"].rsplit("----", 1)[-1]  # the recap says it too
     vtt = (store / SAMPLE_DATE.isoformat() / "transcript.vtt").read_text(encoding="utf-8")
     assert new_sentence in vtt  # synthesized from the edited script, not the cached one
-    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}")
+    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}", run)
     assert "edited" in markdown and "Aoi" in markdown
 
 
@@ -287,7 +298,7 @@ def test_before_upload_the_editor_hears_the_episode_and_an_edit_rendered_again(
     assert new_sentence in record["transcript"]
     assert published_mp3(store) == second_mp3.read_bytes()  # what the editor heard last
     assert new_sentence in (day / "transcript.vtt").read_text(encoding="utf-8")
-    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}")
+    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}", run)
     assert "edited" in markdown and "Aoi" in markdown and new_sentence in markdown
 
 
@@ -302,7 +313,7 @@ def test_nobody_deciding_publishes_unchanged_when_the_show_says_so(tmp_path: Pat
     assert SAMPLE_DATE.isoformat() in (store / "episodes.json").read_text(encoding="utf-8")
     [rendered] = (tmp_path / "zundacast" / "work").rglob("episode-*.mp3")  # rendered once, not again
     assert published_mp3(store) == rendered.read_bytes()
-    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}")
+    markdown = artifact_markdown(api_url, f"review-{record['show']}-{SAMPLE_DATE.isoformat()}", run)
     assert "timed out" in markdown and TIMEOUT_AUTHOR in markdown
 
 

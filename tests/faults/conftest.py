@@ -37,7 +37,8 @@ def llm_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
         with fake_openai(lambda request: INVALID_JSON) as invalid_server, \
                 flow_env(root / "invalid", OPENAI_API_KEY=SECRET_KEY,
                          OPENAI_BASE_URL=invalid_server.base_url):
-            invalid_summary = run_flow(show, root / "invalid" / "public")
+            invalid_state = run_flow(show, root / "invalid" / "public", return_state=True)
+            invalid_summary = invalid_state.result()
             invalid_requests = list(invalid_server.requests)
         with fake_openai(lambda request: json.dumps({})) as rejecting_server, \
                 flow_env(root / "rejected", OPENAI_API_KEY=SECRET_KEY,
@@ -51,6 +52,7 @@ def llm_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
 
         APILogWorker.drain_all(timeout=5)  # Prefect's API logs land in its database before anyone scans it
     yield {"root": root, "show": show, "invalid_summary": invalid_summary,
+           "invalid_run_id": invalid_state.state_details.flow_run_id,
            "invalid_requests": invalid_requests,
            "rejected": rejected.value, "rejected_requests": rejected_requests, "logs": logs.lines,
            "webhook": hook.payloads, "webhook_url": hook.url}

@@ -158,11 +158,12 @@ def test_unusable_answers_are_retried_then_the_offline_writer_writes_the_episode
 
 def test_the_script_artifact_names_the_offline_fallback(llm_runs: dict[str, Any]) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:  # the invalid-answers run's (the server is shared)
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=[f"script-zundamon-ai-{SAMPLE_DATE.isoformat()}"])))
+            key=ArtifactFilterKey(any_=[f"script-zundamon-ai-{SAMPLE_DATE.isoformat()}"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[llm_runs["invalid_run_id"]])))
     assert artifacts, "the script stage published no artifact"
     assert any("Offline fallbacks" in str(artifact.data) for artifact in artifacts)
 
