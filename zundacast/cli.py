@@ -328,8 +328,14 @@ def _demo(args: argparse.Namespace) -> RunSummary:
         print(f"sample day {SAMPLE_DATE.isoformat()} served at {base_url}", file=sys.stderr)
         show = _demo_show(args, base_url)
         summary = daily_episode(episode_date=SAMPLE_DATE, show=show, refresh=args.refresh, store=store)
-    args.notes = _run_notes(summary.feed, "zundamon-ai") + _demo_picks_note(args, show.rank.picks)
+    args.notes = _demo_notes(args, summary.feed, show.rank.picks)
     return summary
+
+
+def _demo_notes(args: argparse.Namespace, feed: str, picks: int) -> list[str]:
+    """The demo's closing notes: its show's (--show FILE gives the [show] table, so its warnings are that
+    file's; else the bundled show's), the feed's, and the picks the sample day could not fill."""
+    return _run_notes(feed, args.show or "zundamon-ai") + _demo_picks_note(args, picks)
 
 
 def _demo_picks_note(args: argparse.Namespace, picks: int) -> list[str]:

@@ -149,3 +149,18 @@ def test_demo_show_takes_the_shows_picks_up_to_what_the_sample_day_fills(tmp_pat
         wide = show.model_copy(update={"rank": show.rank.model_copy(update={"picks": 8})})
         ranking = rank_candidates(collect_candidates(show, SAMPLE_DATE), wide, SAMPLE_DATE, [])
     assert len(ranking.picks) == most
+
+
+def test_demo_show_warns_about_the_show_file_it_was_given(tmp_path: Path) -> None:
+    """`demo --show FILE` takes FILE's [show] table, so its closing warnings are FILE's: none when FILE sets
+    owner_email; without --show they name the bundled show."""
+    import argparse
+
+    from zundacast.cli import _demo_notes
+
+    feed = "https://podcast.example.com/zunda/feed.xml"  # a public feed: no note about a local one
+    with_owner = _show_with(tmp_path, 'owner_email = ""', 'owner_email = "owner@example.com"')
+    assert _demo_notes(argparse.Namespace(show=str(with_owner)), feed, 3) == []
+    (bundled,) = _demo_notes(argparse.Namespace(show=""), feed, 3)
+    assert bundled.startswith("warning: ") and "zundamon-ai.toml" in bundled
+    assert "[show].owner_email is not set" in bundled
