@@ -37,8 +37,10 @@ def test_served_deployment_renders_a_past_date_triggered_through_the_api(
     with serve_sample_day(port=0) as base_url:
         show = short_show(base_url, picks=1)  # about serving, not length: test_flow makes the full episode
         # about serving, not speech: the utterances come from the test run's shared cache
+        # the runner asks for scheduled runs every second (Prefect's default: every 10): the test triggers
+        # one and waits for it
         env = {**os.environ, **prefect_server, "ZUNDACAST_HOME": str(share_speech_cache(tmp_path / "home")),
-               "TEST_SHOW_JSON": show.model_dump_json()}
+               "TEST_SHOW_JSON": show.model_dump_json(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
         script = ("import os; from deployments.serve import serve; from zundacast.show import Show; "
                   f"serve(Show.model_validate_json(os.environ['TEST_SHOW_JSON']), store={str(store)!r})")
         server = subprocess.Popen([sys.executable, "-c", script], env={**env, "PYTHONUNBUFFERED": "1"},

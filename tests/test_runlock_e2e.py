@@ -167,7 +167,8 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
                                                "🔒 holding the run lock": cli_holds})
 
     show = load_show(str(cli_show))  # the CLI run's show file (its feeds behind the gate, open by then)
-    served_env = {**base_env, **prefect_server}
+    # the runner asks for scheduled runs every second (Prefect's default: every 10)
+    served_env = {**base_env, **prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     script = f"from deployments.serve import serve; serve({str(cli_show)!r}, store={str(store)!r})"
     server = subprocess.Popen([sys.executable, "-c", script], env=served_env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
