@@ -1,8 +1,8 @@
 """An editor in the loop before synthesis, on a real `prefect server start` (the test run's shared one):
 the run pauses after the script, and the test answers through the API (`resume_flow_run` with run input)
-as the UI's Resume form does; the timeout's own resume, including when it fires before Prefect has set
-the run Paused or saved its form. Before upload: tests/test_review_upload.py; the shared helpers:
-tests/review_support.py.
+as the UI's Resume form does; a rejection (before synthesis or upload) publishes nothing; nobody deciding
+fails the run by default. Before upload, and the timeout that publishes: tests/test_review_upload.py;
+the shared helpers: tests/review_support.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pytest
 from tasks.script import recap_name
 from tests.review_support import PAUSED, artifact_markdown, paused_run, published_nothing, resume
 from zundacast.cli import main
-from zundacast.review import TIMEOUT_AUTHOR
 from zundacast.sample_day import SAMPLE_DATE
 from zundacast.show import SHOWS_DIR, load_show
 
@@ -94,67 +93,3 @@ def test_a_bad_review_setting_is_one_error_line_naming_the_field(
     assert "bad.toml" in err and "review.before" in err and "'upload'" in err, err
     assert not (tmp_path / "out").exists()
 
-
-# Run in the flow's process before the flow: Prefect's resume_flow_run reports each refusal (and flags
-# one whose message has REFUSAL in it); HOLD (Prefect's pause_flow_run, or the form's save, which
-# pause_flow_run calls after setting the run Paused) waits until that refusal happened. So the timeout
-# fires, deterministically, before the pause reaches the server or before the form's schema is saved.
-_TIMEOUT_FIRST = """
-import threading
-import prefect.flow_runs
-from prefect.input import RunInput
-
-refused = threading.Event()
-real_resume = prefect.flow_runs.resume_flow_run
-
-
-def resume_flow_run(*args, **kwargs):
-    try:
-        return real_resume(*args, **kwargs)
-    except Exception as exc:
-        print(f"resume refused: {exc}", flush=True)
-        if REFUSAL in str(exc):
-            refused.set()
-        raise
-
-
-prefect.flow_runs.resume_flow_run = resume_flow_run
-"""
-_HOLD_PAUSE = """
-real_pause = prefect.flow_runs.pause_flow_run
-
-
-def pause_flow_run(*args, **kwargs):
-    assert refused.wait(300), "the timeout's resume was never refused"
-    return real_pause(*args, **kwargs)
-
-
-prefect.flow_runs.pause_flow_run = pause_flow_run
-"""
-_HOLD_FORM = """
-real_save = RunInput.save.__func__
-
-
-def save(cls, *args, **kwargs):
-    assert refused.wait(300), "the timeout's resume was never refused"
-    return real_save(cls, *args, **kwargs)
-
-
-RunInput.save = classmethod(save)
-"""
-
-
-@pytest.mark.parametrize(("refusal", "hold"), [("isn't paused", _HOLD_PAUSE),
-                                               ("schema not found", _HOLD_FORM)],
-                         ids=["before-the-run-is-paused", "before-the-form-is-saved"])
-def test_a_timeout_firing_before_the_pause_is_registered_still_applies_the_fallback(
-        tmp_path: Path, prefect_api_url: str, refusal: str, hold: str) -> None:
-    prelude = f"REFUSAL = {refusal!r}\n{_TIMEOUT_FIRST}{hold}"
-    with paused_run(tmp_path, prefect_api_url, prelude=prelude, timeout_s=1,
-                    on_timeout="publish") as (run, store):
-        # refused, the timeout asks again; without that the run waits out Prefect's own pause timeout
-        # (timeout_s + PREFECT_GRACE_S) and fails although the show says to publish
-        assert run.finish() == 0, run.output[-4000:]
-    assert re.search(rf"resume refused: .*{refusal}", run.output), run.output[-4000:]
-    record = json.loads((store / SAMPLE_DATE.isoformat() / "episode.json").read_text(encoding="utf-8"))
-    assert (record["review"]["decision"], record["review"]["author"]) == ("timed out", TIMEOUT_AUTHOR)

@@ -1,11 +1,13 @@
 """An editor in the loop before upload, on the test run's shared Prefect server: the editor hears the
-rendered episode (and an edit rendered again) before approving it, a rejection publishes nothing, and a
-show that says so publishes unchanged when nobody decides. Helpers: tests/review_support.py.
+rendered episode (and an edit rendered again) before approving it, and a show that says so publishes
+unchanged when nobody decides, also when the timeout fires before Prefect has set the run Paused or
+saved its form (a rejection at either point: tests/test_review.py). Helpers: tests/review_support.py.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,66 @@ def test_nobody_deciding_publishes_unchanged_when_the_show_says_so(tmp_path: Pat
     assert "timed out" in markdown and TIMEOUT_AUTHOR in markdown
 
 
+# Run in the flow's process before the flow: Prefect's resume_flow_run reports each refusal (and flags
+# one whose message has REFUSAL in it); HOLD (Prefect's pause_flow_run, or the form's save, which
+# pause_flow_run calls after setting the run Paused) waits until that refusal happened. So the timeout
+# fires, deterministically, before the pause reaches the server or before the form's schema is saved.
+_TIMEOUT_FIRST = """
+import threading
+import prefect.flow_runs
+from prefect.input import RunInput
+
+refused = threading.Event()
+real_resume = prefect.flow_runs.resume_flow_run
+
+
+def resume_flow_run(*args, **kwargs):
+    try:
+        return real_resume(*args, **kwargs)
+    except Exception as exc:
+        print(f"resume refused: {exc}", flush=True)
+        if REFUSAL in str(exc):
+            refused.set()
+        raise
+
+
+prefect.flow_runs.resume_flow_run = resume_flow_run
+"""
+_HOLD_PAUSE = """
+real_pause = prefect.flow_runs.pause_flow_run
+
+
+def pause_flow_run(*args, **kwargs):
+    assert refused.wait(300), "the timeout's resume was never refused"
+    return real_pause(*args, **kwargs)
+
+
+prefect.flow_runs.pause_flow_run = pause_flow_run
+"""
+_HOLD_FORM = """
+real_save = RunInput.save.__func__
+
+
+def save(cls, *args, **kwargs):
+    assert refused.wait(300), "the timeout's resume was never refused"
+    return real_save(cls, *args, **kwargs)
+
+
+RunInput.save = classmethod(save)
+"""
+
+
+@pytest.mark.parametrize(("refusal", "hold"), [("isn't paused", _HOLD_PAUSE),
+                                               ("schema not found", _HOLD_FORM)],
+                         ids=["before-the-run-is-paused", "before-the-form-is-saved"])
+def test_a_timeout_firing_before_the_pause_is_registered_still_applies_the_fallback(
+        tmp_path: Path, prefect_api_url: str, refusal: str, hold: str) -> None:
+    prelude = f"REFUSAL = {refusal!r}\n{_TIMEOUT_FIRST}{hold}"
+    with paused_run(tmp_path, prefect_api_url, prelude=prelude, timeout_s=1,
+                    on_timeout="publish") as (run, store):
+        # refused, the timeout asks again; without that the run waits out Prefect's own pause timeout
+        # (timeout_s + PREFECT_GRACE_S) and fails although the show says to publish
+        assert run.finish() == 0, run.output[-4000:]
+    assert re.search(rf"resume refused: .*{refusal}", run.output), run.output[-4000:]
+    record = json.loads((store / SAMPLE_DATE.isoformat() / "episode.json").read_text(encoding="utf-8"))
+    assert (record["review"]["decision"], record["review"]["author"]) == ("timed out", TIMEOUT_AUTHOR)
