@@ -64,14 +64,18 @@ class FlowProcess:
             self.lines.append("")  # end of output
             self.changed.notify_all()
 
-    def wait_for_pause(self, count: int, timeout: float = 600) -> None:
-        """Until the flow has logged its `count`-th pause (fails if the process ends first)."""
+    def wait_for(self, text: str, count: int = 1, timeout: float = 600) -> None:
+        """Until the flow has printed `text` on `count` lines (fails if the process ends first)."""
         def seen() -> bool:
-            return sum(PAUSED in line for line in self.lines) >= count or "" in self.lines
+            return sum(text in line for line in self.lines) >= count or "" in self.lines
 
         with self.changed:
-            assert self.changed.wait_for(seen, timeout=timeout), "the run never paused"
-            assert sum(PAUSED in line for line in self.lines) >= count, self.output[-4000:]
+            assert self.changed.wait_for(seen, timeout=timeout), f"the run never printed {text!r}"
+            assert sum(text in line for line in self.lines) >= count, self.output[-4000:]
+
+    def wait_for_pause(self, count: int, timeout: float = 600) -> None:
+        """Until the flow has logged its `count`-th pause (fails if the process ends first)."""
+        self.wait_for(PAUSED, count, timeout)
 
     def finish(self, timeout: float = 600) -> int:
         code = self.process.wait(timeout=timeout)

@@ -93,3 +93,48 @@ def test_a_bad_review_setting_is_one_error_line_naming_the_field(
     assert "bad.toml" in err and "review.before" in err and "'upload'" in err, err
     assert not (tmp_path / "out").exists()
 
+
+
+# Run in the flow's process before the flow: the timeout fires, says so, and its first resume waits until
+# the run was Paused and an editor's answer has resumed it (the window before the paused run's next poll
+# notices the answer).
+_EDITOR_FIRST = """
+import time
+import prefect.flow_runs
+from prefect.client.orchestration import get_client
+
+real_resume = prefect.flow_runs.resume_flow_run
+held = []
+
+
+def resume_flow_run(flow_run_id, *args, **kwargs):
+    if not held:
+        held.append(flow_run_id)
+        print("the timeout fired", flush=True)
+        seen_paused = False
+        with get_client(sync_client=True) as client:
+            while not seen_paused or client.read_flow_run(flow_run_id).state.is_paused():
+                seen_paused = seen_paused or client.read_flow_run(flow_run_id).state.is_paused()
+                time.sleep(0.1)  # a polling interval in the patched child, not a measured time
+        print("the timeout fires after the editor answered", flush=True)
+    try:
+        return real_resume(flow_run_id, *args, **kwargs)
+    except Exception as exc:
+        print(f"resume refused: {exc}", flush=True)
+        raise
+
+
+prefect.flow_runs.resume_flow_run = resume_flow_run
+"""
+
+
+def test_an_editor_answering_before_the_timeout_resumes_wins(tmp_path: Path, prefect_api_url: str) -> None:
+    with paused_run(tmp_path, prefect_api_url, prelude=_EDITOR_FIRST, timeout_s=1,
+                    on_timeout="publish") as (run, store):
+        run.wait_for("the timeout fired")  # and waits for the editor's answer
+        resume(prefect_api_url, run, {"editor": "Aoi", "action": "reject", "reason": "出典が一つだけなのだ"})
+        assert run.finish() != 0
+    assert "the timeout fires after the editor answered" in run.output, run.output[-4000:]
+    assert re.search(r"resume refused: .*isn't paused", run.output), run.output[-4000:]
+    assert "rejected by Aoi: 出典が一つだけ" in run.output, run.output[-4000:]
+    assert published_nothing(store)  # the show's on_timeout would have published it
