@@ -33,7 +33,11 @@ the silence check tell the operator; a rerun of the date reuses every cached sta
 again), while a published mistake is not. `"publish"` publishes the script unchanged (before
 upload: as last rendered, edits already applied kept), recorded as `timed out`. The run resumes
 itself (rather than letting Prefect's pause expire, which fails the run whatever the show asked) a
-little before Prefect's own pause timeout.
+little before Prefect's own pause timeout. The timer can fire before Prefect has set the run Paused
+or saved its form (a loaded machine, a slow API): the server refuses that resume, so the timeout tries
+again until the resume is accepted or the pause has returned (an editor's earlier answer stands).
+
+`poll_s` (default 5 s) is how often the paused run asks the API whether it was resumed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
@@ -62,7 +66,6 @@ logger = logging.getLogger(__name__)
 
 TIMEOUT_AUTHOR = "(nobody: timeout)"
 PREFECT_GRACE_S = 120  # Prefect's own pause timeout is this much later than ours: we always resume first
-POLL_S = 5  # how often the paused run asks the API whether it was resumed
 MAX_ROUNDS = 10  # forms sent back for invalid edits, before the run gives up
 
 
@@ -256,6 +259,26 @@ def maybe_review_audio(run: StageRunner, show: Show, day: dt.date, ranking: Rank
     return _review(run, show, day, ranking, summaries, script, Rendered(bundle, render, store_url))
 
 
+def resume_on_timeout(run_id: Any, run_input: dict[str, Any], retry_s: float, pause_over: threading.Event,
+                      ) -> None:
+    """Resume the paused run with the timeout's decision, once the server accepts it.
+
+    pause_flow_run sets the run Paused, then saves the form's schema, then polls; a resume that comes
+    before either is refused ("Cannot resume a run that isn't paused", "Run input schema not found").
+    Refused, it asks again every `retry_s` until accepted or `pause_over` is set (the pause returned: an
+    editor answered first, and the server refuses every later resume of that pause, so theirs stands)."""
+    from prefect.flow_runs import resume_flow_run
+
+    while not pause_over.is_set():
+        try:
+            resume_flow_run(run_id, run_input=run_input)
+            return
+        except Exception as exc:  # not paused yet, form not saved yet, or the editor resumed it first
+            logger.info("review timeout: resume refused (%s); asking again in %s s until the pause ends",
+                        exc, retry_s)
+        pause_over.wait(retry_s)
+
+
 @dataclass
 class Rendered:
     """Before upload: the episode's current MP3 and how to render an edited script again."""
@@ -272,7 +295,7 @@ def _review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, summar
     answer that could not be applied, and, before upload, after an edit)."""
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
-    from prefect.flow_runs import pause_flow_run, resume_flow_run
+    from prefect.flow_runs import pause_flow_run
     from prefect.runtime import flow_run
 
     say = get_run_logger()  # in the run's log (the UI), not only the terminal
@@ -285,24 +308,25 @@ def _review(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, summar
         form = ReviewDecision.with_initial_data(
             description=review_markdown(show, ranking, script, problems, listen))
         timed_out = threading.Event()
+        pause_over = threading.Event()  # this round's pause returned: nothing left for the timeout to resume
+        fallback = {"editor": TIMEOUT_AUTHOR, "reason": f"no decision within {config.timeout_s} s",
+                    "action": "approve" if config.on_timeout == "publish" else "reject"}
 
-        def resume_on_timeout(timed_out: threading.Event) -> None:
+        def time_out(timed_out: threading.Event = timed_out, pause_over: threading.Event = pause_over,
+                     fallback: dict[str, Any] = fallback) -> None:
             timed_out.set()
-            fallback = "approve" if config.on_timeout == "publish" else "reject"
-            try:
-                resume_flow_run(run_id, run_input={"editor": TIMEOUT_AUTHOR, "action": fallback,
-                                                   "reason": f"no decision within {config.timeout_s} s"})
-            except Exception as exc:  # the editor resumed it a moment before: their decision stands
-                logger.info("review timeout: the run was already resumed (%s)", exc)
+            resume_on_timeout(run_id, fallback, config.poll_s, pause_over)
 
-        timer = threading.Timer(config.timeout_s, resume_on_timeout, args=(timed_out,))
+        timer = threading.Timer(config.timeout_s, time_out)
         timer.daemon = True
         timer.start()
         try:
             decision = pause_flow_run(wait_for_input=form, timeout=config.timeout_s + PREFECT_GRACE_S,
-                                      poll_interval=POLL_S, key=f"review-{round_number}")
+                                      poll_interval=config.poll_s, key=f"review-{round_number}")
         finally:
+            pause_over.set()
             timer.cancel()
+            timer.join(timeout=60)  # a resume in flight ends (refused) before the next round pauses
         by_timeout = timed_out.is_set() and decision.editor == TIMEOUT_AUTHOR
         now = dt.datetime.now(dt.UTC)
         if decision.action == "drop" and not by_timeout:

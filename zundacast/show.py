@@ -304,6 +304,9 @@ class ReviewConfig(_Strict):
     timeout_s: int = Field(7200, ge=1, le=7 * 24 * 3600)
     # what a run does when nobody decides in time; "fail" publishes nothing unreviewed (see review.py)
     on_timeout: Literal["fail", "publish"] = "fail"
+    # how often (seconds) a paused run asks the API whether the editor answered: a resume is noticed up
+    # to this much later; Prefect Cloud users may want fewer calls, a local editor a snappier resume
+    poll_s: float = Field(5, ge=0.5, le=300)
 
 
 class StorageConfig(_Strict):

@@ -28,6 +28,7 @@ def _show_with(tmp_path: Path, old: str, new: str) -> Path:
     ('engine = "openjtalk"', 'engine = "espeak"', "voice.engine"),
     ('picks = 3', 'pickz = 3', "rank.pickz"),
     ('id = "zundamon-ai"', 'id = "Zundamon AI"', "show.id"),
+    ('[llm]', '[review]\nbefore = "upload"\npoll_s = 0\n\n[llm]', "review.poll_s"),
 ])
 def test_invalid_show_file_names_the_field(tmp_path: Path, old: str, new: str, named: str) -> None:
     with pytest.raises(ShowFileError) as error:
