@@ -477,14 +477,15 @@ def test_the_default_show_reads_the_hatena_and_arxiv_archives() -> None:
 
 # ---- a real flow run for a past date, from archives only --------------------------------------------
 
-@pytest.mark.slow  # a whole Prefect flow run (harness start, OpenJTalk synthesis of a one-pick episode)
-def test_a_flow_run_for_a_past_date_publishes_an_episode_made_from_archives(
-        tmp_path: Path, prefect_harness: None) -> None:
-    import feedparser
-
+@pytest.fixture(scope="module")
+def archive_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, Any]:
+    """A flow run for a past date whose live feeds are all gone (one pick), then the same date again with
+    `refresh=["synthesize"]` (the README's `--refresh synthesize`, on a one-pick episode: the refresh's
+    subject is which stages run again, not the episode's length)."""
     from tests.faults.support import flow_env, run_flow, short_show
     from zundacast.sample_day import sample_files
 
+    tmp_path = tmp_path_factory.mktemp("archive-runs")
     # the session's utterance cache: this test is about where the candidates come from, not about speech
     with FakeSite() as site, flow_env(tmp_path, shared_speech=True) as env:
         serve_archives(site)
@@ -500,7 +501,16 @@ def test_a_flow_run_for_a_past_date_publishes_an_episode_made_from_archives(
         store = tmp_path / "public"
 
         summary = run_flow(show, store, day=DAY)
+        refreshed = run_flow(show, store, day=DAY, refresh=["synthesize"])
+    return {"summary": summary, "refreshed": refreshed, "store": store}
 
+
+@pytest.mark.slow  # a whole Prefect flow run (OpenJTalk synthesis of a one-pick episode)
+def test_a_flow_run_for_a_past_date_publishes_an_episode_made_from_archives(
+        archive_runs: dict[str, Any]) -> None:
+    import feedparser
+
+    summary, store = archive_runs["summary"], archive_runs["store"]
     assert {name: report.status for name, report in summary.stages.items()} == {
         "collect": "computed", "rank": "computed", "summarize": "computed", "script": "computed",
         "synthesize": "computed", "upload": "computed"}
@@ -515,3 +525,10 @@ def test_a_flow_run_for_a_past_date_publishes_an_episode_made_from_archives(
     feed = feedparser.parse((store / "feed.xml").read_bytes())
     assert not feed.bozo and len(feed.entries) == 1
     assert (day_dir / f"zundamon-ai-{DAY.isoformat()}.mp3").stat().st_size > 100_000
+
+
+@pytest.mark.slow
+def test_refresh_synthesize_recomputes_synthesis_and_upload_only(archive_runs: dict[str, Any]) -> None:
+    statuses = {name: report.status for name, report in archive_runs["refreshed"].stages.items()}
+    assert statuses == {"collect": "cached", "rank": "cached", "summarize": "cached", "script": "cached",
+                        "synthesize": "computed", "upload": "computed"}

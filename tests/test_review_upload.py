@@ -133,11 +133,13 @@ RunInput.save = classmethod(save)
 def test_a_timeout_firing_before_the_pause_is_registered_still_applies_the_fallback(
         tmp_path: Path, prefect_api_url: str, refusal: str, hold: str) -> None:
     prelude = f"REFUSAL = {refusal!r}\n{_TIMEOUT_FIRST}{hold}"
-    with paused_run(tmp_path, prefect_api_url, prelude=prelude, timeout_s=1,
-                    on_timeout="publish") as (run, store):
+    # on_timeout "fail" (the default): the fallback decision, a rejection, ends the run before synthesis
+    # (test_nobody_deciding_publishes_unchanged_when_the_show_says_so publishes on timeout)
+    with paused_run(tmp_path, prefect_api_url, prelude=prelude, timeout_s=1) as (run, store):
         # refused, the timeout asks again; without that the run waits out Prefect's own pause timeout
-        # (timeout_s + PREFECT_GRACE_S) and fails although the show says to publish
-        assert run.finish() == 0, run.output[-4000:]
+        # (timeout_s + PREFECT_GRACE_S) and fails with FlowPauseTimeout, not with the show's fallback
+        assert run.finish() != 0
     assert re.search(rf"resume refused: .*{refusal}", run.output), run.output[-4000:]
-    record = json.loads((store / SAMPLE_DATE.isoformat() / "episode.json").read_text(encoding="utf-8"))
-    assert (record["review"]["decision"], record["review"]["author"]) == ("timed out", TIMEOUT_AUTHOR)
+    assert "rejected by (nobody: timeout): no decision within 1 s" in run.output, run.output[-4000:]
+    assert "never resumed" not in run.output
+    assert not (store / "episodes.json").exists()
