@@ -130,10 +130,7 @@ def starting_prefect_server(home: Path, log: Path, needed: Iterable[str] = ()) -
     `needed`: the services of OPTIONAL_SERVICES the test uses. The server is stopped on exit. When the
     test run's shared server made a migrated database template, the server starts from a copy of it.
     """
-    template = migrated_template()
-    if template is not None:
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(template, home / "prefect.db")
+    seed_home(home)
     process, api = launch(home, needed)
     started = said(process, log, STARTED)
 
@@ -174,11 +171,15 @@ class SharedServer:
     def database(self) -> Path:
         return self.home / "prefect.db"
 
-    def wait(self) -> str:
-        """Block until the starter says the server is up (a shared lock on `ready.lock`: an event, not a
-        clock; pytest-timeout bounds it); its API URL. Fails with the server's log if it did not start."""
+    def started(self) -> None:
+        """Block until the starter says the server is up or failed (a shared lock on `ready.lock`: an
+        event, not a clock; pytest-timeout bounds it)."""
         with self.ready_lock.open("rb") as lock:
             fcntl.flock(lock, fcntl.LOCK_SH)
+
+    def wait(self) -> str:
+        """Once started: its API URL. Fails with the server's log if it did not start."""
+        self.started()
         assert self.api_file.exists(), "the shared Prefect server did not start:\n" + (
             self.log.read_text(errors="replace")[-3000:] if self.log.exists() else f"no log at {self.log}")
         return self.api_file.read_text(encoding="utf-8")
@@ -246,6 +247,14 @@ def migrated_template() -> Path | None:
     server = joined_shared_server()
     if server is None:
         return None
-    with server.ready_lock.open("rb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_SH)
+    server.started()
     return server.template if server.template.exists() else None
+
+
+def seed_home(home: Path) -> None:
+    """Give a Prefect home the migrated template as its database, when the test run has one (a server
+    started there then has no migrations to run)."""
+    template = migrated_template()
+    if template is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, home / "prefect.db")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.faults.support import share_speech_cache
-from tests.prefect_server import migrated_template, services_off
+from tests.prefect_server import seed_home, services_off
 from tests.test_runlock_e2e import show_file
 from zundacast import prefect_api
 from zundacast.sample_day import SAMPLE_DATE, serve_sample_day
@@ -123,10 +122,7 @@ def test_a_cli_run_with_the_server_up_is_a_flow_run_it_records(homes: dict[str, 
     # A Prefect home whose database was made before (the test run's migrated template, when there is
     # one): this test is about the runs the server records; test_server_start_status_stop starts a
     # server on a fresh home.
-    template = migrated_template()
-    if template is not None:
-        Path(homes["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(template, Path(homes["PREFECT_HOME"]) / "prefect.db")
+    seed_home(Path(homes["PREFECT_HOME"]))
     started = cli(homes, "server", "start", "--port", "0")
     assert started.returncode == 0, started.stderr[-3000:]
     state = prefect_api.read_state()
