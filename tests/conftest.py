@@ -103,22 +103,23 @@ def prefect_api_url(prefect_harness: None) -> str:
 @pytest.fixture(scope="session")
 def plain_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """`zundacast demo --json --store FOLDER` as a newcomer runs it: nothing set, a fresh ZUNDACAST_HOME
-    and PREFECT_HOME, so Prefect's temporary API starts (the README's first command). The suite's one CLI
-    demo on that path, inspected by test_flow (the JSON summary) and test_cli_publish (the closing notes).
-    Its utterance cache is the session's (the cold full episode is test_flow's): it is not about speech."""
+    and PREFECT_HOME, so Prefect's temporary API starts (the README's first command). The suite's one cold
+    full episode: it speaks every sentence of the sample day into the test run's utterance cache, which
+    later runs speak from. Inspected by test_flow (the JSON summary, and a rerun from its results) and
+    test_cli_publish (the closing notes)."""
     import subprocess
     import sys
 
     from tests.faults.support import share_speech_cache
 
     root = tmp_path_factory.mktemp("plain-demo")
-    store = root / "public"
-    env = {"ZUNDACAST_HOME": str(share_speech_cache(root / "home")), "PREFECT_HOME": str(root / "prefect"),
+    store, home, prefect_home = root / "public", root / "home", root / "prefect"
+    env = {"ZUNDACAST_HOME": str(share_speech_cache(home)), "PREFECT_HOME": str(prefect_home),
            "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin", "HOME": str(root)}
     done = subprocess.run([sys.executable, "-m", "zundacast.cli", "demo", "--json", "--store", str(store)],
                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, env=env,
                           timeout=1200, check=False)
-    return {"done": done, "root": root, "store": store}
+    return {"done": done, "root": root, "store": store, "home": home, "prefect_home": prefect_home}
 
 
 @pytest.fixture
@@ -141,8 +142,8 @@ def prefect_results(tmp_path: Path, prefect_harness: None) -> Iterator[Path]:
 SAME_WORKER = {
     "tests/faults/test_llm_faults.py": "tests/faults::llm_runs",
     "tests/faults/test_security.py": "tests/faults::llm_runs",
-    # the suite's one cold full episode (test_flow), then the CLI's demos speaking from its utterance cache;
-    # both modules inspect the one `plain_demo`
+    # the suite's one cold full episode (`plain_demo`), inspected by both modules; test_flow's rerun and
+    # test_cli_publish's second demo speak from its utterance cache
     "tests/test_flow.py": "shared speech: full episode",
     "tests/test_cli_publish.py": "shared speech: full episode",
 }

@@ -46,7 +46,7 @@ def test_the_end_of_a_run_says_whether_its_feed_can_be_published(
     assert f"zundacast preview --store {local_store}" in last[1] and "--base-url" in last[1]
     assert "✓ upload" in local.stderr.split(last[0])[0]  # after the stages, where a person reads it
 
-    share_speech_cache(tmp_path / "home")  # the sample day's sentences, spoken once per session (test_flow)
+    share_speech_cache(tmp_path / "home")  # the sample day's sentences, spoken once per session (plain_demo)
     bundled = (ROOT / "shows" / "zundamon-ai.toml").read_text("utf-8")
     assert "\npicks = 3\n" in bundled
     one_pick = tmp_path / "one-pick.toml"
