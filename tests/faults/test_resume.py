@@ -73,8 +73,9 @@ def test_killed_after_summarize_the_rerun_asks_the_llm_for_no_summary(tmp_path: 
     store = tmp_path / "public"
     with serve_sample_day(port=0) as base, fake_openai(answer) as llm:
         show_file = tmp_path / "show.json"
-        # no jingle: with it, mastering this episode misses -1 dBTP (zundacast/audio/master.py, reported)
-        show_file.write_text(short_show(base, audio={"jingle": False}).model_dump_json(), "utf-8")
+        # the default sound (44.1 kHz, 96 kbps, the jingle): the resumed path is the one a show runs
+        default_sound = {"sample_rate": 44100, "bitrate_kbps": 96}
+        show_file.write_text(short_show(base, audio=default_sound).model_dump_json(), "utf-8")
         command = [sys.executable, "-c", RUN, str(show_file), SAMPLE_DATE.isoformat(), str(store)]
         env = _env(tmp_path, llm.base_url)
 
