@@ -14,6 +14,11 @@ for every xdist worker: started by the controller before the workers exist, it t
 through a file lock (`SHARED_ENV`'s folder: the controller holds `ready.lock` until uvicorn says it runs;
 a worker blocks on taking it). Once up, its freshly migrated database is copied (sqlite's backup API) to
 `template.db`, and every server started later in the run begins from that copy: no migrations to run.
+The tests of served deployments (test_deployment, test_runlock_e2e) use the shared server too: its
+scheduler is off, so their runners only run what the test starts with `run_deployment`, and
+tests/conftest.py's SAME_WORKER puts them on one worker, one after the other (their deployments' names
+are fixed). Tests that need a server of their own start one (test_automation: triggers; test_workers:
+a work pool and every deployment listed).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ OPTIONAL_SERVICES = {
 STARTED = "Uvicorn running on"  # uvicorn's line once the API answers (logged at INFO)
 # What Prefect's test harness (an ephemeral server) runs and the flow tests keep: task runs' states and
 # events in the database (test_security scans it for secrets). No test automates on the shared server,
-# so its triggers stay off.
+# so its triggers stay off; nor does its scheduler run (served deployments run only when a test asks).
 SHARED_SERVICES = ("task_run_recorder", "event_persister")
 # The folder of this test run's shared server (its home, log, readiness lock, API URL and database
 # template), in the environment of the process that starts it and of the xdist workers it spawns.

@@ -5,24 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.faults.support import share_speech_cache
-from tests.prefect_server import running_prefect_server, said, stop
+from tests.prefect_server import said, stop
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A real server for a served deployment's runs: the API alone (no schedules made, no task runs read),
-    and the client settings that reach it."""
-    with running_prefect_server(tmp_path / "prefect-server", tmp_path / "server.log") as api:
-        yield {"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client")}
+def prefect_server(tmp_path: Path, prefect_api_url: str) -> dict[str, str]:
+    """The client settings that reach the test run's shared server (its scheduler off: no schedules
+    made, the test makes its one run), with a Prefect home of the serve process's own. The served
+    deployments' names are fixed: conftest's SAME_WORKER keeps the modules that serve them apart in time."""
+    return {"PREFECT_API_URL": prefect_api_url, "PREFECT_HOME": str(tmp_path / "prefect-client")}
 
 
 def test_served_deployment_renders_a_past_date_triggered_through_the_api(

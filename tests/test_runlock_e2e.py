@@ -26,7 +26,7 @@ from typing import IO
 import pytest
 
 from tests.faults.support import share_speech_cache
-from tests.prefect_server import running_prefect_server, stop
+from tests.prefect_server import stop
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,11 +117,12 @@ def lock_times(log: Path) -> dict[str, list[float]]:
 
 
 @pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A real server on loopback for the served deployment and the CLI run (the API alone: nothing here
-    reads task runs, events or schedules); the client settings that reach it."""
-    with running_prefect_server(tmp_path / "prefect-server", tmp_path / "server.log") as api:
-        yield {"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client")}
+def prefect_server(tmp_path: Path, prefect_api_url: str) -> dict[str, str]:
+    """The client settings that reach the test run's shared server, for the served deployment and the
+    CLI run (its scheduler off: no schedules made; the lock stamps are read from the processes' output,
+    not the API), with a Prefect home of the serve process's own. The served deployments' names are
+    fixed: conftest's SAME_WORKER keeps the modules that serve them apart in time."""
+    return {"PREFECT_API_URL": prefect_api_url, "PREFECT_HOME": str(tmp_path / "prefect-client")}
 
 
 @pytest.fixture
