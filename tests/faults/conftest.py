@@ -29,13 +29,16 @@ def llm_runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
 
     - `invalid`: every answer is unusable JSON: the run must still publish, from the offline writer;
     - `rejected`: the key is rejected (HTTP 401), with a failure webhook configured.
-    Logs are captured throughout; every folder they wrote is returned for scanning.
+    Logs are captured throughout; every folder they wrote is returned for scanning (the `invalid` home's
+    utterance cache is a symlink to the test run's shared one: a scan must follow it).
     """
     root = tmp_path_factory.mktemp("llm-faults")
     with sample_site() as (_site, base), LogCapture() as logs, WebhookReceiver() as hook:
         show = short_show(base, picks=1)
+        # Its utterance cache is the test run's (not about speech: the offline writer's script, as other
+        # modules speak it); the rejected run stops before synthesis, with a home of its own.
         with fake_openai(lambda request: INVALID_JSON) as invalid_server, \
-                flow_env(root / "invalid", OPENAI_API_KEY=SECRET_KEY,
+                flow_env(root / "invalid", shared_speech=True, OPENAI_API_KEY=SECRET_KEY,
                          OPENAI_BASE_URL=invalid_server.base_url):
             invalid_state = run_flow(show, root / "invalid" / "public", return_state=True)
             invalid_summary = invalid_state.result()
