@@ -504,3 +504,70 @@ def test_the_stage_mixes_background_music_into_the_streamed_episode(
         return float(np.sqrt(np.mean(samples[a:b] ** 2)))
 
     assert pause_level(plain) < 0.003 < pause_level(mixed)
+
+
+# --- runs on one machine share the utterance cache ---------------------------------------------------------
+
+# A run in its own process: `synthesize_to_cache` with an engine that logs every sentence it voices.
+# argv: cache folder, log file, role ("first": its first sentence waits until the second run has found
+# the cache empty; "second": it says when it has).
+VOICING_RUN = """
+import sys, time
+from pathlib import Path
+import numpy as np
+import zundacast.audio.utterances as utterances
+from zundacast.voices import PCM
+
+cache, log, role, folder = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+TEXTS = ["ずんだもんは今日いちばん長い文を読むのだ。", "二つ目の文なのだ。", "三つ目なのだ。"]
+
+class LoggedVoice:
+    name, max_chars, concurrency = "logged", 400, 1
+    def cache_key(self): return "logged-voice"
+    def synthesize(self, text):
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"{role} {text}\\n")
+        if role == "first" and text == TEXTS[0]:
+            (folder / "first-is-voicing").touch()
+            while not (folder / "second-found-it-missing").exists():
+                time.sleep(0.01)  # waits for the other process (pytest-timeout bounds the test)
+        return PCM(samples=np.full(4800, 0.1, dtype=np.float32), sample_rate=48000)
+
+if role == "second":
+    found = utterances._missing
+    def missing_then_say(*args):
+        result = found(*args)
+        (folder / "second-found-it-missing").touch()
+        return result
+    utterances._missing = missing_then_say
+
+units = [utterances.Utterance(section=0, sentence=n, speech=t, text=t) for n, t in enumerate(TEXTS)]
+paths, voiced = utterances.synthesize_to_cache(LoggedVoice(), units, cache)
+assert all(utterances.load_cached(path) is not None for path in paths)
+print(voiced)
+"""
+
+
+def test_two_runs_needing_the_same_sentences_at_once_voice_each_only_once(tmp_path: Path) -> None:
+    """The second run finds the cache empty while the first is voicing: it waits for the sentence the
+    first is saying and loads it, instead of voicing it again (what used to happen)."""
+    import sys
+
+    cache, log = tmp_path / "tts", tmp_path / "voiced.log"
+
+    def start(role: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-c", VOICING_RUN, str(cache), str(log), role, str(tmp_path)]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start("first")
+    while not (tmp_path / "first-is-voicing").exists():  # pytest-timeout bounds the wait
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        threading.Event().wait(0.01)
+    second = start("second")
+    outputs = [process.communicate(timeout=120) for process in (first, second)]
+    for process, (_out, err) in zip((first, second), outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    voiced = [line.split(" ", 1)[1] for line in log.read_text("utf-8").splitlines()]
+    assert sorted(voiced) == sorted(set(voiced)) and len(voiced) == 3  # each sentence voiced once, in all
+    assert int(outputs[0][0]) + int(outputs[1][0]) == 3  # each run counts what it voiced itself
+    assert (tmp_path / "second-found-it-missing").exists()  # the second did start before the first was done

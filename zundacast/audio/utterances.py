@@ -5,12 +5,15 @@ spoken text>.npz`, so changing one sentence re-synthesizes only that sentence
 and changing the voice settings never serves audio made with the old ones.
 Utterances are synthesized concurrently (bounded by the engine's concurrency);
 transient failures are retried with backoff, permanent ones (HTTP 4xx) fail at
-once; either way the error names the engine and the sentence.
+once; either way the error names the engine and the sentence. Runs on one machine
+that share the cache (two shows, a rerun started beside a served run) voice each
+sentence once: whoever starts it holds a lock, the others wait and load the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -19,7 +22,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,6 +142,25 @@ def write_cached(path: Path, pcm: PCM) -> tuple[np.ndarray, float]:
     return quantized, scale
 
 
+@contextlib.contextmanager
+def voicing(path: Path) -> Iterator[None]:
+    """Held while this process voices the utterance cached at `path`: another run on this machine that
+    needs it waits, then loads the file instead of voicing it again. An flock (one of 256 per engine
+    folder, by the file's name): released when the holder exits, even killed. Where locks are refused
+    (a read-only share), runs just do not wait for each other."""
+    try:
+        locks = path.parent / ".locks"
+        locks.mkdir(exist_ok=True)
+        handle = (locks / f"{path.name[:2]}.lock").open("a+b")
+    except OSError:
+        yield
+        return
+    with handle:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def prune_cache(root: Path, max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
     """Delete cached utterances unused for max_age_days; returns how many went."""
     if max_age_days <= 0 or not root.is_dir():
@@ -211,6 +233,7 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
     missing = _missing(utterances, paths)
 
     stop = threading.Event()
+    voiced = len(missing)
     if missing:
         # Longest first: the last utterance to finish is a short one, so every worker stays busy to the
         # end (the order of the results does not depend on it).
@@ -218,8 +241,8 @@ def synthesize_to_cache(voice: Voice, utterances: list[Utterance], cache_root: P
         if _can_pipeline(voice):
             _pipelined(voice, ordered, paths, attempts, backoff_s, stop, on_progress)
         else:
-            _in_workers(voice, ordered, paths, attempts, backoff_s, stop, on_progress)
-    return [paths[u.speech] for u in utterances], len(missing)
+            voiced = _in_workers(voice, ordered, paths, attempts, backoff_s, stop, on_progress)
+    return [paths[u.speech] for u in utterances], voiced
 
 
 def _missing(utterances: list[Utterance], paths: dict[str, Path]) -> dict[str, Utterance]:
@@ -267,15 +290,24 @@ def _drain(pending: set[Future], stop: threading.Event, count: Callable[[Future]
 
 def _in_workers(voice: Voice, ordered: list[Utterance], paths: dict[str, Path], attempts: int,
                 backoff_s: float, stop: threading.Event,
-                on_progress: Callable[[int, int], None] | None) -> None:
+                on_progress: Callable[[int, int], None] | None) -> int:
     """Each of `concurrency` threads synthesizes, checks and stores one utterance at a time (OpenJTalk:
-    the work is CPU, one thread per core)."""
+    the work is CPU, one thread per core); how many this process voiced (not those another run voiced
+    while this one waited for them)."""
+
+    voiced: list[Utterance] = []
 
     def job(utterance: Utterance) -> None:
-        write_cached(paths[utterance.speech], _with_retries(voice, utterance, attempts, backoff_s, stop))
+        path = paths[utterance.speech]
+        with voicing(path):
+            if path.is_file() and load_cached(path) is not None:  # another run voiced it meanwhile
+                return
+            write_cached(path, _with_retries(voice, utterance, attempts, backoff_s, stop))
+        voiced.append(utterance)
 
     with ThreadPoolExecutor(max_workers=max(1, voice.concurrency), thread_name_prefix="tts") as pool:
         _drain({pool.submit(job, u) for u in ordered}, stop, lambda _: 1, on_progress, len(ordered))
+    return len(voiced)
 
 
 def _pipelined(voice: Any, ordered: list[Utterance], paths: dict[str, Path], attempts: int,
