@@ -50,6 +50,15 @@ def sample_site() -> Iterator[tuple[FakeSite, str]]:
 SHORT_AUDIO = {"sample_rate": 24000, "bitrate_kbps": 48}
 
 
+def short_show_text(bundled: str) -> str:
+    """The text of a show file (the bundled show's) with one pick and SHORT_AUDIO: `short_show` for runs
+    of the command line."""
+    assert "\npicks = 3\n" in bundled and "\nbitrate_kbps = 96\n" in bundled
+    audio = "".join(f"{name} = {value}\n" for name, value in SHORT_AUDIO.items())
+    one_pick = bundled.replace("\npicks = 3\n", "\npicks = 1\n", 1)
+    return one_pick.replace("\nbitrate_kbps = 96\n", "\n" + audio, 1)
+
+
 def short_show(base_url: str, *, picks: int = 1, feeds: list[dict[str, Any]] | None = None,
                allow_hosts: list[str] | None = None, **sections: dict[str, Any]) -> Show:
     """The sample show with `picks` picks and SHORT_AUDIO; `sections` update tables (e.g. collect={...},
