@@ -170,17 +170,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 # The modules (work units) by the wall time they took, longest first, measured at 4 workers on a quiet
-# machine (test_flow with test_cli_publish ~145 s, test_workers ~100 s, each test_review module ~90 s, the
-# rest 15-55 s): the scheduler hands them out in this order, so no long one starts last (the modules not
-# listed take a few seconds each). A SAME_WORKER group starts where its first module is listed (its
-# modules are listed together).
-LONGEST_FIRST = ("tests/test_flow.py", "tests/test_cli_publish.py", "tests/test_workers.py",
-                 "tests/test_review_upload.py", "tests/test_review.py", "tests/test_server.py",
-                 "tests/test_runlock_e2e.py", "tests/test_deployment.py", "tests/faults/test_llm_faults.py",
-                 "tests/faults/test_security.py", "tests/test_voices.py", "tests/test_index.py",
-                 "tests/test_audio.py", "tests/faults/test_environment.py",
-                 "tests/faults/test_resume.py", "tests/faults/test_store_faults.py", "tests/test_cohost.py",
-                 "tests/test_runlock.py", "tests/faults/test_injection.py")
+# machine (test_workers ~90 s, each test_review module ~80 s, test_flow with test_cli_publish ~80 s, the
+# served deployments ~50 s, the rest 15-50 s): the scheduler hands them out in this order, so no long one
+# starts last (the modules not listed take a few seconds each). A SAME_WORKER group starts where its first
+# module is listed (its modules are listed together).
+LONGEST_FIRST = ("tests/test_workers.py", "tests/test_review_upload.py", "tests/test_review.py",
+                 "tests/test_flow.py", "tests/test_cli_publish.py",
+                 "tests/test_runlock_e2e.py", "tests/test_deployment.py",
+                 "tests/faults/test_llm_faults.py", "tests/faults/test_security.py",
+                 "tests/test_index.py", "tests/test_audio.py", "tests/test_voices.py", "tests/test_server.py",
+                 "tests/faults/test_environment.py", "tests/faults/test_resume.py", "tests/test_archives.py",
+                 "tests/test_cohost.py", "tests/faults/test_injection.py", "tests/test_automation.py",
+                 "tests/test_runlock.py", "tests/faults/test_store_faults.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
