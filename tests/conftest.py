@@ -100,6 +100,15 @@ def prefect_api_url(prefect_harness: None) -> str:
     return str(url)
 
 
+@pytest.fixture
+def served_deployment_client(tmp_path: Path, prefect_api_url: str) -> dict[str, str]:
+    """The client settings (API URL, a Prefect home of the test's own) of a process serving deployments on
+    the test run's shared server: its scheduler is off (no schedules made: the test makes its runs), and
+    the served deployments' names are fixed, so SAME_WORKER keeps the modules that serve them apart in
+    time (test_deployment, test_runlock_e2e)."""
+    return {"PREFECT_API_URL": prefect_api_url, "PREFECT_HOME": str(tmp_path / "prefect-client")}
+
+
 @pytest.fixture(scope="session")
 def plain_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """`zundacast demo --json --store FOLDER` as a newcomer runs it: nothing set, a fresh ZUNDACAST_HOME

@@ -16,16 +16,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def prefect_server(tmp_path: Path, prefect_api_url: str) -> dict[str, str]:
-    """The client settings that reach the test run's shared server (its scheduler off: no schedules
-    made, the test makes its one run), with a Prefect home of the serve process's own. The served
-    deployments' names are fixed: conftest's SAME_WORKER keeps the modules that serve them apart in time."""
-    return {"PREFECT_API_URL": prefect_api_url, "PREFECT_HOME": str(tmp_path / "prefect-client")}
-
-
 def test_served_deployment_renders_a_past_date_triggered_through_the_api(
-        tmp_path: Path, prefect_server: dict[str, str]) -> None:
+        tmp_path: Path, served_deployment_client: dict[str, str]) -> None:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -38,7 +30,8 @@ def test_served_deployment_renders_a_past_date_triggered_through_the_api(
         # about serving, not speech: the utterances come from the test run's shared cache
         # the runner asks for scheduled runs every second (Prefect's default: every 10): the test triggers
         # one and waits for it
-        env = {**os.environ, **prefect_server, "ZUNDACAST_HOME": str(share_speech_cache(tmp_path / "home")),
+        env = {**os.environ, **served_deployment_client,
+               "ZUNDACAST_HOME": str(share_speech_cache(tmp_path / "home")),
                "TEST_SHOW_JSON": show.model_dump_json(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
         script = ("import os; from deployments.serve import serve; from zundacast.show import Show; "
                   f"serve(Show.model_validate_json(os.environ['TEST_SHOW_JSON']), store={str(store)!r})")
@@ -49,7 +42,7 @@ def test_served_deployment_renders_a_past_date_triggered_through_the_api(
             # Prefect prints this once the deployment is registered with the API
             said(server, tmp_path / "serve.log", "being served").wait()  # "is" (one) or "are" (several)
             assert server.poll() is None, (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
-            with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+            with temporary_settings({PREFECT_API_URL: served_deployment_client["PREFECT_API_URL"]}):
                 flow_run = run_deployment(f"daily-episode/{show.show.id}-daily",
                                           parameters={"episode_date": SAMPLE_DATE.isoformat()},
                                           timeout=None, poll_interval=1)  # pytest-timeout bounds it

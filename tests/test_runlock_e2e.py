@@ -116,15 +116,6 @@ def lock_times(log: Path) -> dict[str, list[float]]:
 
 
 @pytest.fixture
-def prefect_server(tmp_path: Path, prefect_api_url: str) -> dict[str, str]:
-    """The client settings that reach the test run's shared server, for the served deployment and the
-    CLI run (its scheduler off: no schedules made; the lock stamps are read from the processes' output,
-    not the API), with a Prefect home of the serve process's own. The served deployments' names are
-    fixed: conftest's SAME_WORKER keeps the modules that serve them apart in time."""
-    return {"PREFECT_API_URL": prefect_api_url, "PREFECT_HOME": str(tmp_path / "prefect-client")}
-
-
-@pytest.fixture
 def sample_day() -> Iterator[str]:
     from zundacast.sample_day import serve_sample_day
 
@@ -133,7 +124,7 @@ def sample_day() -> Iterator[str]:
 
 
 def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
-        tmp_path: Path, prefect_server: dict[str, str], sample_day: str) -> None:
+        tmp_path: Path, served_deployment_client: dict[str, str], sample_day: str) -> None:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -152,7 +143,7 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
     # One machine's result storage for both (as one Prefect home would give them): the served run, the
     # same show file and date, finds the stages the CLI run made and does not make the episode again.
     base_env.update({"ZUNDACAST_HOME": str(home), "PYTHONUNBUFFERED": "1",
-                     "PREFECT_API_URL": prefect_server["PREFECT_API_URL"],
+                     "PREFECT_API_URL": served_deployment_client["PREFECT_API_URL"],
                      "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-results")})
 
     cli_holds, served_waits = threading.Event(), threading.Event()
@@ -168,7 +159,7 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
 
     show = load_show(str(cli_show))  # the CLI run's show file (its feeds behind the gate, open by then)
     # the runner asks for scheduled runs every second (Prefect's default: every 10)
-    served_env = {**base_env, **prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    served_env = {**base_env, **served_deployment_client, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     script = f"from deployments.serve import serve; serve({str(cli_show)!r}, store={str(store)!r})"
     server = subprocess.Popen([sys.executable, "-c", script], env=served_env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
@@ -188,7 +179,7 @@ def test_a_cli_run_and_a_served_run_of_one_date_never_overlap(
         threading.Thread(target=lambda: (server.wait(), registered.set()), daemon=True).start()
         registered.wait()  # or the serve process ended: pytest-timeout bounds the wait, never a clock
         assert server.poll() is None, served_log.read_text(errors="replace")[-3000:]
-        with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+        with temporary_settings({PREFECT_API_URL: served_deployment_client["PREFECT_API_URL"]}):
             flow_run = run_deployment(f"daily-episode/{show.show.id}-daily",
                                       parameters={"episode_date": SAMPLE_DATE.isoformat()},
                                       timeout=None, poll_interval=1)

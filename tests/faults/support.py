@@ -8,6 +8,7 @@ sample show cut short (one pick by default) so that each flow run synthesizes li
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,7 +144,11 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
 
 
 def files_under(*folders: Path) -> list[Path]:
-    return [path for folder in folders if folder.exists() for path in folder.rglob("*") if path.is_file()]
+    """Every file under `folders`, symlinked folders followed (a home's utterance cache may be a symlink to
+    the test run's shared one, which `Path.rglob` would silently skip in Python 3.11)."""
+    return [Path(top) / name for folder in folders if folder.exists()
+            for top, _dirs, names in os.walk(folder, followlinks=True) for name in names
+            if (Path(top) / name).is_file()]
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ import pytest
 
 from tasks.collect import collect_candidates, extract_article
 from tests.fakes.web import FakeSite, Item, article_page, rss2
-from tests.faults.support import SECRET_KEY, shared_speech_cache, short_show
+from tests.faults.support import SECRET_KEY, files_under, shared_speech_cache, short_show
 from zundacast.models import Candidate
 from zundacast.show import CollectConfig
 from zundacast.web import FetchRefused, fetch
@@ -309,14 +309,6 @@ def sqlite_cells(database: Path) -> Iterator[bytes]:
         connection.close()
 
 
-def files_under_following_links(*folders: Path) -> list[Path]:
-    """Every file under `folders`, symlinked folders followed (a home's utterance cache may be a symlink to
-    the test run's shared one, which `Path.rglob` would silently skip in Python 3.11)."""
-    return [Path(top) / name for folder in folders if folder.exists()
-            for top, _dirs, names in os.walk(folder, followlinks=True) for name in names
-            if (Path(top) / name).is_file()]
-
-
 def _in_shared_speech_cache(path: Path) -> bool:
     return path.resolve().is_relative_to(shared_speech_cache().resolve())
 
@@ -393,14 +385,13 @@ def test_the_scan_lists_files_behind_a_symlinked_folder(tmp_path: Path) -> None:
     (home / "tts").symlink_to(tmp_path / "shared-cache", target_is_directory=True)
     (home / "feed.xml").write_text("<rss/>")
     assert not any(path.name == "utterance.npz" for path in home.rglob("*"))  # what rglob misses (3.11)
-    assert sorted(files_under_following_links(home)) == [home / "feed.xml", home / "tts" / "engine" /
-                                                          "utterance.npz"]
+    assert sorted(files_under(home)) == [home / "feed.xml", home / "tts" / "engine" / "utterance.npz"]
 
 
 @pytest.mark.slow
 def test_no_file_written_anywhere_holds_the_key(llm_runs: dict[str, Any]) -> None:
     prefect_home = Path(os.environ["PREFECT_HOME"])
-    files = files_under_following_links(llm_runs["root"], prefect_home, harness_database().parent)
+    files = files_under(llm_runs["root"], prefect_home, harness_database().parent)
     names = {path.name for path in files}
     assert "feed.xml" in names and "episode.json" in names and "candidates.json" in names  # store
     assert any("tts" in path.parts for path in files)  # the utterance cache in ZUNDACAST_HOME
@@ -520,7 +511,7 @@ def test_secrets_inside_urls_never_reach_the_terminal(url_secrets_run: dict[str,
 def test_secrets_inside_urls_never_reach_prefect_or_the_disk(url_secrets_run: dict[str, Any]) -> None:
     root: Path = url_secrets_run["root"]
     database: Path = url_secrets_run["database"]
-    files = files_under_following_links(root, database.parent)
+    files = files_under(root, database.parent)
     assert database in files  # Prefect's database: the run's logs, states and parameters
     assert url_secrets_run["flow_runs"] == 1  # the run (its store among its parameters) is recorded there
     assert any("storage" in path.parts for path in files)  # Prefect's persisted results (the failure)
