@@ -104,7 +104,7 @@ def archive_feeds(site: FakeSite) -> list[dict[str, Any]]:
 def make_show(feeds: list[dict[str, Any]], allow: list[str], **collect: Any) -> Show:
     return parse_show({
         "show": {"id": "archive-show", "title": "アーカイブ放送局"},
-        "collect": {"timeout_s": 1, "max_pages": 4, "min_candidates": 1, "min_text_chars": 100,
+        "collect": {"timeout_s": 10, "max_pages": 4, "min_candidates": 1, "min_text_chars": 100,
                     "allow_hosts": allow, **collect},
         "rank": {"picks": 1, "spares": 1, "topics": ["AI", "LLM", "GPU"]},
         "feeds": feeds,

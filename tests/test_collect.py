@@ -43,7 +43,7 @@ PARAGRAPHS = [
 def make_show(feeds: list[dict[str, Any]], allow: list[str], **collect: Any) -> Show:
     return parse_show({
         "show": {"id": "test-show", "title": "テスト放送局"},
-        "collect": {"timeout_s": 1, "max_pages": 30, "min_candidates": 1, "min_text_chars": 100,
+        "collect": {"timeout_s": 10, "max_pages": 30, "min_candidates": 1, "min_text_chars": 100,
                     "allow_hosts": allow, **collect},
         "rank": {"picks": 2, "spares": 1, "topics": ["AI", "GPU", "言語モデル"]},
         "feeds": feeds,
@@ -108,7 +108,6 @@ def test_feeds_of_every_kind_become_deduplicated_candidates_with_text(
                content_type="application/atom+xml")
     site.route("/broken.xml", "<rss><channel><item><title>oops", content_type="application/rss+xml")
     site.route("/500.xml", "down", status=500)
-    site.route("/slow.xml", rss2([Item("遅いフィード", u("/a/slow"), IN_WINDOW)]), delay_s=2.5)
     site.route("/empty.xml", rss2([]), content_type="application/rss+xml")
     show = make_show([
         {"name": "Hatena", "url": u("/hatena.rdf"), "weight": 1.2},
@@ -116,17 +115,16 @@ def test_feeds_of_every_kind_become_deduplicated_candidates_with_text(
         {"name": "Atom", "url": u("/atom.xml")},
         {"name": "Broken", "url": u("/broken.xml")},
         {"name": "Down", "url": u("/500.xml")},
-        {"name": "Slow", "url": u("/slow.xml")},
         {"name": "Empty", "url": u("/empty.xml")},
-    ], allow=[site.host], timeout_s=0.5, max_bytes=300_000)
+    ], allow=[site.host], timeout_s=10, max_bytes=300_000)  # generous: a loaded machine is slow, not wrong
 
     snapshot = collect_candidates(show, DAY, now=NOW)
 
     found = by_title(snapshot)
-    assert set(snapshot.feed_errors) == {"Broken", "Down", "Slow", "Empty"}
+    assert set(snapshot.feed_errors) == {"Broken", "Down", "Empty"}
     assert "500" in snapshot.feed_errors["Down"]
     assert "no items" in snapshot.feed_errors["Empty"]
-    assert "古い記事" not in found and "未来の記事" not in found and "遅いフィード" not in found
+    assert "古い記事" not in found and "未来の記事" not in found
     # one candidate for the story in two feeds: canonical URL, both sources, Hatena's count, earliest date
     mercury = [c for c in snapshot.candidates if "Mercury" in c.title]
     assert len(mercury) == 1
@@ -160,6 +158,19 @@ def test_feeds_of_every_kind_become_deduplicated_candidates_with_text(
     assert "巨大なページ" in found  # read up to max_bytes, the rest never downloaded
     assert site.hits("/a/huge") == 1 and site.bytes_sent["/a/huge"] < huge // 2
     assert site.hits("/a/old") == 0 and site.hits("/a/future") == 0  # out of the window: never fetched
+
+
+def test_a_feed_slower_than_the_fetch_timeout_is_a_failed_feed(site: FakeSite) -> None:
+    # on its own: a short timeout beside other fetches would fail fast pages on a loaded machine
+    from tasks.collect import read_feeds_in_threads
+
+    site.route("/slow.xml", rss2([Item("遅いフィード", site.url("/a/slow"), IN_WINDOW)]), delay_s=5)
+    show = make_show([{"name": "Slow", "url": site.url("/slow.xml")}], allow=[site.host], timeout_s=0.5)
+
+    results = read_feeds_in_threads(show.feeds, show.collect)
+
+    late = f"{site.url('/slow.xml')}: no answer within 0.5 s"
+    assert [(r.feed, r.error) for r in results] == [("Slow", late)]
 
 
 def test_only_the_most_promising_pages_are_fetched(site: FakeSite) -> None:
