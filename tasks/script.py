@@ -31,7 +31,7 @@ from zundacast.editorial import (
     source_of_summary,
 )
 from zundacast.llm import LLMError, Writer, writer_for
-from zundacast.llm.offline import OfflineWriter, short_title
+from zundacast.llm.offline import OfflineWriter, leading_noun_phrase
 from zundacast.models import RuleFired, Script, Section, Sentence, Summary, Usage
 from zundacast.show import Environment, LLMConfig, ShowInfo
 from zundacast.speech import split_sentences, to_speech
@@ -98,12 +98,12 @@ HEADER_LEADS = ("続いて{ordinal}の記事なのだ。", "次の記事に行�
                 "お次は{ordinal}の記事なのだ。", "どんどんいくのだ！{ordinal}の記事なのだ。",
                 "ここからは{ordinal}の記事なのだ。", "さてさて、{ordinal}の記事を紹介するのだ。")
 LAST_LEADS = ("さあ、いよいよ最後の記事なのだ。", "最後は{ordinal}の記事なのだ。")
-# Recap lines, read by index like the leads: they name the story by the head of its title, in other words
-# than the header's 「タイトルは「…」なのだ。」, so the closing does not sound like the segments again.
+# Recap lines, read by index like the leads: they name the story (recap_name) in other words than the
+# header's 「タイトルは「…」なのだ。」, so the closing does not sound like the segments again.
 RECAP_LINES = ("{ordinal}は、{name}の話だったのだ。", "{ordinal}の記事では、{name}を見てきたのだ。",
                "{ordinal}は、{name}について紹介したのだ。", "それから{ordinal}は、{name}のお話をしたのだ。",
                "{ordinal}で取り上げたのは、{name}だったのだ。", "{ordinal}は、{name}がテーマだったのだ。")
-RECAP_NAME_CHARS = 22
+RECAP_QUOTE_CHARS = 22  # a title up to this is said whole in the recap
 
 
 def _rotated(pool: tuple[str, ...], index: int, rng: random.Random) -> str:
@@ -123,11 +123,18 @@ def segment_header(summary: Summary, index: int, total: int, day: dt.date) -> li
 
 
 def recap_name(spoken_title: str) -> str:
-    """The story named by the head of its title (up to its first 、 or about 22 characters)."""
+    """How the closing names a story: a short title (or its part before the first 、) whole, in 「」;
+    a longer one by the noun phrase it opens with, unquoted (a quote cut mid-phrase would misquote it,
+    and the whole title again would echo the segment's header)."""
     head = spoken_title.split("、", 1)[0]
     if len(head) < 8:
         head = spoken_title
-    return "「" + short_title(head, RECAP_NAME_CHARS) + "」"
+    if len(head) <= RECAP_QUOTE_CHARS:
+        return f"「{head}」"
+    topic = leading_noun_phrase(head)
+    if topic.count("、") == 1 and head[len(topic)] == "を":  # 「銀行、基幹系を移行」: the actor's object
+        topic = topic.replace("、", "の")
+    return topic if topic and "、" not in topic else f"「{head}」"
 
 
 def closing_lines(day: dt.date, show: ShowInfo, summaries: list[Summary]) -> list[str]:

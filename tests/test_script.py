@@ -233,6 +233,29 @@ def test_offline_script_shape(summaries: list[Summary]) -> None:
     assert script.writer == "offline" and script.fallbacks == [] and script.usage.requests == 0
 
 
+@pytest.mark.parametrize(("title", "named"), [
+    ("社内文書RAGの正答率を62%から91%に上げるまでにやったこと", "社内文書RAGの正答率"),
+    ("vLLM 0.14が投機的デコーディングを標準で有効に", "vLLM 0.14"),
+    ("東京大学の研究チームによる大規模言語モデルの新しい量子化手法", "東京大学の研究チーム"),
+    ("TypeScript 7.0正式リリース", "「TypeScript 7.0正式リリース」"),
+    ("Kubernetes 1.36がリリース、AIワークロード向けのGPU共有機能", "「Kubernetes 1.36がリリース」"),
+    ("ミナト銀行、勘定系システムをクラウドへ全面移行", "ミナト銀行の勘定系システム"),
+    ("ミナト銀行、ユキ証券とクラウド基盤を共同開発", "「ミナト銀行、ユキ証券とクラウド基盤を共同開発」"),
+    ("AppleがGoogleを買収して新しい検索を作ると発表", "「AppleがGoogleを買収して新しい検索を作ると発表」"),
+    ("Anthropic releases a new model for long agentic coding sessions",
+     "「Anthropic releases a new model for long agentic coding sessions」"),
+])
+def test_the_recap_quotes_a_title_only_whole_and_names_a_long_one_by_its_opening_noun(
+        title: str, named: str) -> None:
+    name = recap_name(title)
+    assert name == named
+    if name.startswith("「"):  # a quote is the title, or its part before the first 、: never cut mid-phrase
+        assert name[1:-1] in (title, title.split("、", 1)[0])
+    else:  # a topic: the words the title opens with, up to a case particle
+        opening = name.replace("の", "、", 1) if "、" in title and not title.startswith(name) else name
+        assert title.startswith(opening) and title[len(opening)] in "をがはでにと"
+
+
 def test_offline_summaries_hold_only_article_facts(summaries: list[Summary]) -> None:
     for slug, summary in zip(("llm-inference", "domestic-llm", "agent-ops"), summaries, strict=True):
         text = ARTICLES[slug][3]
