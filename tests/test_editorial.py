@@ -110,6 +110,11 @@ def test_title_rules() -> None:
     assert check_title("320億パラメーターの国産モデルが公開", TITLE) == []  # 32B as a value, 国産, 公開
     assert rules(check_title("悪の放送局へようこそですわ", TITLE)) == {"title.key_terms"}
     assert "title.not_japanese" in rules(check_title("Tsubaki-2 LLM released with Apache 2.0", TITLE))
+    # names, versions and ids count as words, not letter by letter: a Japanese headline about them is
+    # Japanese; an English headline with の話 tacked on is not
+    cve = "【緊急】OpenSSL 3.5.1に深刻な脆弱性、CVE-2026-12345を修正"
+    assert check_title("OpenSSL 3.5.1に深刻な脆弱性『CVE-2026-12345』", cve) == []
+    assert rules(check_title("OpenSSL 3.5.1 critical CVE-2026-12345の話", cve)) == {"title.not_japanese"}
     assert "title.too_long" in rules(check_title("国産LLM公開" + "とても長いタイトル" * 10, TITLE))
     same = [Summary(url=str(n), source="s", title=TITLE, spoken_title=title, summary="x")
             for n, title in enumerate(["国産LLM『ツバキ2』公開", "国産LLM「ツバキ2」公開！", "別の記事"])]

@@ -60,7 +60,7 @@ RULES: dict[str, str] = {
 MAX_TITLE_CHARS = 80
 MIN_SEGMENT_SENTENCES = 5
 MAX_SEGMENT_SENTENCES = 40
-TITLE_MIN_JAPANESE = 0.3  # share of kana/kanji among the title's letters
+TITLE_MIN_JAPANESE = 0.3  # japanese_share a Japanese title reaches
 WEEKDAY_NAMES = ("月曜日", "火曜日", "水曜日", "木曜日", "金曜日", "土曜日", "日曜日")
 
 
@@ -317,12 +317,19 @@ def spoken_text_problems(text: str) -> list[str]:
 # --- titles ----------------------------------------------------------------------------------------------
 
 
-def _japanese_share(text: str) -> float:
-    letters = [ch for ch in text if ch.isalnum()]
-    if not letters:
-        return 0.0
-    japanese = sum(1 for ch in letters if "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff")
-    return japanese / len(letters)
+_LATIN_WORD = re.compile(r"[A-Za-z0-9]+(?:[.\-_/+'][A-Za-z0-9]+)*")
+LATIN_WORD_WEIGHT = 2.5  # a Latin word (a name, a version, an id) counts as long as a Japanese word
+
+
+def japanese_share(text: str) -> float:
+    """How Japanese a title is: its kana and kanji against them plus its Latin words, each word (name,
+    version or id: "OpenSSL", "3.5.1", "CVE-2026-12345") weighing as much as a Japanese word.
+    Counted by characters, 「OpenSSL 3.5.1に深刻な脆弱性」 would not be Japanese;
+    「GPT-5 API Pricing Updateの話」 is not, either way."""
+    normal = normalize(text)
+    japanese = sum(1 for ch in normal if "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff")
+    latin = LATIN_WORD_WEIGHT * len(_LATIN_WORD.findall(normal))
+    return japanese / (japanese + latin) if japanese + latin else 0.0
 
 
 def title_key_terms(title: str) -> list[str]:
@@ -364,7 +371,7 @@ def check_title(spoken_title: str, title: str, field: str = "spoken_title",
         failures.append(Failure("title.key_terms", field,
                                 f"タイトル「{spoken_title[:40]}」は元のタイトルの重要な語（{'、'.join(terms[:6])}）"
                                 "を残していません（固有名詞や数字を残すこと）"))
-    if must_be_japanese and _japanese_share(spoken_title) < TITLE_MIN_JAPANESE:
+    if must_be_japanese and japanese_share(spoken_title) < TITLE_MIN_JAPANESE:
         failures.append(Failure("title.not_japanese", field,
                                 f"タイトル「{spoken_title[:40]}」が日本語ではありません（日本語で書くこと）"))
     if len(spoken_title) > MAX_TITLE_CHARS:
@@ -406,7 +413,7 @@ def check_summary(summary: Summary, source: Source,
                   written_by_llm: bool = True) -> tuple[list[Failure], int, int]:
     """Every rule on one summary; (failures, claims, grounded claims). The offline writer cannot
     translate, so its title of an English article may stay English."""
-    japanese_title = _japanese_share(summary.title) >= TITLE_MIN_JAPANESE
+    japanese_title = japanese_share(summary.title) >= TITLE_MIN_JAPANESE
     failures = check_title(summary.spoken_title, summary.title,
                            must_be_japanese=written_by_llm or japanese_title)
     if not summary.summary.strip():
