@@ -14,6 +14,8 @@ import datetime as dt
 import hashlib
 import logging
 import random
+import re
+from collections.abc import Iterator
 
 from prefect import task
 
@@ -31,7 +33,7 @@ from zundacast.editorial import (
     source_of_summary,
 )
 from zundacast.llm import LLMError, Writer, writer_for
-from zundacast.llm.offline import OfflineWriter, leading_noun_phrase
+from zundacast.llm.offline import OfflineWriter
 from zundacast.models import RuleFired, Script, Section, Sentence, Summary, Usage
 from zundacast.show import Environment, LLMConfig, ShowInfo
 from zundacast.speech import split_sentences, to_speech
@@ -122,19 +124,45 @@ def segment_header(summary: Summary, index: int, total: int, day: dt.date) -> li
     return [lead.format(ordinal=ordinal), f"タイトルは「{summary.spoken_title}」なのだ。"]
 
 
+_OPENS, _CLOSES = "「『（(【[", "」』）)】]"
+_NOUN_END = re.compile(r"[一-龥々ァ-ヺーA-Za-z0-9）)」』%]")
+
+
+def _outside_brackets(text: str) -> Iterator[tuple[int, str]]:
+    """(position, character) of the text's characters outside 「」, 『』, （） and 【】."""
+    depth = 0
+    for position, char in enumerate(text):
+        if char in _OPENS:
+            depth += 1
+        elif char in _CLOSES:
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            yield position, char
+
+
+def _opening_noun_phrase(text: str) -> str:
+    """What a headline's first を, が or は (after a noun, outside quotes) follows: its object or subject."""
+    for position, char in _outside_brackets(text):
+        if char in "をがは" and position and _NOUN_END.match(text[position - 1]):
+            topic = text[:position]
+            commas = [at for at, inside in _outside_brackets(topic) if inside == "、"]
+            if len(commas) == 1 and char == "を":  # 「銀行、基幹系を移行」: the actor's object
+                topic, commas = topic[:commas[0]] + "の" + topic[commas[0] + 1:], []
+            return topic if len(topic) >= 6 and not commas else ""
+    return ""
+
+
 def recap_name(spoken_title: str) -> str:
-    """How the closing names a story: a short title (or its part before the first 、) whole, in 「」;
-    a longer one by the noun phrase it opens with, unquoted (a quote cut mid-phrase would misquote it,
-    and the whole title again would echo the segment's header)."""
-    head = spoken_title.split("、", 1)[0]
-    if len(head) < 8:
+    """How the closing names a story: a short title (or its part before the first 、 outside quotes)
+    whole, in 「」; a longer one by the noun phrase it opens with, unquoted (a quote cut mid-phrase would
+    misquote it, and the whole title again would echo the segment's header)."""
+    head = next((spoken_title[:at] for at, char in _outside_brackets(spoken_title) if char == "、"),
+                spoken_title)
+    if len(head) < 8 or not re.search(r"[ぁ-ゖ]", head):  # the actor alone (「決済大手ミドリペイ」)
         head = spoken_title
     if len(head) <= RECAP_QUOTE_CHARS:
         return f"「{head}」"
-    topic = leading_noun_phrase(head)
-    if topic.count("、") == 1 and head[len(topic)] == "を":  # 「銀行、基幹系を移行」: the actor's object
-        topic = topic.replace("、", "の")
-    return topic if topic and "、" not in topic else f"「{head}」"
+    return _opening_noun_phrase(head) or f"「{head}」"
 
 
 def closing_lines(day: dt.date, show: ShowInfo, summaries: list[Summary]) -> list[str]:

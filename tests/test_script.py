@@ -236,7 +236,12 @@ def test_offline_script_shape(summaries: list[Summary]) -> None:
 @pytest.mark.parametrize(("title", "named"), [
     ("社内文書RAGの正答率を62%から91%に上げるまでにやったこと", "社内文書RAGの正答率"),
     ("vLLM 0.14が投機的デコーディングを標準で有効に", "vLLM 0.14"),
-    ("東京大学の研究チームによる大規模言語モデルの新しい量子化手法", "東京大学の研究チーム"),
+    ("東京大学の研究チームによる大規模言語モデルの新しい量子化手法",
+     "「東京大学の研究チームによる大規模言語モデルの新しい量子化手法」"),
+    ("OpenSSL 3.5.1に深刻な脆弱性『CVE-2026-12345』", "「OpenSSL 3.5.1に深刻な脆弱性『CVE-2026-12345』」"),
+    ("『AIエージェント、社内で何を任せるか』を調査した結果、権限の設計が課題に",
+     "『AIエージェント、社内で何を任せるか』"),
+    ("決済大手ミドリペイ、全国で3時間の障害", "「決済大手ミドリペイ、全国で3時間の障害」"),
     ("TypeScript 7.0正式リリース", "「TypeScript 7.0正式リリース」"),
     ("Kubernetes 1.36がリリース、AIワークロード向けのGPU共有機能", "「Kubernetes 1.36がリリース」"),
     ("ミナト銀行、勘定系システムをクラウドへ全面移行", "ミナト銀行の勘定系システム"),
@@ -249,11 +254,12 @@ def test_the_recap_quotes_a_title_only_whole_and_names_a_long_one_by_its_opening
         title: str, named: str) -> None:
     name = recap_name(title)
     assert name == named
-    if name.startswith("「"):  # a quote is the title, or its part before the first 、: never cut mid-phrase
-        assert name[1:-1] in (title, title.split("、", 1)[0])
+    if name.startswith("「"):  # a quote is the title, or a part of it ending at a 、: never cut mid-phrase
+        assert title.startswith(name[1:-1]) and title[len(name) - 2:][:1] in ("", "、")
     else:  # a topic: the words the title opens with, up to a case particle
-        opening = name.replace("の", "、", 1) if "、" in title and not title.startswith(name) else name
-        assert title.startswith(opening) and title[len(opening)] in "をがはでにと"
+        opening = name if title.startswith(name) else name.replace("の", "、", 1)
+        assert title.startswith(opening) and title[len(opening)] in "をがは"
+    assert name.count("「") == name.count("」") and name.count("『") == name.count("』")
 
 
 def test_offline_summaries_hold_only_article_facts(summaries: list[Summary]) -> None:

@@ -252,13 +252,6 @@ def _cut_japanese(text: str, limit: int) -> str:
     return text[:limit]
 
 
-def leading_noun_phrase(text: str, shortest: int = 6) -> str:
-    """The noun phrase a Japanese headline opens with: what comes before its first case particle
-    (を, が, は, で, に, と after a noun), or "" when that is shorter than `shortest` or there is none."""
-    particle = re.search(r"(?<=[一-龥ァ-ヺーA-Za-z0-9）)」』%])[をがはでにと]", text)
-    return text[:particle.start()] if particle and particle.start() >= shortest else ""
-
-
 def short_title(title: str, limit: int) -> str:
     """The title cut to at most `limit` characters where a phrase or word ends."""
     return _cut_japanese(title, limit) if _JAPANESE_CHAR.search(title) else _cut_words(title, limit)
