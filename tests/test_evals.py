@@ -2,8 +2,9 @@
 
 Each day (evals/days/*.toml and the bundled sample day) goes the flow's way: served over loopback HTTP,
 collected, ranked, summarized offline and scripted through the editorial gate (`evals.run.run_day`).
-Every episode, published or refused, is checked: no sentence said twice, the host's endings, no byline,
-dateline or injected text, and the length band when three readable articles hold enough text. The ranker
+Every day's episode must be published (a refusal fails the test, unless the day file's `refused` names
+the refusal it expects), and its script is checked: no sentence said twice, the host's endings, no byline,
+dateline or injected text, and the length target when three readable articles hold enough text. The ranker
 does not pick every trap (the brief, the English articles), so a second episode per day tells all of the
 day's readable articles in one go, through the same script stage.
 """
@@ -12,16 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tomllib
 from collections import Counter
 
 import pytest
 
-from evals.days import load_day
-from evals.run import Result, day_names, run_day
+from evals.days import DAYS_DIR, load_day
+from evals.run import SAMPLE, Result, day_names, run_day
 from tasks.script import build_script
 from tasks.summarize import summarize_article
 from zundacast.editorial import sentence_form
 from zundacast.llm.offline import OfflineWriter
+from zundacast.llm.prompts import episode_chars
 from zundacast.models import Script, Summary
 from zundacast.show import load_show
 from zundacast.speech import persona_ratio
@@ -83,11 +86,15 @@ def test_the_days_episode_keeps_the_promises(day: Result) -> None:
     enough = len(told) == 3 and all(c is not None and c.language.startswith("ja") and
                                     len(c.text) >= ENOUGH_TEXT for c in told)
     chars = sum(map(len, texts(day.script)))
+    expected = _expected_refusal(day)
+    if expected:
+        assert expected in day.error, f"{day.day}: expected a refusal saying {expected!r}, got {day.error!r}"
+    else:  # a day of readable news is published: more, shorter articles if need be, never nothing
+        assert day.error == "", f"{day.day} was refused: {day.error}"
     if enough:
         assert 3400 <= chars <= 4600, f"{day.day}: {chars} characters from three full articles"
-        assert day.error == "", day.error
-    else:  # thinner articles: shorter, never padded (every segment is the article's own and the host's)
-        assert chars <= 4600, chars
+    else:  # thinner articles: never padded past the target for as many articles as are told
+        assert chars <= episode_chars(len(articles))[1], f"{day.day}: {chars} chars, {len(articles)} articles"
     for candidate_group in _duplicates(day):
         assert sum(url in candidate_group for url in (s.url for s in articles)) <= 1, \
             f"{day.day}: the same story told twice"
@@ -118,6 +125,14 @@ def test_the_short_brief_is_readable_and_told_without_padding() -> None:
     segment = next(s for s in script.sections if s.url == brief.url)
     body = [s.text for s in segment.sentences]
     assert len(set(map(sentence_form, body))) == len(body)
+
+
+def _expected_refusal(result: Result) -> str:
+    """What the gate's refusal must say when the day file expects one (`refused = "…"`); "" to publish."""
+    if result.day == SAMPLE:
+        return ""
+    data = tomllib.loads((DAYS_DIR / f"{result.day}.toml").read_text(encoding="utf-8"))
+    return str(data.get("refused", ""))
 
 
 def _injected(result: Result) -> list[str]:
