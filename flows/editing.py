@@ -152,8 +152,8 @@ def too_short(script: Script, failures: list[Failure], articles: int) -> Shortfa
 def nearer(short: Shortfall, before: Shortfall | None) -> bool:
     """Whether adding articles still helps: the script came nearer its band than with one article fewer.
 
-    The band's floor grows with the number of articles past four (episode_chars); when it grows faster
-    than a short article adds, one more spare only leaves the script further short, so the gate stops."""
+    The band's floor stays put past four articles (episode_chars); should it ever grow faster than a
+    short article adds, one more spare would only leave the script further short, so the gate stops."""
     return before is None or short.gap < before.gap
 
 

@@ -33,14 +33,12 @@ PERSONA_MIN_RATIO = 0.9
 
 
 def episode_chars(articles: int) -> tuple[int, int]:
-    """The episode's target length: 3,400-4,600 for 3-4 articles, scaled by count outside that."""
+    """The episode's target length: 3,400-4,600 for 3-4 articles; fewer scale both down. More raise only
+    the ceiling: an episode of five short news items is as long as one of three, not longer (the gate
+    adds spares to a day of short articles, and a floor growing per article would recede from it)."""
     if articles < 3:
-        scale = articles / 3
-    elif articles > 4:
-        scale = articles / 4
-    else:
-        scale = 1.0
-    return round(EPISODE_CHARS[0] * scale), round(EPISODE_CHARS[1] * scale)
+        return round(EPISODE_CHARS[0] * articles / 3), round(EPISODE_CHARS[1] * articles / 3)
+    return EPISODE_CHARS[0], round(EPISODE_CHARS[1] * max(articles, 4) / 4)
 
 
 def segment_chars(articles: int) -> tuple[int, int]:
