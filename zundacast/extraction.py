@@ -6,10 +6,11 @@ around the article body: the headline again, the category label, the dateline an
 (「2026年11月20日 編集部」, 「[松本大地，ITmedia]」, "By Jane Doe, a senior reporter…",
 "Updated Nov 20, 2026"), photo credits (「写真：…」, "Photo by … / Unsplash", "Image: Getty Images"),
 share buttons (「この記事をシェア」「Xでポスト」, "Share this story"), the related-article list and its
-header (「関連記事」, "Related"), copyright lines
-and comment prompts. Each rule below removes a whole line, and only a short one (a paragraph of prose is
-never dropped for containing a word). Every kept line ends a sentence (a heading gets 「。」 or "."), so a
-headline, a dateline or a subheading can never be read as one sentence with the paragraph after it.
+header (「関連記事」, "Related"; the list under it or on its line, or a trailing ▼/→ list of headlines),
+copyright lines and comment prompts. Each rule below removes a whole line, and only a short one (a
+paragraph of prose is never dropped for containing a word). Every kept line ends a sentence (a heading
+gets 「。」 or "."), so a headline, a dateline or a subheading can never be read as one sentence with the
+paragraph after it.
 """
 
 from __future__ import annotations
@@ -36,11 +37,24 @@ _EN_NAME = r"[A-Z][\w.'’-]*(?:\s[A-Z][\w.'’-]*){0,3}"
 _SHARE = (r"(?:(?:この記事を|記事を)?(?:シェア|共有|ツイート|ポスト)(?:する)?|Xでポスト|ツイート|Tweet|"
           r"はてなブックマーク|あとで読む|Facebookでシェア|LINEで送る|URLをコピー|この記事のタイトルとURLをコピーする|"
           r"Share(?: this (?:article|story|post))?|Share on \w+|Copy link|いいね\s*\d*)")
-# the header of a related-article list: it and the headline-like lines under it go
-_RELATED_HEADER = re.compile(
-    r"^[・≫>»▼■◆\s]*(?:関連記事|関連リンク|関連コンテンツ|関連情報|あわせて読みたい|おすすめ記事|人気記事|"
-    r"この記事を読んだ人におすすめ|アクセスランキング|Related(?: (?:articles|posts|stories))?|"
-    r"Read more|More from .{1,40}|Most Popular|Recommended)\s*$", re.IGNORECASE)
+# A related-links block (「あわせて読みたい」「【関連記事】」「▼関連」 "Read more"…): its header, alone on its
+# line or with the list after it on the same line, and the items, marked (・▼→…) or bare headline-like lines.
+_RELATED_WORDS = (
+    r"関連記事|関連リンク|関連コンテンツ|関連情報|関連ニュース|関連|(?:あわせて|合わせて|併せて)(?:読みたい|読む|どうぞ)|"
+    r"こちらも(?:おすすめ|オススメ|読まれています|どうぞ)|(?:おすすめ|オススメ)(?:の)?(?:記事)?|"
+    r"人気(?:の)?記事(?:ランキング)?|よく読まれている記事|この記事を読んだ人(?:におすすめ|はこんな記事も読んでいます)|"
+    r"アクセスランキング|Related(?: (?:articles?|posts?|stories|reading|content|links|coverage))?|"
+    r"Read (?:more|next|also)|Also read|See also|More from .{1,40}?|More stories|Most (?:Popular|Read)|"
+    r"Recommended(?: (?:for you|reading|articles|stories))?|You (?:might|may) also like")
+_ITEM_MARK = "・▼▽■□◆◇●○★☆▶►→⇒≫»＞>"
+_LINK_MARK = "▼▽▶►→⇒≫»＞>"  # marks that introduce a link, not a fact of the story
+_RELATED_HEAD = rf"^[{_ITEM_MARK}\-–—\s]*[【\[［〔《<]?\s*(?:{_RELATED_WORDS})\s*[】\]］〕》>]?\s*[:：]?\s*"
+_RELATED_HEADER = re.compile(_RELATED_HEAD, re.IGNORECASE)
+_RELATED_HEADER_ALONE = re.compile(_RELATED_HEAD + "$", re.IGNORECASE)
+_HEADER_SEPARATOR = tuple(" 】]］〕》>:：")
+_ITEMS = re.compile(rf"\s*(?:[{_ITEM_MARK}]|(?<=\s)[-–—](?=\s)|^[-–—](?=\s))\s*")
+_PROSE_END = ("。", "．", ".")
+_INTRODUCES_LIST = re.compile(r"(?:[:：]|(?:次|以下)の(?:通り|とおり)(?:だ|です)?。)$")
 _PATTERNS = [
     # datelines, alone or with an author:
     # 2026年11月20日 12時30分 公開 / 2026/11/19に公開 / 2026年11月20日 編集部
@@ -120,11 +134,11 @@ def clean_text(text: str, titles: list[str] | None = None, author: str = "") -> 
     kept: list[str] = []
     in_related = False
     for index, line in enumerate(lines):
-        if _RELATED_HEADER.search(line) and len(line) <= SHORT_LINE:
-            in_related = True  # the list under the header: its titles are not prose
+        if _is_related_header(line):
+            in_related = True  # the list under (or after) the header: its titles are not prose
             continue
         if in_related:
-            if not _ends_sentence(line) or len(line) <= LABEL_LINE * 3:
+            if _is_related_item(line):
                 continue
             in_related = False
         if _is_boilerplate(line, titles, author):
@@ -133,7 +147,52 @@ def clean_text(text: str, titles: list[str] | None = None, author: str = "") -> 
                 and any(_is_headline(later, titles) for later in lines[index + 1:index + 3]):
             continue  # a category label above the repeated headline
         kept.append(line)
+    while kept and _is_link_list(kept[-1]) and not (len(kept) > 1 and _INTRODUCES_LIST.search(kept[-2])):
+        kept.pop()  # links ending the article without a header: ▼A ▼B, or 「・A ・B」 in one paragraph
     return "\n".join(_finished(line) for line in kept)
+
+
+def _is_related_header(line: str) -> bool:
+    """「関連記事」 alone, or a header with its list on the same line (「あわせて読みたい ・A ・B」,
+    "Related: A"); not prose that opens with the words (「関連記事によると…」: no separator after them)."""
+    if _RELATED_HEADER_ALONE.match(line):
+        return len(line) <= SHORT_LINE
+    header = _RELATED_HEADER.match(line)
+    if header is None:
+        return False
+    rest = line[header.end():]
+    if not (header.group(0).endswith(_HEADER_SEPARATOR) or rest.startswith(tuple(_ITEM_MARK))):
+        return False
+    items = _items(rest)
+    return bool(items) and all(_headline_like(item) for item in items)
+
+
+def _is_related_item(line: str) -> bool:
+    """A line of the list under a related-links header: headlines (no sentence end), marked or not."""
+    items = _items(line)
+    if items and all(_headline_like(item) for item in items):
+        return True
+    return line.lstrip().startswith(tuple(_ITEM_MARK)) and len(line) <= LABEL_LINE * 3
+
+
+def _is_link_list(line: str) -> bool:
+    """Other articles' headlines without a header: a line opening with a link mark (▼ → ≫), or two or more
+    bulleted headlines in one paragraph (a list of facts in the story is one item a line, or has 。)."""
+    stripped = line.lstrip()
+    items = _items(stripped)
+    if not items or not all(_headline_like(item) and len(item) >= 6 for item in items):
+        return False
+    inline_bullets = stripped.startswith(tuple(_ITEM_MARK)) and len(items) >= 2
+    return stripped.startswith(tuple(_LINK_MARK)) or inline_bullets
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in _ITEMS.split(text) if item.strip()]
+
+
+def _headline_like(item: str) -> bool:
+    """A headline, not a sentence of prose: no 。 or . at its end."""
+    return 0 < len(item) <= 100 and not item.endswith(_PROSE_END)
 
 
 def _unglued_head(line: str, titles: list[str]) -> str:
