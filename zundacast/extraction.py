@@ -8,9 +8,10 @@ around the article body: the headline again, the category label, the dateline an
 share buttons (「この記事をシェア」「Xでポスト」, "Share this story"), the related-article list and its
 header (「関連記事」, "Related"; the list under it or on its line, or a trailing ▼/→ list of headlines),
 copyright lines and comment prompts. Each rule below removes a whole line, and only a short one (a
-paragraph of prose is never dropped for containing a word). Every kept line ends a sentence (a heading
-gets 「。」 or "."), so a headline, a dateline or a subheading can never be read as one sentence with the
-paragraph after it.
+paragraph of prose is never dropped for containing a word). Every kept line is a finished sentence (a
+list item or row gets 「。」 or ".") or a subheading marked "## " (the page's h2/h3, or a short line that
+ends no sentence): nothing is read as one sentence with the paragraph after it, and a subheading stays
+structure, never a sentence of the story that a writer reads out and then says again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from zundacast.stories import normalize_title, same_story
 
 SHORT_LINE = 120  # boilerplate lines are short; paragraphs of prose are never dropped by a pattern
 LABEL_LINE = 16  # a category label or link caption above the headline
+HEADING_LINE = 60  # a line this short that ends no sentence is a subheading (a longer one is a paragraph)
+# A heading stays a heading for the later stages: "## " (markdown, as trafilatura writes it) and no 「。」, so
+# it is structure (an LLM sees a section) but never a sentence a writer reads out and then says again.
+HEADING_PREFIX = "## "
 
 _MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE_JA = r"\d{4}\s*[年/.\-]\s*\d{1,2}\s*[月/.\-]\s*\d{1,2}\s*日?(?:\s*[（(][月火水木金土日][)）])?"
@@ -93,10 +98,11 @@ _DATELINE_HEAD = re.compile(rf"^(?:{_DATE_JA}|{_DATE_EN}){_TIME}\s*(?:に?(?:公
                             r"(?:[^\s。、．，,.!?！？「」]{1,12}\s+)?", re.IGNORECASE)
 _SENTENCE_END = "。．.！？!?」』）)\"'”’:：;；…"
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+_HEADING_MARK = re.compile(r"^#{1,6}\s+")
 
 
 class ExtractedArticle(BaseModel):
-    text: str  # one paragraph per line, every line a finished sentence
+    text: str  # one paragraph per line, every line a finished sentence or a "## " subheading
     title: str = ""
     author: str = ""
     sitename: str = ""
@@ -119,19 +125,23 @@ def extract_article(html: str | bytes, url: str, title: str = "") -> ExtractedAr
                                                           for name in fields}
     page_title = meta.get("title") or ""
     author = meta.get("author") or ""
-    text = clean_text(meta.get("text") or "", titles=[t for t in (title, page_title) if t], author=author)
+    text = _marked_headings(meta.get("text") or "", getattr(document, "body", None))
+    text = clean_text(text, titles=[t for t in (title, page_title) if t], author=author)
     return ExtractedArticle(text=text, title=page_title, author=author, sitename=meta.get("sitename") or "",
                             language=meta.get("language") or "", date=str(meta.get("date") or ""))
 
 
 def clean_text(text: str, titles: list[str] | None = None, author: str = "") -> str:
-    """`text` without the lines that are not the article (module docstring), one finished sentence a line."""
+    """`text` without the lines that are not the article (module docstring), one finished sentence or
+    "## " subheading a line ("#"-marked lines of `text` are headings)."""
     titles = titles or []
     lines = [" ".join(line.split()) for line in text.splitlines()]
     lines = [line for line in lines if line]
+    marked = {index for index, line in enumerate(lines) if _HEADING_MARK.match(line)}
+    lines = [_HEADING_MARK.sub("", line) for line in lines]
     if lines:
         lines[0] = _unglued_head(lines[0], titles)
-    kept: list[str] = []
+    kept: list[tuple[str, bool]] = []  # (line, is a heading)
     in_related = False
     for index, line in enumerate(lines):
         if _is_related_header(line):
@@ -146,10 +156,28 @@ def clean_text(text: str, titles: list[str] | None = None, author: str = "") -> 
         if not kept and index + 1 < len(lines) and _is_label(line) \
                 and any(_is_headline(later, titles) for later in lines[index + 1:index + 3]):
             continue  # a category label above the repeated headline
-        kept.append(line)
-    while kept and _is_link_list(kept[-1]) and not (len(kept) > 1 and _INTRODUCES_LIST.search(kept[-2])):
+        kept.append((line, index in marked or _is_heading(line)))
+    while kept and _is_link_list(kept[-1][0]) and not (len(kept) > 1
+                                                      and _INTRODUCES_LIST.search(kept[-2][0])):
         kept.pop()  # links ending the article without a header: ▼A ▼B, or 「・A ・B」 in one paragraph
-    return "\n".join(_finished(line) for line in kept)
+    return "\n".join(HEADING_PREFIX + line if heading else _finished(line) for line, heading in kept)
+
+
+def _marked_headings(text: str, body: object) -> str:
+    """`text` with trafilatura's headings (<head>: the page's h1–h6) marked "## ", as its markdown does."""
+    if body is None or not hasattr(body, "iter"):
+        return text
+    headings = {" ".join("".join(head.itertext()).split()) for head in body.iter("head")}
+    headings = {heading for heading in headings
+                if heading and not (len(heading) > SHORT_LINE and heading.endswith(_PROSE_END))}
+    return "\n".join(HEADING_PREFIX + line if " ".join(line.split()) in headings else line
+                     for line in text.splitlines())
+
+
+def _is_heading(line: str) -> bool:
+    """A short line that ends no sentence and is no list item or table row: a subheading in a <p>."""
+    return (len(line) <= HEADING_LINE and not _ends_sentence(line) and "|" not in line
+            and not line.startswith((*_ITEM_MARK, "-", "–", "—", "*", "#")))
 
 
 def _is_related_header(line: str) -> bool:
@@ -238,7 +266,7 @@ def _ends_sentence(line: str) -> bool:
 
 
 def _finished(line: str) -> str:
-    """The line as a finished sentence, so nothing after it joins it (a heading gets 「。」 or ".")."""
+    """The line as a finished sentence, so nothing after it joins it (a list item gets 「。」 or ".")."""
     if _ends_sentence(line):
         return line
     return line + ("。" if _JAPANESE.search(line) else ".")
