@@ -76,7 +76,15 @@ UNIT_READINGS: dict[str, str] = {
     "KB": "キロバイト", "MB": "メガバイト", "GB": "ギガバイト", "TB": "テラバイト", "PB": "ペタバイト",
     "Gbps": "ギガビーピーエス", "Mbps": "メガビーピーエス", "GHz": "ギガヘルツ", "MHz": "メガヘルツ",
     "Hz": "ヘルツ", "ms": "ミリ秒", "fps": "エフピーエス", "mm": "ミリ", "cm": "センチ", "km": "キロ",
-    "kg": "キロ", "nm": "ナノメートル", "kW": "キロワット", "W": "ワット", "mAh": "ミリアンペアアワー",
+    "kg": "キロ", "nm": "ナノメートル", "mAh": "ミリアンペアアワー",
+    "mW": "ミリワット", "W": "ワット", "kW": "キロワット", "MW": "メガワット", "GW": "ギガワット",
+    "Wh": "ワットアワー", "kWh": "キロワットアワー", "MWh": "メガワットアワー", "GWh": "ギガワットアワー",
+    "TWh": "テラワットアワー", "mA": "ミリアンペア", "mV": "ミリボルト", "V": "ボルト", "kV": "キロボルト",
+    "TOPS": "トップス", "FLOPS": "フロップス", "TFLOPS": "テラフロップス", "PFLOPS": "ペタフロップス",
+    "EFLOPS": "エクサフロップス", "ns": "ナノ秒", "μs": "マイクロ秒", "us": "マイクロ秒", "kHz": "キロヘルツ",
+    "THz": "テラヘルツ", "Kbps": "キロビーピーエス", "kbps": "キロビーピーエス", "Tbps": "テラビーピーエス",
+    "Gb": "ギガビット", "Tb": "テラビット", "KiB": "キビバイト", "MiB": "メビバイト", "GiB": "ギビバイト",
+    "TiB": "テビバイト", "μm": "マイクロメートル",
 }  # fmt: skip
 
 # --- regexes -------------------------------------------------------------------------------------------
@@ -171,7 +179,10 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"(?<![\d/])(\d+)/(\d+)(?![\d/])"), r"\2分の\1"),
     (
         re.compile(
-            r"(?<=\d) ?(" + "|".join(sorted(UNIT_READINGS, key=len, reverse=True)) + r")(?![A-Za-z0-9])"
+            # "60 Wh": by now the space between a digit and a letter is a word gap
+            f"(?<=\\d)[ {_WORD_GAP}]?("
+            + "|".join(sorted(UNIT_READINGS, key=len, reverse=True))
+            + r")(?![A-Za-z0-9])"
         ),
         lambda m: UNIT_READINGS[m[1]],
     ),
