@@ -81,6 +81,20 @@ def test_names_acronyms_and_joined_words(display: str, spoken: str) -> None:
         ("$100", "100ドル"),
         ("10~20", "10から20"),
         ("1/2", "2分の1"),
+        # a month/day pair is a date when the text says so or it cannot be a fraction news writes
+        ("12/20に発表", "12月20日に発表"),
+        ("12/20（金）", "12月20日（金）"),
+        ("1/5から", "1月5日から"),
+        ("1/10に発売", "1月10日に発売"),
+        ("12/5、", "12月5日、"),
+        ("11/30", "11月30日"),
+        ("発売日は1/10", "発売日は1月10日"),
+        ("1/5〜1/10", "1月5日から1月10日"),
+        ("3/4の", "4分の3の"),  # ... and fractions stay fractions
+        ("1/3に減った", "3分の1に減った"),
+        ("シェアの2/3を", "シェアの3分の2を"),
+        ("1/100", "100分の1"),
+        ("40/50", "50分の40"),  # no 40th month
         ("70GB", "70ギガバイト"),
         ("100ms", "100ミリ秒"),
         # power, energy, compute and time units said as units, not spelled (5mW was ファイブエムダブリュー)

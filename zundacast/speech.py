@@ -148,6 +148,46 @@ def _time_or_ratio(match: re.Match[str]) -> str:
     return f"{left}対{right}"
 
 
+# What makes a month/day pair (12/20) a date rather than a fraction: what follows it (a weekday in
+# brackets, a time, から/まで/予定 …) or a label before it (発売日は).
+_DATE_AFTER = re.compile(
+    r"\s*(?:[（(][月火水木金土日][・祝休]*[）)]|\d{1,2}時|[～〜~]|から|まで|予定|以降|以前|時点|付|頃|ごろ"
+    r"|発売|公開|発表|開始|開催|配信|リリース|提供|実施|締め?切り?|午前|午後|朝|夜)"
+)
+_DATE_BEFORE = re.compile(r"(?:(?:日|期限|締め?切り?|期間)(?:は|:|：)|\d{1,2}/\d{1,2}\s*[～〜~])\s*$")
+# After に a pair is a fraction when a change of size follows (1/3に減った), or when it is one of the
+# fractions news writes (1/2, 2/3, 3/4, 1/10).
+_FRACTION_AFTER_NI = re.compile(r"に(?:減|削減|縮小|低下|短縮|抑え|下が|落ち|圧縮|なっ|なる|まで|増|拡大)")
+_COMMON_DENOMINATORS = frozenset({2, 3, 4, 5, 8, 10})
+
+
+def _date_or_fraction(match: re.Match[str]) -> str:
+    """12/20 → 12月20日 when it reads as a date in Japanese news; 1/2 → 2分の1 otherwise.
+
+    A pair is a date when its month and day exist and either the text around it says so or it cannot be
+    a fraction news would write (12/5: a numerator above its denominator; 11/30: ten or more over a
+    number). Without such a sign a small numerator over a larger number (1/3, 3/4 の) stays a fraction.
+    """
+    left, right = match.group(1), match.group(2)
+    month, day = int(left), int(right)
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return f"{right}分の{left}"
+    text, end = match.string, match.end()
+    after = text[end:]
+    if after.startswith("日"):  # 12/20日
+        return f"{month}月{day}"
+    fraction_like = month < day and (month < 10 or day in _COMMON_DENOMINATORS)
+    if after.startswith("に") and not _DATE_AFTER.match(after[1:]):
+        date = not _FRACTION_AFTER_NI.match(after) and not (month <= 3 and day in _COMMON_DENOMINATORS)
+    else:
+        date = (
+            not fraction_like
+            or bool(_DATE_AFTER.match(after.removeprefix("に")))
+            or bool(_DATE_BEFORE.search(text[: match.start()]))
+        )
+    return f"{month}月{day}日" if date else f"{right}分の{left}"
+
+
 _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # 2024/12/18 → 2024年12月18日 (OpenJTalk reads the slashes as nothing)
     (
@@ -175,8 +215,9 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
     (re.compile(r"[¥￥] ?(\d[\d,]*)"), r"\1円"),
     (re.compile(r"€ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ユーロ"),
+    (re.compile(r"(?<![\d/])(?<!\d\.)(\d+)/(\d+)(?![\d/]|\.\d)"), _date_or_fraction),
     (re.compile(r"(?<=\d) ?[~〜～] ?(?=\d)"), "から"),
-    (re.compile(r"(?<![\d/])(\d+)/(\d+)(?![\d/])"), r"\2分の\1"),
+    (re.compile(r"(?<=日) ?[~〜～] ?(?=\d{1,2}月)"), "から"),  # 12月20日〜12月25日
     (
         re.compile(
             # "60 Wh": by now the space between a digit and a letter is a word gap
