@@ -379,6 +379,13 @@ def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: 
         ("About Now", "アバウトナウ"),  # common title words both models misread (アブート, ノウ)
         ("Retool", "リツール"),  # re- before a listed part; tool ツール, not トゥール
         ("Airtable", "エアテーブル"),
+        # standard numbers are names said digit by digit, 0 as マル, not decimals
+        ("X.509証明書", "エックスゴーマルキュー証明書"),
+        ("H.264", "エイチニーロクヨン"),
+        ("H.265/HEVC", "エイチニーロクゴーエイチイーブイシー"),
+        ("IEEE 802.11", "アイトリプルイーハチマルニーテンイチイチ"),
+        ("802.11be", "ハチマルニーテンイチイチビーイー"),  # the amendment's letters spelled
+        ("802.1X認証", "ハチマルニーテンイチエックス認証"),
     ],
 )
 def test_reading_rules_for_unlisted_names(display: str, spoken: str) -> None:

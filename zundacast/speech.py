@@ -347,6 +347,44 @@ def number_kana(number: str) -> str:
     return head + "テン" + "".join(stretched.get(digit, _DIGIT_KANA[int(digit)]) for digit in fraction)
 
 
+# Digits of an identifier said one by one, stretched as when reading out a number (ニー, ゴー); standard
+# numbers say 0 as マル (エックスゴーマルキュー, ハチマルニー), other ids as ゼロ.
+_ID_DIGITS = ("ゼロ", "イチ", "ニー", "サン", "ヨン", "ゴー", "ロク", "ナナ", "ハチ", "キュー")
+
+
+def id_digits(digits: str, zero: str = "ゼロ") -> str:
+    """An identifier's digits one by one: 2026 → ニーゼロニーロク, with zero="マル" 509 → ゴーマルキュー."""
+    return "".join(zero if digit == "0" else _ID_DIGITS[int(digit)] for digit in digits)
+
+
+def _standard_number(match: re.Match[str]) -> str:
+    """IEEE 802.11be → IEEE ハチマルニーテンイチイチビーイー (letters spelled: "be" is no word here)."""
+    prefix, *numbers, letters = match.groups()
+    digits = "テン".join(id_digits(group, "マル") for group in numbers if group)
+    return (prefix or "") + digits + spell_letters(letters or "")
+
+
+_ID_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    # ITU-T and similar standards (X.509, H.264, G.711): the letter, then the digits one by one
+    (
+        re.compile(r"(?<![A-Za-z0-9.])([A-Z])\.(\d{2,4})(?![0-9]|\.\d)"),
+        lambda m: spell_letters(m[1]) + id_digits(m[2], "マル"),
+    ),
+    # IEEE 802.11ax, IEEE 754, 802.3: the numbers of a standard, digit by digit with テン at the dots
+    (
+        re.compile(r"(IEEE[ \ue000])(\d{3,4})(?:\.(\d{1,3})([A-Za-z]{1,2})?)?(?![A-Za-z0-9]|\.\d)"),
+        _standard_number,
+    ),
+    (re.compile(r"()(?<![\d.])(802)\.(\d{1,2})([A-Za-z]{1,2})?(?![A-Za-z0-9]|\.\d)"), _standard_number),
+]
+
+
+def _read_ids(text: str) -> str:
+    for pattern, replacement in _ID_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def _name_number(number: str, english: bool) -> str:
     """A number in or after a name: one digit in English (GPT-4o, Python 3), others the Japanese way."""
     return ENGLISH_DIGITS[number] if english and len(number) == 1 else number_kana(number)
@@ -570,6 +608,7 @@ def _to_speech(text: str, entries: tuple[tuple[str, str], ...], model: EnglishMo
     text = _strip_markup(text)
     text = _ENGLISH_GAP.sub(_WORD_GAP, text)
     text = _apply_dictionary(text, entries)
+    text = _read_ids(text)
     # "AirPods Pro 2", "Python 3.13", "iOS 18": a number after a name is part of the name
     text = _NUMBER_AFTER_NAME.sub(lambda m: _name_number(m[1], english=True), text)
     text = _apply_dictionary(text, _BUILTIN_PHRASES)
