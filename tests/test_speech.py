@@ -386,6 +386,12 @@ def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: 
         ("IEEE 802.11", "アイトリプルイーハチマルニーテンイチイチ"),
         ("802.11be", "ハチマルニーテンイチイチビーイー"),  # the amendment's letters spelled
         ("802.1X認証", "ハチマルニーテンイチエックス認証"),
+        # vulnerability and paper ids in their groups with pauses, never one long number or a decimal
+        ("CVE-2026-12345", "シーブイイー、ニーゼロニーロク、イチニーサンヨンゴー"),
+        ("『CVE-2025-9230』を修正", "『シーブイイー、ニーゼロニーゴー、キューニーサンゼロ』を修正"),
+        ("JVNDB-2026-001234", "ジェイブイエヌディービー、ニーゼロニーロク、ゼロゼロイチニーサンヨン"),
+        ("arXiv:2612.04417", "アーカイブ、ニーロクイチニー、ゼロヨンヨンイチナナ"),
+        ("arXiv 2612.04417v2", "アーカイブ、ニーロクイチニー、ゼロヨンヨンイチナナ、バージョン2"),
     ],
 )
 def test_reading_rules_for_unlisted_names(display: str, spoken: str) -> None:

@@ -364,6 +364,11 @@ def _standard_number(match: re.Match[str]) -> str:
     return (prefix or "") + digits + spell_letters(letters or "")
 
 
+def _id_groups(match: re.Match[str]) -> str:
+    """The id's name, then its second and third groups' digits, each after a pause."""
+    return match[1] + "、" + id_digits(match[2]) + "、" + id_digits(match[3])
+
+
 _ID_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     # ITU-T and similar standards (X.509, H.264, G.711): the letter, then the digits one by one
     (
@@ -376,6 +381,13 @@ _ID_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         _standard_number,
     ),
     (re.compile(r"()(?<![\d.])(802)\.(\d{1,2})([A-Za-z]{1,2})?(?![A-Za-z0-9]|\.\d)"), _standard_number),
+    # CVE-2026-12345, JVNDB-2026-001234: the groups with a pause between, never one long number
+    (re.compile(r"(?<![A-Za-z0-9-])([A-Z]{2,6})-(\d{4})-(\d{3,8})(?![0-9])"), _id_groups),
+    # arXiv:2612.04417v2: the id in its two groups (a decimal it is not), then the version
+    (
+        re.compile(r"(?<![A-Za-z0-9])(arXiv)[: \ue000]?(\d{4})\.(\d{4,5})(?:v(\d+))?(?![0-9])", re.I),
+        lambda m: _id_groups(m) + (f"、バージョン{m[4]}" if m[4] else ""),
+    ),
 ]
 
 
