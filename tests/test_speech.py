@@ -79,6 +79,15 @@ def test_names_acronyms_and_joined_words(display: str, spoken: str) -> None:
         ("10:30に", "10時30分に"),
         ("16:9", "16対9"),
         ("$100", "100ドル"),
+        # amounts in English scale words in Japanese units
+        ("$3.2 billion", "32億ドル"),
+        ("$120 million", "1億2000万ドル"),
+        ("US$3.2 billion", "32億ドル"),
+        ("3.2 billion dollars", "32億ドル"),
+        ("$1.25Bを調達", "12億5000万ドルを調達"),
+        ("€2 billion", "20億ユーロ"),
+        ("1.5 trillion yen", "1兆5000億円"),
+        ("US$120", "120ドル"),
         ("10~20", "10から20"),
         ("1/2", "2分の1"),
         # a month/day pair is a date when the text says so or it cannot be a fraction news writes

@@ -12,6 +12,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Literal
 
@@ -212,7 +213,7 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"(?<![A-Za-z0-9])[rR]e:(?=[A-Za-z])"), "リ"),
     # .env, .yaml at the start of a name → ドット (inside a name the token reader says it)
     (re.compile(r"(?<![A-Za-z0-9])\.(?=[A-Za-z])"), "ドット"),
-    (re.compile(r"\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
+    (re.compile(r"(?:(?<![A-Za-z0-9])US)?\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
     (re.compile(r"[¥￥] ?(\d[\d,]*)"), r"\1円"),
     (re.compile(r"€ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ユーロ"),
     (re.compile(r"(?<![\d/])(?<!\d\.)(\d+)/(\d+)(?![\d/]|\.\d)"), _date_or_fraction),
@@ -391,10 +392,42 @@ _ID_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
 ]
 
 
+# Amounts in English scale words ($3.2 billion, 120 million, €2B) in Japanese units: 32億ドル. Spelled
+# scales are read with or without a currency; K/M/B/T only right after a currency sign ($120M).
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_SCALE_LETTERS = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+_CURRENCIES = {"$": "ドル", "US$": "ドル", "€": "ユーロ", "¥": "円", "dollar": "ドル", "dollars": "ドル"}
+_CURRENCIES |= {"USD": "ドル", "euro": "ユーロ", "euros": "ユーロ", "EUR": "ユーロ", "yen": "円", "JPY": "円"}
+_SCALED_AMOUNT = re.compile(
+    r"(?<![A-Za-z0-9])(US\$|\$|€|¥)? ?(\d[\d,]*(?:\.\d+)?)"
+    r"(?:[ \ue000](thousand|million|billion|trillion)|([KMBT]))(?![A-Za-z0-9])"
+    r"(?:[ \ue000](dollars?|USD|euros?|EUR|yen|JPY)(?![A-Za-z0-9]))?"
+)
+_JAPANESE_UNITS = (("兆", 10**12), ("億", 10**8), ("万", 10**4))
+
+
+def _japanese_amount(number: int) -> str:
+    """120000000 → 1億2000万: the digits between the units, as Japanese news writes an amount."""
+    out = ""
+    for unit, size in _JAPANESE_UNITS:
+        count, number = divmod(number, size)
+        out += f"{count}{unit}" if count else ""
+    return out + (str(number) if number or not out else "")
+
+
+def _scaled_amount(match: re.Match[str]) -> str:
+    sign, number, word, letter, currency = match.groups()
+    if letter and not sign:  # 7B, 1M are model sizes and counts, not amounts
+        return match[0]
+    scale = _SCALES[word] if word else _SCALE_LETTERS[letter]
+    amount = int((Decimal(number.replace(",", "")) * scale).to_integral_value(ROUND_HALF_UP))
+    return _japanese_amount(amount) + _CURRENCIES.get(sign or currency or "", "")
+
+
 def _read_ids(text: str) -> str:
     for pattern, replacement in _ID_RULES:
         text = pattern.sub(replacement, text)
-    return text
+    return _SCALED_AMOUNT.sub(_scaled_amount, text)
 
 
 def _name_number(number: str, english: bool) -> str:
