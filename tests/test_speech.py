@@ -395,6 +395,13 @@ def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: 
         ("IEEE 802.11", "アイトリプルイーハチマルニーテンイチイチ"),
         ("802.11be", "ハチマルニーテンイチイチビーイー"),  # the amendment's letters spelled
         ("802.1X認証", "ハチマルニーテンイチエックス認証"),
+        # powers and Big-O: NFKC would flatten n² into n2 (エヌツー)
+        ("n²", "エヌ二乗"),
+        ("O(n²)", "オーダーエヌ二乗"),
+        ("O(n log n)", "オーダーエヌログエヌ"),
+        ("O(n^2)", "オーダーエヌ二乗"),
+        ("10^9", "10の9乗"),
+        ("10m²", "10平方メートル"),
         # vulnerability and paper ids in their groups with pauses, never one long number or a decimal
         ("CVE-2026-12345", "シーブイイー、ニーゼロニーロク、イチニーサンヨンゴー"),
         ("『CVE-2025-9230』を修正", "『シーブイイー、ニーゼロニーゴー、キューニーサンゼロ』を修正"),

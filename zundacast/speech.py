@@ -124,6 +124,32 @@ _NUMBER_AFTER_NAME = re.compile(
 # --- text clean-up -------------------------------------------------------------------------------------
 
 
+# Superscripts, which NFKC would flatten into plain digits (n² → n2, read エヌツー): areas and volumes
+# after a number (10m² → 10平方メートル), squares and cubes elsewhere (n² → n二乗, 10² → 10の二乗).
+_AREA = re.compile(r"(?<=\d) ?([kcm]?)m([²³])(?![A-Za-z0-9])")
+_AREA_PREFIXES = {"": "", "k": "キロ", "c": "センチ", "m": "ミリ"}
+_POWER_WORDS = {"²": "二乗", "³": "三乗", "2": "二乗", "3": "三乗"}
+_SUPERSCRIPT = re.compile(r"(\d?)([²³])")
+_CARET_POWER = re.compile(r"(?<=[A-Za-z0-9)])\^(\d+)")
+
+
+def _read_powers(text: str) -> str:
+    text = _AREA.sub(lambda m: ("平方" if m[2] == "²" else "立方") + _AREA_PREFIXES[m[1]] + "メートル", text)
+    text = _SUPERSCRIPT.sub(lambda m: m[1] + ("の" if m[1] else "") + _POWER_WORDS[m[2]], text)
+    return _CARET_POWER.sub(
+        lambda m: (
+            _POWER_WORDS[m[1]]
+            if m[1] in _POWER_WORDS and not m.string[m.start() - 1].isdigit()
+            else f"の{m[1]}乗"
+        ),
+        text,
+    )
+
+
+# Big-O notation: O(n log n) → オーダーエヌログエヌ (the O is said オーダー, the brackets not at all).
+_BIG_O = re.compile(r"(?<![A-Za-z0-9])O\(((?:[A-Za-z0-9 \ue000+]|二乗|三乗|の\d+乗)+)\)")
+
+
 def _nfkc_keeping_japanese_punctuation(text: str) -> str:
     parts = _KEEP_FULL_WIDTH.split(text)
     return "".join(
@@ -427,6 +453,7 @@ def _scaled_amount(match: re.Match[str]) -> str:
 def _read_ids(text: str) -> str:
     for pattern, replacement in _ID_RULES:
         text = pattern.sub(replacement, text)
+    text = _BIG_O.sub(r"オーダー\1", text)
     return _SCALED_AMOUNT.sub(_scaled_amount, text)
 
 
@@ -649,6 +676,7 @@ def to_speech(
 
 @functools.lru_cache(maxsize=4096)
 def _to_speech(text: str, entries: tuple[tuple[str, str], ...], model: EnglishModel) -> str:
+    text = _read_powers(text)
     text = _nfkc_keeping_japanese_punctuation(text)
     text = _strip_markup(text)
     text = _ENGLISH_GAP.sub(_WORD_GAP, text)
