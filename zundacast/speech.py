@@ -136,14 +136,13 @@ _CARET_POWER = re.compile(r"(?<=[A-Za-z0-9)])\^(\d+)")
 def _read_powers(text: str) -> str:
     text = _AREA.sub(lambda m: ("平方" if m[2] == "²" else "立方") + _AREA_PREFIXES[m[1]] + "メートル", text)
     text = _SUPERSCRIPT.sub(lambda m: m[1] + ("の" if m[1] else "") + _POWER_WORDS[m[2]], text)
-    return _CARET_POWER.sub(
-        lambda m: (
-            _POWER_WORDS[m[1]]
-            if m[1] in _POWER_WORDS and not m.string[m.start() - 1].isdigit()
-            else f"の{m[1]}乗"
-        ),
-        text,
-    )
+    return _CARET_POWER.sub(_caret_power, text)
+
+
+def _caret_power(match: re.Match[str]) -> str:
+    """n^2 → n二乗 as n² is read; a number's power with の (10^9 → 10の9乗), as are higher powers."""
+    base_is_number = match.string[match.start() - 1].isdigit()
+    return _POWER_WORDS[match[1]] if match[1] in _POWER_WORDS and not base_is_number else f"の{match[1]}乗"
 
 
 # Big-O notation: O(n log n) → オーダーエヌログエヌ (the O is said オーダー, the brackets not at all).
@@ -453,8 +452,7 @@ def _scaled_amount(match: re.Match[str]) -> str:
 def _read_ids(text: str) -> str:
     for pattern, replacement in _ID_RULES:
         text = pattern.sub(replacement, text)
-    text = _BIG_O.sub(r"オーダー\1", text)
-    return _SCALED_AMOUNT.sub(_scaled_amount, text)
+    return text
 
 
 def _name_number(number: str, english: bool) -> str:
@@ -681,7 +679,10 @@ def _to_speech(text: str, entries: tuple[tuple[str, str], ...], model: EnglishMo
     text = _strip_markup(text)
     text = _ENGLISH_GAP.sub(_WORD_GAP, text)
     text = _apply_dictionary(text, entries)
+    # ids, Big-O and scaled amounts before a number after a name is read (IEEE 802.11, raised $3 billion)
     text = _read_ids(text)
+    text = _BIG_O.sub(r"オーダー\1", text)
+    text = _SCALED_AMOUNT.sub(_scaled_amount, text)
     # "AirPods Pro 2", "Python 3.13", "iOS 18": a number after a name is part of the name
     text = _NUMBER_AFTER_NAME.sub(lambda m: _name_number(m[1], english=True), text)
     text = _apply_dictionary(text, _BUILTIN_PHRASES)
