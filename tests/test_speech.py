@@ -79,10 +79,46 @@ def test_names_acronyms_and_joined_words(display: str, spoken: str) -> None:
         ("10:30に", "10時30分に"),
         ("16:9", "16対9"),
         ("$100", "100ドル"),
+        # amounts in English scale words in Japanese units
+        ("$3.2 billion", "32億ドル"),
+        ("$120 million", "1億2000万ドル"),
+        ("US$3.2 billion", "32億ドル"),
+        ("3.2 billion dollars", "32億ドル"),
+        ("$1.25Bを調達", "12億5000万ドルを調達"),
+        ("€2 billion", "20億ユーロ"),
+        ("1.5 trillion yen", "1兆5000億円"),
+        ("US$120", "120ドル"),
         ("10~20", "10から20"),
         ("1/2", "2分の1"),
+        # a month/day pair is a date when the text says so or it cannot be a fraction news writes
+        ("12/20に発表", "12月20日に発表"),
+        ("12/20（金）", "12月20日（金）"),
+        ("1/5から", "1月5日から"),
+        ("1/10に発売", "1月10日に発売"),
+        ("12/5、", "12月5日、"),
+        ("11/30", "11月30日"),
+        ("発売日は1/10", "発売日は1月10日"),
+        ("1/5〜1/10", "1月5日から1月10日"),
+        ("3/4の", "4分の3の"),  # ... and fractions stay fractions
+        ("1/3に減った", "3分の1に減った"),
+        ("シェアの2/3を", "シェアの3分の2を"),
+        ("1/100", "100分の1"),
+        ("40/50", "50分の40"),  # no 40th month
         ("70GB", "70ギガバイト"),
         ("100ms", "100ミリ秒"),
+        # power, energy, compute and time units said as units, not spelled (5mW was ファイブエムダブリュー)
+        ("消費電力5mW", "消費電力5ミリワット"),
+        ("60Wh", "60ワットアワー"),
+        ("60 Wh", "60ワットアワー"),
+        ("3kWh", "3キロワットアワー"),
+        ("10MWh", "10メガワットアワー"),
+        ("100MW", "100メガワット"),
+        ("1.5GW", "1.5ギガワット"),
+        ("40TOPS", "40トップス"),
+        ("10ns", "10ナノ秒"),
+        ("5μs", "5マイクロ秒"),
+        ("5µs", "5マイクロ秒"),  # the micro sign, NFKC-folded to μ
+        ("5us", "5マイクロ秒"),
         ("入力/出力", "入力・出力"),
         ("12月18日、水曜日", "12月18日、水曜日"),
     ],
@@ -352,6 +388,26 @@ def test_english_models_measured_on_words_the_table_does_not_cover(monkeypatch: 
         ("About Now", "アバウトナウ"),  # common title words both models misread (アブート, ノウ)
         ("Retool", "リツール"),  # re- before a listed part; tool ツール, not トゥール
         ("Airtable", "エアテーブル"),
+        # standard numbers are names said digit by digit, 0 as マル, not decimals
+        ("X.509証明書", "エックスゴーマルキュー証明書"),
+        ("H.264", "エイチニーロクヨン"),
+        ("H.265/HEVC", "エイチニーロクゴーエイチイーブイシー"),
+        ("IEEE 802.11", "アイトリプルイーハチマルニーテンイチイチ"),
+        ("802.11be", "ハチマルニーテンイチイチビーイー"),  # the amendment's letters spelled
+        ("802.1X認証", "ハチマルニーテンイチエックス認証"),
+        # powers and Big-O: NFKC would flatten n² into n2 (エヌツー)
+        ("n²", "エヌ二乗"),
+        ("O(n²)", "オーダーエヌ二乗"),
+        ("O(n log n)", "オーダーエヌログエヌ"),
+        ("O(n^2)", "オーダーエヌ二乗"),
+        ("10^9", "10の9乗"),
+        ("10m²", "10平方メートル"),
+        # vulnerability and paper ids in their groups with pauses, never one long number or a decimal
+        ("CVE-2026-12345", "シーブイイー、ニーゼロニーロク、イチニーサンヨンゴー"),
+        ("『CVE-2025-9230』を修正", "『シーブイイー、ニーゼロニーゴー、キューニーサンゼロ』を修正"),
+        ("JVNDB-2026-001234", "ジェイブイエヌディービー、ニーゼロニーロク、ゼロゼロイチニーサンヨン"),
+        ("arXiv:2612.04417", "アーカイブ、ニーロクイチニー、ゼロヨンヨンイチナナ"),
+        ("arXiv 2612.04417v2", "アーカイブ、ニーロクイチニー、ゼロヨンヨンイチナナ、バージョン2"),
     ],
 )
 def test_reading_rules_for_unlisted_names(display: str, spoken: str) -> None:

@@ -12,6 +12,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Literal
 
@@ -76,7 +77,15 @@ UNIT_READINGS: dict[str, str] = {
     "KB": "キロバイト", "MB": "メガバイト", "GB": "ギガバイト", "TB": "テラバイト", "PB": "ペタバイト",
     "Gbps": "ギガビーピーエス", "Mbps": "メガビーピーエス", "GHz": "ギガヘルツ", "MHz": "メガヘルツ",
     "Hz": "ヘルツ", "ms": "ミリ秒", "fps": "エフピーエス", "mm": "ミリ", "cm": "センチ", "km": "キロ",
-    "kg": "キロ", "nm": "ナノメートル", "kW": "キロワット", "W": "ワット", "mAh": "ミリアンペアアワー",
+    "kg": "キロ", "nm": "ナノメートル", "mAh": "ミリアンペアアワー",
+    "mW": "ミリワット", "W": "ワット", "kW": "キロワット", "MW": "メガワット", "GW": "ギガワット",
+    "Wh": "ワットアワー", "kWh": "キロワットアワー", "MWh": "メガワットアワー", "GWh": "ギガワットアワー",
+    "TWh": "テラワットアワー", "mA": "ミリアンペア", "mV": "ミリボルト", "V": "ボルト", "kV": "キロボルト",
+    "TOPS": "トップス", "FLOPS": "フロップス", "TFLOPS": "テラフロップス", "PFLOPS": "ペタフロップス",
+    "EFLOPS": "エクサフロップス", "ns": "ナノ秒", "μs": "マイクロ秒", "us": "マイクロ秒", "kHz": "キロヘルツ",
+    "THz": "テラヘルツ", "Kbps": "キロビーピーエス", "kbps": "キロビーピーエス", "Tbps": "テラビーピーエス",
+    "Gb": "ギガビット", "Tb": "テラビット", "KiB": "キビバイト", "MiB": "メビバイト", "GiB": "ギビバイト",
+    "TiB": "テビバイト", "μm": "マイクロメートル",
 }  # fmt: skip
 
 # --- regexes -------------------------------------------------------------------------------------------
@@ -115,6 +124,31 @@ _NUMBER_AFTER_NAME = re.compile(
 # --- text clean-up -------------------------------------------------------------------------------------
 
 
+# Superscripts, which NFKC would flatten into plain digits (n² → n2, read エヌツー): areas and volumes
+# after a number (10m² → 10平方メートル), squares and cubes elsewhere (n² → n二乗, 10² → 10の二乗).
+_AREA = re.compile(r"(?<=\d) ?([kcm]?)m([²³])(?![A-Za-z0-9])")
+_AREA_PREFIXES = {"": "", "k": "キロ", "c": "センチ", "m": "ミリ"}
+_POWER_WORDS = {"²": "二乗", "³": "三乗", "2": "二乗", "3": "三乗"}
+_SUPERSCRIPT = re.compile(r"(\d?)([²³])")
+_CARET_POWER = re.compile(r"(?<=[A-Za-z0-9)])\^(\d+)")
+
+
+def _read_powers(text: str) -> str:
+    text = _AREA.sub(lambda m: ("平方" if m[2] == "²" else "立方") + _AREA_PREFIXES[m[1]] + "メートル", text)
+    text = _SUPERSCRIPT.sub(lambda m: m[1] + ("の" if m[1] else "") + _POWER_WORDS[m[2]], text)
+    return _CARET_POWER.sub(_caret_power, text)
+
+
+def _caret_power(match: re.Match[str]) -> str:
+    """n^2 → n二乗 as n² is read; a number's power with の (10^9 → 10の9乗), as are higher powers."""
+    base_is_number = match.string[match.start() - 1].isdigit()
+    return _POWER_WORDS[match[1]] if match[1] in _POWER_WORDS and not base_is_number else f"の{match[1]}乗"
+
+
+# Big-O notation: O(n log n) → オーダーエヌログエヌ (the O is said オーダー, the brackets not at all).
+_BIG_O = re.compile(r"(?<![A-Za-z0-9])O\(((?:[A-Za-z0-9 \ue000+]|二乗|三乗|の\d+乗)+)\)")
+
+
 def _nfkc_keeping_japanese_punctuation(text: str) -> str:
     parts = _KEEP_FULL_WIDTH.split(text)
     return "".join(
@@ -138,6 +172,46 @@ def _time_or_ratio(match: re.Match[str]) -> str:
     if len(right) == 2 and int(left) <= 24 and int(right) < 60:
         return f"{int(left)}時" + ("" if right == "00" else f"{int(right)}分")
     return f"{left}対{right}"
+
+
+# What makes a month/day pair (12/20) a date rather than a fraction: what follows it (a weekday in
+# brackets, a time, から/まで/予定 …) or a label before it (発売日は).
+_DATE_AFTER = re.compile(
+    r"\s*(?:[（(][月火水木金土日][・祝休]*[）)]|\d{1,2}時|[～〜~]|から|まで|予定|以降|以前|時点|付|頃|ごろ"
+    r"|発売|公開|発表|開始|開催|配信|リリース|提供|実施|締め?切り?|午前|午後|朝|夜)"
+)
+_DATE_BEFORE = re.compile(r"(?:(?:日|期限|締め?切り?|期間)(?:は|:|：)|\d{1,2}/\d{1,2}\s*[～〜~])\s*$")
+# After に a pair is a fraction when a change of size follows (1/3に減った), or when it is one of the
+# fractions news writes (1/2, 2/3, 3/4, 1/10).
+_FRACTION_AFTER_NI = re.compile(r"に(?:減|削減|縮小|低下|短縮|抑え|下が|落ち|圧縮|なっ|なる|まで|増|拡大)")
+_COMMON_DENOMINATORS = frozenset({2, 3, 4, 5, 8, 10})
+
+
+def _date_or_fraction(match: re.Match[str]) -> str:
+    """12/20 → 12月20日 when it reads as a date in Japanese news; 1/2 → 2分の1 otherwise.
+
+    A pair is a date when its month and day exist and either the text around it says so or it cannot be
+    a fraction news would write (12/5: a numerator above its denominator; 11/30: ten or more over a
+    number). Without such a sign a small numerator over a larger number (1/3, 3/4 の) stays a fraction.
+    """
+    left, right = match.group(1), match.group(2)
+    month, day = int(left), int(right)
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return f"{right}分の{left}"
+    text, end = match.string, match.end()
+    after = text[end:]
+    if after.startswith("日"):  # 12/20日
+        return f"{month}月{day}"
+    fraction_like = month < day and (month < 10 or day in _COMMON_DENOMINATORS)
+    if after.startswith("に") and not _DATE_AFTER.match(after[1:]):
+        date = not _FRACTION_AFTER_NI.match(after) and not (month <= 3 and day in _COMMON_DENOMINATORS)
+    else:
+        date = (
+            not fraction_like
+            or bool(_DATE_AFTER.match(after.removeprefix("に")))
+            or bool(_DATE_BEFORE.search(text[: match.start()]))
+        )
+    return f"{month}月{day}日" if date else f"{right}分の{left}"
 
 
 _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
@@ -164,14 +238,18 @@ _NUMBER_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"(?<![A-Za-z0-9])[rR]e:(?=[A-Za-z])"), "リ"),
     # .env, .yaml at the start of a name → ドット (inside a name the token reader says it)
     (re.compile(r"(?<![A-Za-z0-9])\.(?=[A-Za-z])"), "ドット"),
-    (re.compile(r"\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
+    (re.compile(r"(?:(?<![A-Za-z0-9])US)?\$ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ドル"),
     (re.compile(r"[¥￥] ?(\d[\d,]*)"), r"\1円"),
     (re.compile(r"€ ?(\d[\d,]*(?:\.\d+)?)"), r"\1ユーロ"),
+    (re.compile(r"(?<![\d/])(?<!\d\.)(\d+)/(\d+)(?![\d/]|\.\d)"), _date_or_fraction),
     (re.compile(r"(?<=\d) ?[~〜～] ?(?=\d)"), "から"),
-    (re.compile(r"(?<![\d/])(\d+)/(\d+)(?![\d/])"), r"\2分の\1"),
+    (re.compile(r"(?<=日) ?[~〜～] ?(?=\d{1,2}月)"), "から"),  # 12月20日〜12月25日
     (
         re.compile(
-            r"(?<=\d) ?(" + "|".join(sorted(UNIT_READINGS, key=len, reverse=True)) + r")(?![A-Za-z0-9])"
+            # "60 Wh": by now the space between a digit and a letter is a word gap
+            f"(?<=\\d)[ {_WORD_GAP}]?("
+            + "|".join(sorted(UNIT_READINGS, key=len, reverse=True))
+            + r")(?![A-Za-z0-9])"
         ),
         lambda m: UNIT_READINGS[m[1]],
     ),
@@ -293,6 +371,88 @@ def number_kana(number: str) -> str:
             break
     stretched = {"2": "ニー", "5": "ゴー"} if len(fraction) > 1 else {}
     return head + "テン" + "".join(stretched.get(digit, _DIGIT_KANA[int(digit)]) for digit in fraction)
+
+
+# Digits of an identifier said one by one, stretched as when reading out a number (ニー, ゴー); standard
+# numbers say 0 as マル (エックスゴーマルキュー, ハチマルニー), other ids as ゼロ.
+_ID_DIGITS = ("ゼロ", "イチ", "ニー", "サン", "ヨン", "ゴー", "ロク", "ナナ", "ハチ", "キュー")
+
+
+def id_digits(digits: str, zero: str = "ゼロ") -> str:
+    """An identifier's digits one by one: 2026 → ニーゼロニーロク, with zero="マル" 509 → ゴーマルキュー."""
+    return "".join(zero if digit == "0" else _ID_DIGITS[int(digit)] for digit in digits)
+
+
+def _standard_number(match: re.Match[str]) -> str:
+    """IEEE 802.11be → IEEE ハチマルニーテンイチイチビーイー (letters spelled: "be" is no word here)."""
+    prefix, *numbers, letters = match.groups()
+    digits = "テン".join(id_digits(group, "マル") for group in numbers if group)
+    return (prefix or "") + digits + spell_letters(letters or "")
+
+
+def _id_groups(match: re.Match[str]) -> str:
+    """The id's name, then its second and third groups' digits, each after a pause."""
+    return match[1] + "、" + id_digits(match[2]) + "、" + id_digits(match[3])
+
+
+_ID_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    # ITU-T and similar standards (X.509, H.264, G.711): the letter, then the digits one by one
+    (
+        re.compile(r"(?<![A-Za-z0-9.])([A-Z])\.(\d{2,4})(?![0-9]|\.\d)"),
+        lambda m: spell_letters(m[1]) + id_digits(m[2], "マル"),
+    ),
+    # IEEE 802.11ax, IEEE 754, 802.3: the numbers of a standard, digit by digit with テン at the dots
+    (
+        re.compile(r"(IEEE[ \ue000])(\d{3,4})(?:\.(\d{1,3})([A-Za-z]{1,2})?)?(?![A-Za-z0-9]|\.\d)"),
+        _standard_number,
+    ),
+    (re.compile(r"()(?<![\d.])(802)\.(\d{1,2})([A-Za-z]{1,2})?(?![A-Za-z0-9]|\.\d)"), _standard_number),
+    # CVE-2026-12345, JVNDB-2026-001234: the groups with a pause between, never one long number
+    (re.compile(r"(?<![A-Za-z0-9-])([A-Z]{2,6})-(\d{4})-(\d{3,8})(?![0-9])"), _id_groups),
+    # arXiv:2612.04417v2: the id in its two groups (a decimal it is not), then the version
+    (
+        re.compile(r"(?<![A-Za-z0-9])(arXiv)[: \ue000]?(\d{4})\.(\d{4,5})(?:v(\d+))?(?![0-9])", re.I),
+        lambda m: _id_groups(m) + (f"、バージョン{m[4]}" if m[4] else ""),
+    ),
+]
+
+
+# Amounts in English scale words ($3.2 billion, 120 million, €2B) in Japanese units: 32億ドル. Spelled
+# scales are read with or without a currency; K/M/B/T only right after a currency sign ($120M).
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_SCALE_LETTERS = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+_CURRENCIES = {"$": "ドル", "US$": "ドル", "€": "ユーロ", "¥": "円", "dollar": "ドル", "dollars": "ドル"}
+_CURRENCIES |= {"USD": "ドル", "euro": "ユーロ", "euros": "ユーロ", "EUR": "ユーロ", "yen": "円", "JPY": "円"}
+_SCALED_AMOUNT = re.compile(
+    r"(?<![A-Za-z0-9])(US\$|\$|€|¥)? ?(\d[\d,]*(?:\.\d+)?)"
+    r"(?:[ \ue000](thousand|million|billion|trillion)|([KMBT]))(?![A-Za-z0-9])"
+    r"(?:[ \ue000](dollars?|USD|euros?|EUR|yen|JPY)(?![A-Za-z0-9]))?"
+)
+_JAPANESE_UNITS = (("兆", 10**12), ("億", 10**8), ("万", 10**4))
+
+
+def _japanese_amount(number: int) -> str:
+    """120000000 → 1億2000万: the digits between the units, as Japanese news writes an amount."""
+    out = ""
+    for unit, size in _JAPANESE_UNITS:
+        count, number = divmod(number, size)
+        out += f"{count}{unit}" if count else ""
+    return out + (str(number) if number or not out else "")
+
+
+def _scaled_amount(match: re.Match[str]) -> str:
+    sign, number, word, letter, currency = match.groups()
+    if letter and not sign:  # 7B, 1M are model sizes and counts, not amounts
+        return match[0]
+    scale = _SCALES[word] if word else _SCALE_LETTERS[letter]
+    amount = int((Decimal(number.replace(",", "")) * scale).to_integral_value(ROUND_HALF_UP))
+    return _japanese_amount(amount) + _CURRENCIES.get(sign or currency or "", "")
+
+
+def _read_ids(text: str) -> str:
+    for pattern, replacement in _ID_RULES:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _name_number(number: str, english: bool) -> str:
@@ -514,10 +674,15 @@ def to_speech(
 
 @functools.lru_cache(maxsize=4096)
 def _to_speech(text: str, entries: tuple[tuple[str, str], ...], model: EnglishModel) -> str:
+    text = _read_powers(text)
     text = _nfkc_keeping_japanese_punctuation(text)
     text = _strip_markup(text)
     text = _ENGLISH_GAP.sub(_WORD_GAP, text)
     text = _apply_dictionary(text, entries)
+    # ids, Big-O and scaled amounts before a number after a name is read (IEEE 802.11, raised $3 billion)
+    text = _read_ids(text)
+    text = _BIG_O.sub(r"オーダー\1", text)
+    text = _SCALED_AMOUNT.sub(_scaled_amount, text)
     # "AirPods Pro 2", "Python 3.13", "iOS 18": a number after a name is part of the name
     text = _NUMBER_AFTER_NAME.sub(lambda m: _name_number(m[1], english=True), text)
     text = _apply_dictionary(text, _BUILTIN_PHRASES)
