@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,11 +146,12 @@ class DirectRunner:
 def _environment(writer: str) -> Iterator[None]:
     """A fresh ZUNDACAST_HOME; for the LLM writer the loopback fake LLM as OPENAI_BASE_URL."""
     import flows.daily_episode
+    import flows.editing
 
     saved = {key: os.environ.get(key) for key in ("ZUNDACAST_HOME", "OPENAI_BASE_URL", "OPENAI_API_KEY")}
-    made_artifact = flows.daily_episode.create_markdown_artifact
-    flows.daily_episode.create_markdown_artifact = lambda **kwargs: None  # no Prefect API in the evals
     with tempfile.TemporaryDirectory(prefix="zundacast-evals-") as home, contextlib.ExitStack() as stack:
+        for module in (flows.daily_episode, flows.editing):  # no Prefect API in the evals
+            stack.enter_context(mock.patch.object(module, "create_markdown_artifact", lambda **kwargs: None))
         os.environ["ZUNDACAST_HOME"] = home
         for key in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
             os.environ.pop(key, None)
@@ -162,7 +164,6 @@ def _environment(writer: str) -> Iterator[None]:
         try:
             yield
         finally:
-            flows.daily_episode.create_markdown_artifact = made_artifact
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
