@@ -678,8 +678,9 @@ def paraphrase(sentence: str, turn: int) -> str:
 
 
 def _sentences(text: str) -> list[str]:
+    """The text's sentences; its "## " subheadings (the extracted article's structure) are no sentences."""
     pieces = (piece.strip().rstrip("。") for piece in text.replace("。", "。\n").splitlines())
-    return [piece + "。" for piece in pieces if piece]
+    return [piece + "。" for piece in pieces if piece and not piece.startswith("#")]
 
 
 def _short_title(title: str) -> str:
