@@ -382,3 +382,40 @@ def test_the_frame_never_repeats_a_lead_and_its_recap_does_not_echo_the_headers(
         assert len({re.sub(r"[一二三四五六七八九十]つ目|「[^」]*」", "", line) for line in recap}) >= 4
         said = [header[1] for header in headers]
         assert near_repeats(said + recap, ratio=0.8) == []
+
+
+# --- splitting a long sentence never changes its facts ----------------------------------------------------
+
+
+@pytest.mark.parametrize("written", [
+    # a report, an opinion, a claim: the first clause belongs to what is reported
+    "クラウド会計サービス「ヒバリ会計」を運営するヒバリ株式会社は12月5日、外部からの不正アクセスを受け、"
+    "約48万件の顧客情報が流出した可能性があると発表した。",
+    "国内では、JPCERT/CCが注意喚起を出し、インターネットに公開しているサーバーから優先して更新するよう"
+    "呼びかけている。",
+    "著者らは、学習済みのモデルの注意機構を置き換え、約20億トークンの追加学習（continual pre-training）を"
+    "するだけで使えるとしている。",
+    "調査チームは、エージェントに与える権限を最小限にし、重要な操作の前には人が確認する仕組みを組み込むことが、"
+    "導入を広げる鍵になるとみている。",
+    "同社によると、攻撃者は委託先の従業員のアカウントを使って管理用のサーバーに入り込み、"
+    "顧客の氏名やメールアドレスを含むファイルを外部に持ち出したという。",
+    # the date is said once for the whole sentence
+    "同社は12月5日、管理用のすべてのアカウントのパスワードを無効にし、委託先に与えていた権限を全面的に"
+    "見直す作業を始めた。",
+])
+def test_a_reported_or_dated_sentence_is_kept_whole(written: str) -> None:
+    spoken = [host_sentence(piece) for piece in spoken_style(written)]
+    assert len(spoken) == 1, spoken
+    assert spoken[0] is not None and spoken[0].endswith("のだ。")
+
+
+@pytest.mark.parametrize("written", [
+    "主要なクラウド事業者はこの脆弱性を受けて管理画面の設定を全面的に見直し、すべての利用者に二要素認証の"
+    "設定を案内するメールを順番に送っている。",
+    "主要なクラウド事業者はこの脆弱性を受けて管理画面の設定を全面的に見直し、すべての利用者に二要素認証の"
+    "設定を案内するメールを順番に送っていた。",
+])
+def test_a_clause_split_off_a_perfect_sentence_stays_in_the_past(written: str) -> None:
+    spoken = [host_sentence(piece) for piece in spoken_style(written)]
+    if len(spoken) > 1:  # kept whole is fine too; split, the first clause must not turn present or future
+        assert spoken[0] is not None and spoken[0].endswith("見直したのだ。"), spoken

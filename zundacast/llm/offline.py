@@ -502,11 +502,39 @@ def _commas_outside_quotes(sentence: str) -> list[int]:
     return found
 
 
+# A sentence whose main predicate reports, claims or hedges (〜と発表した, 〜とみている, 〜としている,
+# 〜を呼びかけている, 〜という, 〜可能性がある): its first clause belongs to what is reported, so it is
+# never split off as a fact of its own.
+_REPORTED = re.compile(
+    r"(?:と|とも|との)[^、。]{0,10}(?:発表|公表|述べ|話し|話す|語|説明|指摘|強調|主張|分析|予想|予測|見込|報告"
+    r"|報じ|伝え|明か|発言|回答|答え|コメント|評価|結論|みて|見て|みら|見ら|考え|いう|いわれ|言われ|され"
+    r"|明らかに|示し|訴え|警告|要請|呼びかけ|求め|記し|書い|判断|認め)[^、。]{0,10}$"
+    r"|(?:とし|としてい|と|とも)(?:た|る|ている|ていた)$"
+    r"|(?:呼びかけ|明らかにし|注意を促し|要請し|求めてい|訴えてい|警告し)[^、。]{0,8}$"
+    r"|(?:という|とのこと|らしい|そうだ|ようだ|ようだった|可能性がある|可能性もある|おそれがある|恐れがある"
+    r"|方針だ|方針である|予定だ|予定である|計画だ|計画である|見込みだ|見込みである|考えだ|意向だ)$"
+)
+# A date or time said once for the whole sentence (「同社は12月5日、…」「今後、…」): splitting would leave it
+# on the first clause only, or move it onto one it does not belong to.
+_SENTENCE_TIME = re.compile(
+    r"(?:\d{1,2}月\d{1,2}日|\d{4}年\d{1,2}月|\d{1,2}日|\d{1,2}時\d{0,2}分?|今月|先月|来月|今年|昨年|来年|同日"
+    r"|当日|今後|現在|現時点|現地時間[^、。]{0,12}|[月火水木金土日]曜日?|午前|午後|昨日|今日|明日)"
+    r"(?:に|には|から|まで|以降|にかけて|ごろ|頃|時点で|夜|朝)?、")
+# Perfect and progressive endings: a clause split off a sentence in 〜ている/〜ていた is said in the past.
+_PERFECT = re.compile(r"(?:てい|でい)(?:る|た)$")
+
+
+def _splittable(core: str) -> bool:
+    """Whether splitting the sentence at its clauses keeps its facts (when unsure: no)."""
+    return not _REPORTED.search(core) and not _SENTENCE_TIME.search(core)
+
+
 def _spoken_clauses(sentence: str, split_over: int = 58) -> list[str]:
     """The sentence in spoken form, split into shorter sentences where a long one chains its clauses."""
     core = sentence.rstrip(_TRAILING)
     mark = sentence[len(core):].strip()[:1] or "。"
-    past = bool(_PAST.search(core))
+    past = bool(_PAST.search(core) or _PERFECT.search(core))
+    splittable = _splittable(core)
     pieces: list[str] = []
     start = 0
     commas = _commas_outside_quotes(core)
@@ -516,7 +544,7 @@ def _spoken_clauses(sentence: str, split_over: int = 58) -> list[str]:
             continue
         te, present, finite_past = forms
         rest = core[comma + 1:]
-        long_enough = (bool(present) and len(core) - start > split_over and comma - start >= 15
+        long_enough = (splittable and bool(present) and len(core) - start > split_over and comma - start >= 15
                        and len(rest) >= 15)
         if long_enough:
             pieces.append((finite_past if past else present) + "。")
