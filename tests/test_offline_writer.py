@@ -419,3 +419,39 @@ def test_a_clause_split_off_a_perfect_sentence_stays_in_the_past(written: str) -
     spoken = [host_sentence(piece) for piece in spoken_style(written)]
     if len(spoken) > 1:  # kept whole is fine too; split, the first clause must not turn present or future
         assert spoken[0] is not None and spoken[0].endswith("見直したのだ。"), spoken
+
+
+# --- a concept is explained only when the story is about it ------------------------------------------------
+
+
+def _summary(title: str, body: str) -> Summary:
+    return Summary(url="https://news.example.jp/x", source="s", title=title, spoken_title=title, summary=body)
+
+
+@pytest.mark.parametrize(("title", "body"), [
+    ("米クラウド大手ノースリッジ、従業員の12%にあたる約9,000人を削減",
+     "米クラウド大手ノースリッジは、従業員を削減すると発表した。クラウド大手の人員削減が続いている。"),
+    ("クラウド会計『ヒバリ会計』で不正アクセス、約48万件の顧客情報が流出した可能性",
+     "クラウド会計サービスを運営するヒバリ株式会社は、不正アクセスを受けたと発表した。"),
+    ("ナギ電子、本社オフィスを移転", "ナギ電子は本社オフィスを移転する。新しいオフィスは駅に近い。"),
+    ("NPU搭載マイコンで音声認識を動かしてみた", "推論に1回あたり85ミリ秒かかった。推論は12ミリ秒まで縮んだ。"),
+])
+def test_a_concept_inside_a_longer_word_is_not_explained(title: str, body: str) -> None:
+    names = {concept.name for concept in offline._concepts_of(_summary(title, body))}
+    assert names.isdisjoint({"クラウド", "セール", "推論エンジン"}), names
+
+
+def test_a_concept_is_explained_when_it_is_central() -> None:
+    in_title = _summary("ミナト銀行、勘定系システムをパブリッククラウドへ全面移行", "移行は来年に終わる。")
+    assert "クラウド" in {concept.name for concept in offline._concepts_of(in_title)}
+    once = _summary("ミナト銀行が新システム", "勘定系システムをクラウドへ移した。移行は来年に終わる。")
+    twice = _summary("ミナト銀行が新システム", "勘定系システムをクラウドへ移した。クラウドの費用は年3億円だ。")
+    assert "クラウド" not in {concept.name for concept in offline._concepts_of(once)}  # said in passing
+    assert "クラウド" in {concept.name for concept in offline._concepts_of(twice)}
+
+
+def test_a_concept_line_says_nothing_about_the_article() -> None:
+    """The stock explanations are true of the concept, whatever the article: never 「今回は…のお話」."""
+    for concept in offline.CONCEPTS:
+        for line in (*concept.explanations, concept.picture):
+            assert not re.search(r"今回|この記事|今日の", line), line

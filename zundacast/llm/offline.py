@@ -827,7 +827,7 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept(r"GPUインスタンス|GPUクラウド|B300|H100|H200", "GPUクラウド", (
         "GPUクラウドは、AIの計算に欠かせないGPUを、自分で買わずに時間単位で借りられるサービスなのだ。",),
             "高い工作機械を買う代わりに、使う時間だけレンタルするような感覚なのだ。", "infra"),
-    Concept(r"量子化|[Qq]uantiz", "量子化", (
+    Concept(r"量子化|[Qq]uantiz[a-z]*", "量子化", (
         "量子化は、モデルの中の数字の細かさを落として、サイズを小さく、計算を軽くする技術なのだ。",),
             "写真の画質を少しだけ落として、ファイルをぐっと小さくするのと同じ考え方なのだ。", "ai"),
     Concept(r"[Oo]n-device|オンデバイス", "オンデバイスAI", (
@@ -843,15 +843,15 @@ CONCEPTS: tuple[Concept, ...] = (
         "KVキャッシュは、AIがそれまでに読んだ言葉の計算結果を取っておいて、"
             "同じ計算をくり返さないためのメモなのだ。",),
             "一度解いた問題の答えをノートに書いておけば、次は見るだけで済むのと同じなのだ。", "speed"),
-    Concept(r"推論エンジン|推論", "推論エンジン", (
+    Concept(r"推論エンジン|推論サーバー", "推論エンジン", (
         "推論エンジンは、学習ずみのAIモデルを動かして、みんなの質問に答えを返すためのソフトウェアなのだ。",),
             "レシピがあっても厨房が回らないと料理は出てこない、その厨房にあたるのがこれなのだ。", "speed"),
     Concept(r"クラウド|リージョン", "クラウド", (
         "クラウドは、自分でサーバーを持たずに、"
             "事業者のコンピューターを必要な分だけ借りて使うサービスなのだ。",),
             "自分で発電所を持たずに、コンセントから電気を使うのに近い感覚なのだ。", "infra"),
-    Concept(r"セール|値下げ|オフ", "セール", (
-        "今回はガジェットの値引きのお話で、エンジニアの仕事道具えらびにも関係する話題なのだ。",),
+    Concept(r"セール|値下げ|値引き", "セール", (
+        "セールは、お店が期間を決めて、ふだんより安い値段で売ることなのだ。",),
             "道具にこだわる職人さんみたいに、エンジニアも手元の機材で作業のしやすさが変わるのだ。", "gadget"),
 )
 
@@ -957,16 +957,56 @@ _EMPHASIS = re.compile(r"\d(?:[\d,.]*)\s*(?:倍|%|％|分の1)|から[^、。]{0
     r"]{0,8}に(?:短縮|向上|増え|減|下が|上が)")
 
 
+def _morphemes(text: str) -> list[tuple[str, str, str]]:
+    """OpenJTalk's morphemes of the text: (surface in NFKC, part of speech, its subgroup)."""
+    import unicodedata
+
+    import pyopenjtalk  # late: loads the dictionary once
+
+    return [(unicodedata.normalize("NFKC", node["string"]), node["pos"], node["pos_group1"])
+            for node in pyopenjtalk.run_frontend(text)]
+
+
+def _word_count(alternatives: str, text: str) -> int:
+    """How often the text says one of the alternatives as a word of its own, not inside a longer word.
+
+    A Latin name needs no letter or digit either side (RAG, not DRAGON). A Japanese term must be whole
+    morphemes and the head of its compound: クラウド in パブリッククラウド counts; in オフィス (オフ), in
+    クラウド会計 or クラウド大手 (a noun follows: it is about accounting, about a company) it does not.
+    """
+    count = 0
+    morphemes: list[tuple[str, str, str]] | None = None
+    counted: set[int] = set()  # morphemes inside a counted term (AIエージェント is not also エージェント)
+    for alternative in sorted(alternatives.split("|"), key=len, reverse=True):
+        if not _JAPANESE_CHAR.search(alternative):
+            count += len(re.findall(rf"(?<![A-Za-z0-9])(?:{alternative})(?:s|es)?(?![A-Za-z0-9])", text))
+            continue
+        if not re.search(alternative, text):
+            continue
+        morphemes = _morphemes(text) if morphemes is None else morphemes
+        for start in range(len(morphemes)):
+            joined, end = "", start
+            while end < len(morphemes) and len(joined) < len(alternative):
+                joined += morphemes[end][0]
+                end += 1
+            if joined != alternative or counted.intersection(range(start, end)):
+                continue
+            after = morphemes[end] if end < len(morphemes) else ("", "", "")
+            if after[1] != "名詞" or after[2] in ("接尾", "非自立"):
+                count += 1
+                counted.update(range(start, end))
+    return count
+
+
 def _concepts_of(summary: Summary) -> list[Concept]:
-    """The concepts the article is about: those in its title first, then in its text."""
+    """The concepts the article is about: said as a word of its own in its title, or at least twice in
+    its text (a word said once in passing is not what the story is about). Title ones first."""
     found: list[tuple[int, int, Concept]] = []
-    body = summary.summary + "".join(summary.key_points)
+    body = "\n".join([summary.summary, *summary.key_points])
     for order, concept in enumerate(CONCEPTS):
-        in_title = re.search(concept.pattern, summary.title)
-        in_body = re.search(concept.pattern, body)
-        if in_title:
-            found.append((0, in_title.start() * 0 + order, concept))
-        elif in_body:
+        if _word_count(concept.pattern, summary.title):
+            found.append((0, order, concept))
+        elif _word_count(concept.pattern, body) >= 2:
             found.append((1, order, concept))
     return [concept for _, _, concept in sorted(found, key=lambda item: (item[0], item[1]))]
 
