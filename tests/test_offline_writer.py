@@ -434,7 +434,8 @@ def _summary(title: str, body: str) -> Summary:
     ("クラウド会計『ヒバリ会計』で不正アクセス、約48万件の顧客情報が流出した可能性",
      "クラウド会計サービスを運営するヒバリ株式会社は、不正アクセスを受けたと発表した。"),
     ("ナギ電子、本社オフィスを移転", "ナギ電子は本社オフィスを移転する。新しいオフィスは駅に近い。"),
-    ("NPU搭載マイコンで音声認識を動かしてみた", "推論に1回あたり85ミリ秒かかった。推論は12ミリ秒まで縮んだ。"),
+    ("NPU搭載マイコンで音声認識を動かしてみた",
+     "推論に1回あたり85ミリ秒かかった。推論は12ミリ秒まで縮んだ。"),
 ])
 def test_a_concept_inside_a_longer_word_is_not_explained(title: str, body: str) -> None:
     names = {concept.name for concept in offline._concepts_of(_summary(title, body))}
@@ -445,7 +446,8 @@ def test_a_concept_is_explained_when_it_is_central() -> None:
     in_title = _summary("ミナト銀行、勘定系システムをパブリッククラウドへ全面移行", "移行は来年に終わる。")
     assert "クラウド" in {concept.name for concept in offline._concepts_of(in_title)}
     once = _summary("ミナト銀行が新システム", "勘定系システムをクラウドへ移した。移行は来年に終わる。")
-    twice = _summary("ミナト銀行が新システム", "勘定系システムをクラウドへ移した。クラウドの費用は年3億円だ。")
+    twice = _summary("ミナト銀行が新システム",
+                     "勘定系システムをクラウドへ移した。クラウドの費用は年3億円だ。")
     assert "クラウド" not in {concept.name for concept in offline._concepts_of(once)}  # said in passing
     assert "クラウド" in {concept.name for concept in offline._concepts_of(twice)}
 
