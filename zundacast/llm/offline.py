@@ -941,6 +941,43 @@ _CLOSERS = ("ぼくも、ずんだ餅の仕込みにこういう工夫を取り�
             "気になった人は、週末にでも元の記事をじっくり読んでみてほしいのだ。",
             "これからどう広がっていくのか、ぼくも追いかけていくのだ！",
             "裏側の仕組みを知ると、いつもの道具がちょっと違って見えるのだ。")
+# Bad news gets sober lines: no cheer, no joke, no 「どう活かせそう」 (a hospital's ransomware, a layoff).
+_SOBER_CLOSERS = ("関係がありそうな人は、元の記事や公式の発表で詳しいことを確かめてほしいのだ。",
+                  "続報が出たら、また落ち着いて伝えたいのだ。",
+                  "他人事と思わずに、自分の現場でも同じことが起きないか考えておきたいのだ。",
+                  "こういうときこそ、正しい情報を落ち着いて追いかけることが大事なのだ。",
+                  "自分の身の回りで確かめておけることがないか、一度見直してみてほしいのだ。",
+                  "大事なお話だから、元の記事もぜひ読んでおいてほしいのだ。",
+                  "影響を受けた人たちのことを考えると、しっかり受け止めたいニュースなのだ。",
+                  "ぼくも、この先どうなるのか、きちんと見ていくのだ。")
+_SOBER_WHY = ("何が起きたのかを正しく知っておくのが、同じことをくり返さない第一歩なのだ。",
+              "よその出来事でも、自分の仕事に置きかえて考えておくと、いざというときに慌てずに済むのだ。",
+              "こういうときこそ、うわさより事実を確かめるのが大事なのだ。",
+              "新人エンジニアのみんなも、他人事にしないで聞いてほしいお話なのだ。",
+              "少し重いお話だけど、知っておいてほしいことなのだ。",
+              "起きたことと、これからの対応を分けて聞いてほしいのだ。",
+              "ニュースの向こうには、困っている人がいることも忘れないでいたいのだ。",
+              "同じ仕組みを使っている現場なら、どこでも起こりうるお話なのだ。")
+# What makes a story bad news, said in its title or lead.
+_BAD_NEWS = re.compile(
+    r"流出|漏えい|漏洩|情報漏|不正アクセス|不正ログイン|脆弱性|ランサムウェア|マルウェア|サイバー攻撃|攻撃を受け"
+    r"|被害|乗っ取|人員削減|人員整理|解雇|リストラ|レイオフ|希望退職|早期退職|\d[\d,]*人(?:を|の)?(?:削減|解雇)"
+    r"|障害|停止|不具合|つながりにくく|死亡|死者|事故|けが人|負傷|値上げ|価格改定|訴訟|提訴|訴え|罰金|制裁金"
+    r"|課徴金|業務停止|行政処分|破綻|倒産|経営難|赤字|減益|減収|詐欺|フィッシング|リコール|炎上|逮捕|不正"
+    r"|CVE-\d|(?i:breach|leak|hack(?:ed|ers?)|layoffs?|lays? off|laid off|job cuts|cuts? jobs|outage|vulnerabilit|exploit"
+    r"|ransomware|malware|lawsuit|sued|\bfined?\b|penalty|recall|killed|\bdead\b|death|crash(?:ed|es)?\b"
+    r"|price (?:hike|increase)|raises? prices)")
+
+
+def is_bad_news(title: str, text: str = "") -> bool:
+    """Whether the story is bad news (a breach, an attack, a vulnerability, layoffs, an outage, a death or
+    an accident, a price rise, a lawsuit, a fine), from its title and its lead (the text's first sentence):
+    the host says it with sober lines only, and an episode with bad news does not close on cheer."""
+    sentences = split_sentences(text.strip(), max_chars=400) if text.strip() else []
+    lead = sentences[0] if sentences else ""
+    return bool(_BAD_NEWS.search(title) or _BAD_NEWS.search(lead[:200]))
+
+
 _ENGLISH_NOTES = ("この記事は英語で書かれていて、今日はオフラインで翻訳できないから、"
     "名前と数字を手がかりに紹介するのだ。",
                   "英語の記事だから、ぼくが読み取れた名前と数字を中心にお伝えするのだ。",
@@ -1052,6 +1089,11 @@ def _emphasize(lines: list[str]) -> int | None:
     return best_at
 
 
+def _plainly(lines: list[str]) -> list[str]:
+    """The lines without the host's exclamation (bad news is not said with ！)."""
+    return [line[:-1] + "。" if line.endswith(("！", "!")) else line for line in lines]
+
+
 def _similar(one: str, other: str) -> bool:
     from difflib import SequenceMatcher
 
@@ -1138,13 +1180,15 @@ class OfflineWriter:
         explain, topic, own = self._explain(summary, index, seed, article_lines)
         fact_groups = [group for group in fact_groups if own not in group]
         point_groups = [group for group in point_groups if own not in group]
-        explain.append(_slot(_WHY_CARE[topic], index, seed + topic))
+        bad = is_bad_news(summary.title, summary.summary)
+        why_care = _slot(_SOBER_WHY, index, seed) if bad else _slot(_WHY_CARE[topic], index, seed + topic)
+        explain.append(why_care)
         details = [_slot(_TO_DETAILS, index, seed)]
         connectors = ("それから、", "さらに、", "あと、", "", "", "", "")
         point_groups = [[rng.choice(connectors) + group[0], *group[1:]]
                         if not group[0].startswith(_OWN_CONNECTORS) else group for group in point_groups]
         point_lead = [_slot(_ARTICLE_POINT, index, seed)] if why else []
-        closer = [_slot(_CLOSERS, index, seed)]
+        closer = [_slot(_SOBER_CLOSERS if bad else _CLOSERS, index, seed)]
 
         def length() -> int:
             groups = [lead, explain, details, *fact_groups, *point_groups, point_lead, why, closer]
@@ -1156,9 +1200,12 @@ class OfflineWriter:
         while len(fact_groups) > 1 and length() > budget:
             fact_groups.pop()
         body = [line for group in fact_groups + point_groups for line in group]
-        at = _emphasize(body)
-        if at is not None:
-            body.insert(at + 1, _slot(_NUMBER_REACTIONS, index, seed))
+        if bad:  # the bad facts are said plainly: no surprise, no cheer about their numbers
+            lead, body, why = _plainly(lead), _plainly(body), _plainly(why)
+        else:
+            at = _emphasize(body)
+            if at is not None:
+                body.insert(at + 1, _slot(_NUMBER_REACTIONS, index, seed))
         lines = lead + explain + details + body + point_lead + why + closer
         if not lead and not body:  # nothing from the article but its title
             lines = explain + closer
@@ -1196,9 +1243,10 @@ class OfflineWriter:
         facts = _spoken_lines(summary.summary, written_by_host=True)
         points = _spoken_lines("\n".join(summary.key_points), written_by_host=True)
         explain, _topic, _own = self._explain(summary, index, seed, [])
+        closers = _SOBER_CLOSERS if is_bad_news(summary.title) else _CLOSERS
         return self._remember(index, _without_repeats([
             *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
-            _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]))
+            _slot(_ENGLISH_WHY, index, seed), _slot(closers, index, seed)]))
 
 
 # The cohost's stock lines ([show.cohost]), by where they stand in a segment: after the lead (she asks what

@@ -1,0 +1,90 @@
+"""Bad news is told soberly: no cheer about its numbers, no jokes, no ！ on its facts, a sober closer.
+
+The writer is called directly on small articles (no flow run): a breach, a layoff, a ransomware attack and
+an outage against good news with the same kind of numbers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from zundacast.llm import offline
+from zundacast.llm.offline import OfflineWriter, is_bad_news
+from zundacast.models import Candidate
+from zundacast.show import load_show
+
+SHOW = load_show("zundamon-ai")
+
+BAD = [
+    ("クラウド会計『ヒバリ会計』で不正アクセス、約48万件の顧客情報が流出した可能性",
+     "ヒバリ株式会社は12月5日、外部からの不正アクセスを受けたと発表した。"),
+    ("米クラウド大手ノースリッジ、従業員の12%にあたる約9,000人を削減",
+     "ノースリッジは12月7日、約9,000人を削減すると発表した。"),
+    ("市立病院にランサムウェア攻撃、電子カルテが使えず外来を制限",
+     "市立病院は電子カルテのシステムが暗号化されたと発表した。"),
+    ("決済大手ミドリペイ、3時間半の全面障害の原因は『証明書の期限切れ』",
+     "ミドリペイは障害の原因を公表した。"),
+    ("OpenSSL 3.5.1に深刻な脆弱性『CVE-2026-12345』", "OpenSSLの開発チームは修正版を公開した。"),
+    ("人気ゲーム機、来月から値上げへ", "メーカーは価格を改定すると発表した。"),
+    ("Northridge lays off 9,000 as it shifts spending to AI", "Northridge said it would cut jobs."),
+]
+GOOD = [
+    ("カスミ半導体、7〜9月期の営業利益は前年同期比2.4倍の1,830億円",
+     "カスミ半導体が発表した連結決算は、営業利益が同2.4倍の1,830億円だった。"),
+    ("携帯ゲーミングPC『ROG Ally X2』国内発売", "エイスースは携帯型のゲーミングPCを発売すると発表した。"),
+    ("『AIエージェント、本番で使ってる？』開発者1,200人調査", "ソラマメ研究所は開発者1,200人を調べた。"),
+    ("vLLM 0.14が投機的デコーディングを標準で有効に", "推論エンジンのvLLMが0.14を公開した。"),
+]
+
+
+@pytest.mark.parametrize(("title", "lead"), BAD)
+def test_bad_news_is_recognized(title: str, lead: str) -> None:
+    assert is_bad_news(title, lead)
+
+
+@pytest.mark.parametrize(("title", "lead"), GOOD)
+def test_good_news_is_not_bad_news(title: str, lead: str) -> None:
+    assert not is_bad_news(title, lead)
+
+
+BREACH = Candidate(
+    url="https://news.example.jp/breach", source="ニュース", language="ja",
+    title="クラウド会計『ヒバリ会計』で不正アクセス、約48万件の顧客情報が流出した可能性",
+    text=("クラウド会計サービス「ヒバリ会計」を運営するヒバリ株式会社は12月5日、外部からの不正アクセスを受け、"
+          "約48万件の顧客情報が流出した可能性があると発表した。"
+          "流出した可能性があるのは、氏名、メールアドレス、会社名、電話番号だという。"
+          "問い合わせの件数は、前の週の約3倍に増えた！"
+          "被害を受けた利用者は、前年の2.4倍にのぼった。"
+          "攻撃者は、開発の委託先の従業員のアカウントを使っていた。"
+          "同社はすべての利用者のパスワードを無効にし、再設定を求めている。"
+          "ヒバリ会計は中小企業を中心に約12万社が使っている。"
+          "同社は、今後すべての管理用アカウントに多要素認証を義務づけることが重要だとしている。"))
+
+CHEER = re.compile(r"ずんだ餅|どう活かせそう|ワクワク|わくわく|伸び幅|楽しみ|奥が深い|追いかけていく")
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_bad_news_gets_sober_lines_only(index: int) -> None:
+    writer = OfflineWriter(seed="2026-12-07")
+    summary = writer.summarize(BREACH)
+    lines, _ = writer.write_segment(summary, index, 4, SHOW.show, [])
+    said = "\n".join(lines)
+    assert "約48万件" in said and "2.4倍" in said  # the facts are told
+    assert not [line for line in lines if line.endswith(("！", "!"))], lines
+    assert not CHEER.search(said), said
+    assert not set(lines) & set(offline._NUMBER_REACTIONS) and not set(lines) & set(offline._CLOSERS)
+    assert set(lines) & set(offline._SOBER_CLOSERS)  # it still closes, soberly
+
+
+def test_good_news_keeps_the_hosts_cheer() -> None:
+    good = BREACH.model_copy(update={
+        "title": "カスミ半導体、7〜9月期の営業利益は前年同期比2.4倍の1,830億円",
+        "text": "カスミ半導体が12月5日に発表した連結決算は、営業利益が前年同期比2.4倍の1,830億円だった。"
+                "HBMの出荷が大きく伸びた。HBMの売上高は約3,100億円で、前年の3倍になった。"
+                "同社は営業利益の予想を引き上げた。"})
+    writer = OfflineWriter(seed="2026-12-07")
+    lines, _ = writer.write_segment(writer.summarize(good), 0, 3, SHOW.show, [])
+    assert set(lines) & set(offline._CLOSERS)
+    assert any(line.endswith("！") for line in lines)
