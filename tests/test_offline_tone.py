@@ -86,5 +86,47 @@ def test_good_news_keeps_the_hosts_cheer() -> None:
                 "同社は営業利益の予想を引き上げた。"})
     writer = OfflineWriter(seed="2026-12-07")
     lines, _ = writer.write_segment(writer.summarize(good), 0, 3, SHOW.show, [])
-    assert set(lines) & set(offline._CLOSERS)
+    assert set(lines) & {*offline._CLOSERS, *offline._NEWS_CLOSERS}
     assert any(line.endswith("！") for line in lines)
+
+
+# --- frame lines are true of the story they frame ---------------------------------------------------------
+
+
+def test_no_frame_line_claims_a_repeat() -> None:
+    """The line before the article's point never says it is said again: that sentence is said once."""
+    assert not [line for line in offline._ARTICLE_POINT if re.search(r"もう一度|くり返|繰り返", line)]
+
+
+@pytest.mark.parametrize(("line", "striking"), [
+    ("HBMの売上高は約3,100億円で、全体の3分の1を占めたのだ。", False),
+    ("本番の業務で使っていると答えた人は31%だったのだ。", False),
+    ("売上高が前年同期比38%増の9,420億円だったのだ。", True),
+    ("営業利益が同2.4倍の1,830億円だったのだ。", True),
+    ("推論は85ミリ秒から12ミリ秒に短縮されたのだ。", True),
+])
+def test_only_a_change_gets_the_hosts_surprise(line: str, striking: bool) -> None:
+    lines = ["同社は決算を発表したのだ。", line]
+    assert (offline._emphasize(lines) is not None) == striking
+    assert lines[1].endswith("！") == striking
+
+
+EARNINGS = Candidate(
+    url="https://news.example.jp/earnings", source="ニュース", language="ja",
+    title="カスミ半導体、7〜9月期の営業利益は前年同期比2.4倍の1,830億円",
+    text=("半導体メモリー大手のカスミ半導体が12月5日に発表した2026年7〜9月期の連結決算は、"
+          "営業利益が前年同期比2.4倍の1,830億円だった。"
+          "生成AI向けのサーバーに使う広帯域メモリーの出荷が大きく伸びた。"
+          "同社は2027年3月期の営業利益の予想を、従来の5,200億円から6,500億円に引き上げた。"
+          "設備投資は、北上工場の新棟に約4,500億円を投じる。"))
+TECH_ONLY = ("技術の流れ", "現場の工夫", "ずんだ餅の仕込み", "どう活かせそう", "いつもの道具",
+             "明日からの仕事")
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_business_story_gets_no_lines_about_learning_technology(index: int) -> None:
+    writer = OfflineWriter(seed="2026-12-07")
+    lines, _ = writer.write_segment(writer.summarize(EARNINGS), index, 5, SHOW.show, [])
+    said = "\n".join(lines)
+    assert "1,830億円" in said
+    assert not [phrase for phrase in TECH_ONLY if phrase in said], said

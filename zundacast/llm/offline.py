@@ -906,6 +906,14 @@ _WHY_CARE: dict[str, tuple[str, ...]] = {
         "セールの時期は、ふだんの値段と比べる目を持っておきたいのだ。",
         "必要なものを見きわめる力は、技術選びにも通じるのだ。",
     ),
+    # a story about business, law or prices (no technical concept): nothing about learning technology
+    "news": (
+        "こういうニュースを追っておくと、先輩との会話にもついていきやすくなるのだ。",
+        "業界の動きを知っておくと、自分の仕事がどこにつながっているのか見えやすくなるのだ。",
+        "技術の外側の話でも、エンジニアの仕事にあとから関わってくることがあるのだ。",
+        "ニュースの背景を知っておくと、ほかの記事も読みやすくなるのだ。",
+        "世の中のルールやお金の流れも、作るものを左右する大事な要素なのだ。",
+    ),
     "general": (
         "新人エンジニアのみんなにとっても、身近な仕事につながっている話題なのだ。",
         "こういうニュースを追っておくと、先輩との会話にもついていきやすくなるのだ。",
@@ -927,13 +935,13 @@ _TO_DETAILS = ("それじゃあ、記事の中身を詳しく見ていくのだ�
                "さて、記事の中身に入っていくのだ。", "ここから、記事の具体的な話なのだ。")
 _NUMBER_REACTIONS = ("数字で見ると、違いがはっきりわかるのだ！", "これはかなり大きな変化なのだ！",
                      "ここ、びっくりするところなのだ！", "思っていたより、ずっと大きな差なのだ！",
-                     "この数字は覚えておきたいのだ！", "なかなかの伸び幅なのだ！")
+                     "この数字は覚えておきたいのだ！", "ここの数字には注目なのだ！")
 _ARTICLE_POINT = ("記事の中で、ぼくがいちばん大事だと思ったのはここなのだ。",
     "そして、この記事のポイントはここなのだ。",
                   "ここは、ぜひ覚えておいてほしいところなのだ。",
                       "最後に、記事が伝えたいことをまとめるのだ。",
                   "ぼくが特に心に残ったのは、この部分なのだ。",
-                      "いちばん伝えたいところを、もう一度言っておくのだ。")
+                      "もうひとつ、記事で目にとまったところを紹介するのだ。")
 _CLOSERS = ("ぼくも、ずんだ餅の仕込みにこういう工夫を取り入れてみたいのだ！",
             "知れば知るほど奥が深い話なのだ！",
             "明日からの仕事に、ひとつヒントをもらえた気がするのだ！",
@@ -941,6 +949,30 @@ _CLOSERS = ("ぼくも、ずんだ餅の仕込みにこういう工夫を取り�
             "気になった人は、週末にでも元の記事をじっくり読んでみてほしいのだ。",
             "これからどう広がっていくのか、ぼくも追いかけていくのだ！",
             "裏側の仕組みを知ると、いつもの道具がちょっと違って見えるのだ。")
+# Closers for a story about business, law or prices: no 「現場でどう活かせそう」, no ずんだ餅 workshop joke.
+_NEWS_CLOSERS = ("この先どうなるのか、続報にも注目なのだ！",
+                 "気になった人は、週末にでも元の記事をじっくり読んでみてほしいのだ。",
+                 "これからどう広がっていくのか、ぼくも追いかけていくのだ！",
+                 "ニュースの裏にある流れを、これからも一緒に見ていくのだ！",
+                 "ぼくも、もう少し詳しく調べてみたくなったのだ！",
+                 "身近なところにどう関わってくるのか、考えてみるのも面白いのだ。",
+                 "知れば知るほど奥が深い話なのだ！",
+                 "数字の裏にある動きを知ると、ニュースがぐっと身近になるのだ。")
+# A story about money, law or the market rather than how something works (its title or lead says so).
+_NOT_TECHNICAL = re.compile(
+    r"決算|営業利益|純利益|売上高|増収|増益|減収|減益|業績|株価|時価総額|上場|買収|出資|資金調達|人員削減|解雇"
+    r"|閣議決定|法案|改正案|法律|条例|規制|省令|政府|国会|文化庁|総務省|経済産業省|著作権|裁判|訴訟|判決"
+    r"|発売|価格|値上げ|値下げ|円から|税込|予約|セール")
+
+
+def is_technical(title: str, text: str = "") -> bool:
+    """Whether the story is about how something works (a release, a method, an experiment), not about
+    earnings, law, a product's launch or price: only then do lines about learning technology fit."""
+    sentences = split_sentences(text.strip(), max_chars=400) if text.strip() else []
+    lead = sentences[0] if sentences else ""
+    return not (_NOT_TECHNICAL.search(title) or _NOT_TECHNICAL.search(lead[:200]))
+
+
 # Bad news gets sober lines: no cheer, no joke, no 「どう活かせそう」 (a hospital's ransomware, a layoff).
 _SOBER_CLOSERS = ("関係がありそうな人は、元の記事や公式の発表で詳しいことを確かめてほしいのだ。",
                   "続報が出たら、また落ち着いて伝えたいのだ。",
@@ -990,8 +1022,10 @@ _ENGLISH_WHY = ("気になった人は、辞書を片手に原文を読んでみ
                 "海外の現場の話は、日本の記事より早く出ることも多いのだ。",
                 "数字だけでも、どれくらいの規模のお話かは伝わるのだ。",
                 "英語の記事にも、ぜひ少しずつ挑戦してみてほしいのだ。")
-_EMPHASIS = re.compile(r"\d(?:[\d,.]*)\s*(?:倍|%|％|分の1)|から[^、。]{0,12}\d[^、。"
-    r"]{0,8}に(?:短縮|向上|増え|減|下が|上が)")
+# A number that says a change (2.4倍, 38%増, 4.2秒から1.3秒に短縮), not a share (全体の3分の1, 回答者の31%).
+_EMPHASIS = re.compile(
+    r"\d(?:[\d,.]*)\s*(?:倍|[%％](?:[^、。]{0,3}(?:増|減|上が|下が|伸び|向上|改善|短縮|削減|アップ|ダウン)))"
+    r"|から[^、。]{0,12}\d[^、。]{0,8}に(?:短縮|向上|増え|減|下が|上が)")
 
 
 def _morphemes(text: str) -> list[tuple[str, str, str]]:
@@ -1181,6 +1215,9 @@ class OfflineWriter:
         fact_groups = [group for group in fact_groups if own not in group]
         point_groups = [group for group in point_groups if own not in group]
         bad = is_bad_news(summary.title, summary.summary)
+        technical = is_technical(summary.title, summary.summary)
+        if topic == "general" and not technical:
+            topic = "news"
         why_care = _slot(_SOBER_WHY, index, seed) if bad else _slot(_WHY_CARE[topic], index, seed + topic)
         explain.append(why_care)
         details = [_slot(_TO_DETAILS, index, seed)]
@@ -1188,7 +1225,7 @@ class OfflineWriter:
         point_groups = [[rng.choice(connectors) + group[0], *group[1:]]
                         if not group[0].startswith(_OWN_CONNECTORS) else group for group in point_groups]
         point_lead = [_slot(_ARTICLE_POINT, index, seed)] if why else []
-        closer = [_slot(_SOBER_CLOSERS if bad else _CLOSERS, index, seed)]
+        closer = [_slot(_SOBER_CLOSERS if bad else _CLOSERS if technical else _NEWS_CLOSERS, index, seed)]
 
         def length() -> int:
             groups = [lead, explain, details, *fact_groups, *point_groups, point_lead, why, closer]
