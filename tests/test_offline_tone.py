@@ -7,6 +7,7 @@ an outage against good news with the same kind of numbers.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 import pytest
 
@@ -130,3 +131,44 @@ def test_a_business_story_gets_no_lines_about_learning_technology(index: int) ->
     said = "\n".join(lines)
     assert "1,830億円" in said
     assert not [phrase for phrase in TECH_ONLY if phrase in said], said
+
+
+def test_a_fall_gets_no_surprise() -> None:
+    lines = ["汎用メモリーの売上高は前年同期比5%減にとどまったのだ。", "応答時間は2倍に延びたのだ。"]
+    assert offline._emphasize(lines) is None and not any(line.endswith("！") for line in lines)
+
+
+# --- connectors -------------------------------------------------------------------------------------------
+
+
+def _connected(lines: list[str]) -> list[int]:
+    return [position for position, line in enumerate(lines) if line.startswith(offline._ADDITIVE)]
+
+
+def test_connectors_are_spaced() -> None:
+    words = ["さらに、"] * 4 + ["あと、"] * 2 + [""] * 3
+    lines = [f"{word}{n}件目の事実なのだ。" for n, word in enumerate(words)]
+    spaced = offline._space_connectors(lines)
+    at = _connected(spaced)
+    assert all(later - earlier >= 3 for earlier, later in pairwise(at)), spaced
+    assert sum(line.startswith("さらに、") for line in spaced) <= 2
+    assert [re.sub(r"^(さらに|あと)、", "", line) for line in spaced] == [
+        re.sub(r"^(さらに|あと)、", "", line) for line in lines]  # only the connectors go
+
+
+LONG = Candidate(
+    url="https://news.example.jp/long", source="ニュース", language="ja",
+    title="ナギ電子、NPU搭載マイコンで音声認識を5mWで動かす",
+    text="".join(f"ナギ電子の検証チームは、{n}回目の試験で{name}を確かめた。" for n, name in enumerate(
+        ("認識の正答率", "推論の時間", "消費電力", "電池の持ち", "雑音への強さ", "メモリーの使い方",
+         "重みの配置", "整数への量子化", "工場での動き", "温度の影響", "起動の時間", "誤認識の数"), 1)))
+
+
+@pytest.mark.parametrize("n", range(12))
+def test_a_segment_never_chains_connectors(n: int) -> None:
+    """Key points get a connector at random (per article): wherever they fall, they are spaced."""
+    writer = OfflineWriter(seed="2026-12-07")
+    candidate = LONG.model_copy(update={"url": f"https://news.example.jp/long/{n}"})
+    lines, _ = writer.write_segment(writer.summarize(candidate), 0, 3, SHOW.show, [])
+    at = _connected(lines)
+    assert all(later - earlier >= 3 for earlier, later in pairwise(at)), lines

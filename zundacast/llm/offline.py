@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -1111,10 +1112,33 @@ def _defines(line: str, concept: Concept) -> bool:
                     line))
 
 
+_DOWNBEAT = re.compile(r"減に|減少|とどま|延び|悪化|落ち込|下回|遅れ|失敗|赤字")
+# Connectors that only say "and another thing": one in three sentences at most, never back to back.
+_ADDITIVE = ("それから、", "さらに、", "あと、", "それと、", "それに、")
+
+
+def _space_connectors(lines: list[str]) -> list[str]:
+    """The lines with an additive connector dropped where it would come within three sentences of the
+    last one, or be said a third time in the segment (「さらに、」 four times reads as a list)."""
+    spaced: list[str] = []
+    last_at, used = -3, Counter[str]()
+    for position, line in enumerate(lines):
+        connector = next((word for word in _ADDITIVE if line.startswith(word)), None)
+        if connector is not None:
+            if position - last_at < 3 or used[connector] >= 2:
+                line = line[len(connector):]
+            else:
+                last_at, used[connector] = position, used[connector] + 1
+        spaced.append(line)
+    return spaced
+
+
 def _emphasize(lines: list[str]) -> int | None:
     """The fact with the article's most striking number gets the host's surprise (！); its position."""
     best, best_at = 0, None
     for position, line in enumerate(lines):
+        if _DOWNBEAT.search(line):
+            continue  # a fall, a delay or a miss is no cause for the host's surprise
         hits = len(_EMPHASIS.findall(line))
         if hits > best:
             best, best_at = hits, position
@@ -1246,7 +1270,7 @@ class OfflineWriter:
         lines = lead + explain + details + body + point_lead + why + closer
         if not lead and not body:  # nothing from the article but its title
             lines = explain + closer
-        return self._remember(index, _without_repeats(lines))
+        return self._remember(index, _without_repeats(_space_connectors(lines)))
 
     def _remember(self, index: int, lines: list[str]) -> list[str]:
         """A guard over the slots: nothing a former segment of this episode said is said again.
