@@ -172,3 +172,27 @@ def test_a_segment_never_chains_connectors(n: int) -> None:
     lines, _ = writer.write_segment(writer.summarize(candidate), 0, 3, SHOW.show, [])
     at = _connected(lines)
     assert all(later - earlier >= 3 for earlier, later in pairwise(at)), lines
+
+
+EXPORT_RULES = Candidate(
+    url="https://chips.example.com/export", source="Global Chip Wire", site_name="Global Chip Wire",
+    language="en",
+    title="US tightens export rules on AI accelerators, adds 14 companies to the Entity List",
+    text=("Under the new rules, chips with a total processing performance above 4,800 TOPS will need a "
+          "license to be shipped to more than 40 countries. The previous threshold was 6,000 TOPS. The rules "
+          "take effect on January 15, 2027, giving chipmakers about six weeks to adjust their orders. "
+          "Analysts estimate that the change could cut annual sales by about $3.2 billion, or roughly "
+          "4 percent of the market. Shares fell between 2 and 6 percent, leaving 3 designers lower."))
+
+
+def test_an_english_number_is_said_with_its_unit() -> None:
+    writer = OfflineWriter()
+    summary = writer.summarize(EXPORT_RULES)
+    quoted = [match for point in summary.key_points for match in re.findall(r"「([^」]*)」という", point)]
+    assert {"4,800 TOPS", "$3.2 billion", "40 countries"} <= set(quoted), quoted
+    for fact in quoted:  # a unit or a noun after the number, never a verb or a clause
+        assert re.fullmatch(r"\$?[\d,.]+\s?(?:%|[A-Za-z/]+)(?: [a-z]+)?", fact), fact
+        assert not re.search(r",\s|ing$|ed$", fact), fact
+    lines, _ = writer.write_segment(summary, 0, 3, SHOW.show, [])
+    at = _connected(lines)
+    assert all(later - earlier >= 3 for earlier, later in pairwise(at)), lines

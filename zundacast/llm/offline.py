@@ -707,9 +707,12 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
 
 
 _EN_STOPWORDS = "of|the|and|to|in|on|for|a|an|with|by|at|from|or|is|are|was|were|per|than"
+# A number with its unit or noun ("4,800 TOPS", "$3.2 billion", "14 companies"): a comma only between
+# groups of three digits ("2027, giving" is a year and a verb), and the word after it no verb or adverb.
 _EN_NUMBER_FACT = re.compile(
-    r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
-    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)(?:[a-z][a-z/]{{2,}}|[A-Z]{{2,}}s?\b))?"
+    r"(?<![\w.])(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+    r"(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
+    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)(?![a-z]+(?:ing|ed|ly)\b)(?:[a-z][a-z/]{{2,}}|[A-Z]{{2,}}s?\b))?"
 )
 _EN_UNITS = {"GB", "MB", "KB", "TB", "MS", "OK", "US", "UK", "AM", "PM", "II", "III"}
 _EN_STARTERS = {  # capitalized only because they start a sentence
@@ -733,7 +736,7 @@ def _english_names(text: str) -> list[str]:
 
 
 _EN_FACT_LINES = ("記事には「{}」という数字が出てくるのだ。", "「{}」という数字も書いてあるのだ。",
-                  "それから、「{}」という数字もあるのだ。", "さらに「{}」という数字も登場するのだ。",
+                  "それから、「{}」という数字もあるのだ。", "さらに、「{}」という数字も登場するのだ。",
                   "「{}」という数字も紹介されているのだ。", "「{}」という値も出てくるのだ。",
                   "ほかに「{}」という数字もあるのだ。", "最後に、「{}」という数字もあるのだ。")
 
@@ -1305,9 +1308,9 @@ class OfflineWriter:
         points = _spoken_lines("\n".join(summary.key_points), written_by_host=True)
         explain, _topic, _own = self._explain(summary, index, seed, [])
         closers = _SOBER_CLOSERS if is_bad_news(summary.title) else _CLOSERS
-        return self._remember(index, _without_repeats([
+        return self._remember(index, _without_repeats(_space_connectors([
             *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
-            _slot(_ENGLISH_WHY, index, seed), _slot(closers, index, seed)]))
+            _slot(_ENGLISH_WHY, index, seed), _slot(closers, index, seed)])))
 
 
 # The cohost's stock lines ([show.cohost]), by where they stand in a segment: after the lead (she asks what
