@@ -457,3 +457,19 @@ def test_a_concept_line_says_nothing_about_the_article() -> None:
     for concept in offline.CONCEPTS:
         for line in (*concept.explanations, concept.picture):
             assert not re.search(r"今回|この記事|今日の", line), line
+
+
+@pytest.mark.parametrize("title", [
+    "NPU搭載マイコンで音声認識を動かしてみた！？消費電力5mW、推論遅延12msを達成するまで〜量子化とメモリ配置の工夫〜",
+    "「Switch 2」が1万円値上げへ！？メモリー高騰で12月20日から5万9980円に　任天堂「苦渋の判断」",
+    "小型ロボット向けの新しい電源管理チップを試作したら待機電力0.8mW、起動時間40ミリ秒、重さ3グラムに",
+    "国内の大手ネット通販各社がそろって配送料を見直し送料無料の基準額を3000円からに変更する方向で調整中",
+])
+def test_a_cut_title_does_not_end_inside_a_list_or_before_its_cause(title: str) -> None:
+    spoken = speakable_title(title)
+    assert len(spoken) <= 40
+    plain = title.replace("「", "『").replace("」", "』")
+    rest = plain[len(spoken):] if plain.startswith(spoken) else ""
+    # not the first item of a list (「消費電力5mW」 of 「消費電力5mW、推論遅延12msを達成」)
+    assert not (re.search(r"\d[\d,.]*\s*[A-Za-z%万億円件人個]+$", spoken) and rest.startswith("、")), spoken
+    assert not rest.startswith(("で", "に")), spoken  # not 「メモリー高騰」 of 「メモリー高騰で…」

@@ -235,15 +235,26 @@ def _untag(title: str) -> str:
     return _TAG_BRACKET.sub(keep, title).strip(" 、")
 
 
+_NUMBER_UNIT_END = re.compile(r"\d[\d,.]*\s*(?:[A-Za-z%％]+|[万億兆]?[円件人台社個倍点]|[分秒時間日年月]|ドル"
+                              r"|(?:ミリ|キロ|メガ|ギガ)?(?:秒|グラム|メートル|ワット|バイト))$")
+
+
 def _cut_japanese(text: str, limit: int) -> str:
     """At most `limit` characters, cut where a phrase ends (after 、 or before a particle)."""
     if len(text) <= limit:
         return text
     head = text[:limit + 1]
-    comma = max(head.rfind("、"), head.rfind("，"))
-    if comma >= limit // 2:
-        return text[:comma]
-    for particles in ("をがは", "でにと", "のも"):  # end on a noun: before the object or subject first
+    # where a phrase ends: before a comma, but not one after a number and its unit that opens a list
+    # (「消費電力5mW、推論遅延12msを達成」: both are what was reached); after a headline's ！？
+    ends = [at for at, char in enumerate(head) if char in "、，" and not _NUMBER_UNIT_END.search(head[:at])]
+    ends += [at + 1 for at, char in enumerate(head[:limit])
+             if char in "！？!?" and head[at + 1] not in "！？!?"]
+    end = max(ends, default=-1)
+    if end >= limit // 2:
+        return text[:end]
+    # end on a noun: before the object or subject first; never before で or に (「メモリー高騰」 of
+    # 「メモリー高騰で…値上げ」 is the cause, not the news)
+    for particles in ("をがは", "と", "のも"):
         for end in range(limit, limit // 2, -1):
             if text[end] in particles and _NOUN_END.match(text[end - 1]):
                 return text[:end]
