@@ -1126,7 +1126,8 @@ def _defines(line: str, concept: Concept) -> bool:
                     line))
 
 
-_DOWNBEAT = re.compile(r"減に|減少|とどま|延び|悪化|落ち込|下回|遅れ|失敗|赤字")
+_DOWNBEAT = re.compile(r"減に|減少|とどま|延び|悪化|落ち込|下回|遅れ|失敗|赤字|見送"
+                       r"|しか(?:上が|伸び|増え|な)")
 # Connectors that only say "and another thing": one in three sentences at most, never back to back.
 _ADDITIVE = ("それから、", "さらに、", "あと、", "それと、", "それに、")
 
