@@ -14,7 +14,7 @@ import pytest
 from zundacast.llm import offline
 from zundacast.llm.offline import OfflineWriter, is_bad_news
 from zundacast.models import Candidate
-from zundacast.show import load_show
+from zundacast.show import CohostConfig, load_show
 
 SHOW = load_show("zundamon-ai")
 
@@ -197,3 +197,16 @@ def test_an_english_number_is_said_with_its_unit() -> None:
     lines, _ = writer.write_segment(summary, 0, 3, SHOW.show, [])
     at = _connected(lines)
     assert all(later - earlier >= 3 for earlier, later in pairwise(at)), lines
+
+
+def test_the_cohost_does_not_cheer_bad_news() -> None:
+    show = SHOW.show.model_copy(update={"cohost": CohostConfig(name="四国めたん")})
+    writer = OfflineWriter(seed="2026-12-07")
+    summary = writer.summarize(BREACH)
+    for index in range(4):
+        said, _ = writer.write_dialogue(summary, index, 4, show)
+        hers = [line for speaker, line in said if speaker == "四国めたん"]
+        assert len(hers) >= 3
+        cheer = re.compile(r"すごい|驚き|わくわく|楽しみ|面白そう|便利|助か")
+        assert not [line for line in hers if cheer.search(line)]
+        assert set(hers) <= {line for pool in offline._COHOST_SOBER_POOLS for line in pool}

@@ -1226,7 +1226,8 @@ class OfflineWriter:
         count = len(host_lines)
         spots = sorted({spot for spot in (1, count // 3 + 1, 2 * count // 3 + 1, count - 1)
                         if 0 < spot <= count})
-        pools = [_in_persona(pool, cohost.endings, info.host) for pool in _COHOST_POOLS]
+        stock = _COHOST_SOBER_POOLS if is_bad_news(summary.title, summary.summary) else _COHOST_POOLS
+        pools = [_in_persona(pool, cohost.endings, info.host) for pool in stock]
         for pool, at in reversed(list(zip(pools, spots, strict=False))):  # from the end: spots stay put
             said.insert(at, (cohost.name, _slot(pool, index, seed)))
         return said, Usage()
@@ -1347,6 +1348,24 @@ _COHOST_POOLS: tuple[tuple[str, ...], ...] = (
      "今日のお話で、少し賢くなれた気がしますわ。", "これからどうなっていくのか、楽しみですわね。",
      "身近なところにも関係していそうなお話でしたわね。", "{host}の説明、とてもわかりやすかったですわ。",
      "わたくしも、お仕事で使えるか考えてみますわ。", "大切なことがよくわかりましたわ。"),
+)
+
+
+# Her lines on bad news (a breach, layoffs, an outage): concern, questions about what happened, no delight.
+_COHOST_SOBER_POOLS: tuple[tuple[str, ...], ...] = (
+    ("まあ、それは穏やかではありませんわね。", "それは心配なお話ですわね。", "いったい何が起きたのかしら？",
+     "まあ、大変なことになっているのね。", "どういう経緯だったのかしら？", "影響はどのくらいなのかしら？",
+     "それは気がかりなお話ですわ。", "まあ、そんなことがあったのね。"),
+    ("原因はわかっているのかしら？", "それから、どう対応したのかしら？", "詳しく聞かせてほしいですわ。",
+     "順を追って聞くと、よくわかりますわね。", "そこが肝心なところなのね。", "ほかにも影響があったのかしら？",
+     "利用している方は、どうすればいいのかしら？", "なるほど、そういう流れだったのね。"),
+    ("それは大変でしたわね。", "影響を受けた方々が気がかりですわ。", "身が引き締まる思いですわね。",
+     "他人事ではありませんわね。", "落ち着いて受け止めたいですわね。", "よく確かめておきたいお話ですわね。",
+     "重く受け止めるべきお話ですわね。", "そういうことが起こりうるのね。"),
+    ("わたくしたちも、備えを見直しておきたいですわね。", "事実を一つずつ確かめることが大切なのね。",
+     "重いお話ですけれど、知っておくべきことですわね。", "わたくしも気を引き締めますわ。",
+     "同じことが起きないよう、考えておきたいですわね。", "続報にも気をつけておきたいですわね。",
+     "正しい情報を待ちたいですわね。", "わたくしも、身の回りを確かめてみますわ。"),
 )
 
 
