@@ -1009,8 +1009,9 @@ _SOBER_WHY = ("何が起きたのかを正しく知っておくのが、同じ�
 _BAD_NEWS = re.compile(
     r"流出|漏えい|漏洩|情報漏|不正アクセス|不正ログイン|脆弱性|ランサムウェア|マルウェア|サイバー攻撃|攻撃を受け"
     r"|被害|乗っ取|人員削減|人員整理|解雇|リストラ|レイオフ|希望退職|早期退職|\d[\d,]*人(?:を|の)?(?:削減|解雇)"
-    r"|障害|停止|不具合|つながりにくく|死亡|死者|事故|けが人|負傷|値上げ|価格改定|訴訟|提訴|訴え|罰金|制裁金"
-    r"|課徴金|業務停止|行政処分|破綻|倒産|経営難|赤字|減益|減収|詐欺|フィッシング|リコール|炎上|逮捕|不正"
+    r"|障害|停止(?!機能)|不具合|つながりにくく|死亡|死者|事故|けが人|負傷|値上げ|価格改定|訴訟|提訴|罰金|制裁金"
+    r"|課徴金|業務停止|行政処分|破綻|倒産|経営難|赤字|減益|減収|詐欺|フィッシング|リコール|炎上|逮捕"
+    r"|不正(?:利用|送金|会計|請求|取得|持ち出し)"
     r"|CVE-\d|(?i:breach|leak|hack(?:ed|ers?)|layoffs?|lays? off|laid off|job cuts|cuts? jobs|outage"
     r"|vulnerabilit|exploit|ransomware|malware|lawsuit|sued|\bfined?\b|penalty|recall|killed|\bdead\b|death|crash(?:ed|es)?\b"
     r"|price (?:hike|increase)|raises? prices)")
