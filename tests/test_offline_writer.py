@@ -382,3 +382,94 @@ def test_the_frame_never_repeats_a_lead_and_its_recap_does_not_echo_the_headers(
         assert len({re.sub(r"[一二三四五六七八九十]つ目|「[^」]*」", "", line) for line in recap}) >= 4
         said = [header[1] for header in headers]
         assert near_repeats(said + recap, ratio=0.8) == []
+
+
+# --- splitting a long sentence never changes its facts ----------------------------------------------------
+
+
+@pytest.mark.parametrize("written", [
+    # a report, an opinion, a claim: the first clause belongs to what is reported
+    "クラウド会計サービス「ヒバリ会計」を運営するヒバリ株式会社は12月5日、外部からの不正アクセスを受け、"
+    "約48万件の顧客情報が流出した可能性があると発表した。",
+    "国内では、JPCERT/CCが注意喚起を出し、インターネットに公開しているサーバーから優先して更新するよう"
+    "呼びかけている。",
+    "著者らは、学習済みのモデルの注意機構を置き換え、約20億トークンの追加学習（continual pre-training）を"
+    "するだけで使えるとしている。",
+    "調査チームは、エージェントに与える権限を最小限にし、重要な操作の前には人が確認する仕組みを組み込むことが、"
+    "導入を広げる鍵になるとみている。",
+    "同社によると、攻撃者は委託先の従業員のアカウントを使って管理用のサーバーに入り込み、"
+    "顧客の氏名やメールアドレスを含むファイルを外部に持ち出したという。",
+    # the date is said once for the whole sentence
+    "同社は12月5日、管理用のすべてのアカウントのパスワードを無効にし、委託先に与えていた権限を全面的に"
+    "見直す作業を始めた。",
+])
+def test_a_reported_or_dated_sentence_is_kept_whole(written: str) -> None:
+    spoken = [host_sentence(piece) for piece in spoken_style(written)]
+    assert len(spoken) == 1, spoken
+    assert spoken[0] is not None and spoken[0].endswith("のだ。")
+
+
+@pytest.mark.parametrize("written", [
+    "主要なクラウド事業者はこの脆弱性を受けて管理画面の設定を全面的に見直し、すべての利用者に二要素認証の"
+    "設定を案内するメールを順番に送っている。",
+    "主要なクラウド事業者はこの脆弱性を受けて管理画面の設定を全面的に見直し、すべての利用者に二要素認証の"
+    "設定を案内するメールを順番に送っていた。",
+])
+def test_a_clause_split_off_a_perfect_sentence_stays_in_the_past(written: str) -> None:
+    spoken = [host_sentence(piece) for piece in spoken_style(written)]
+    if len(spoken) > 1:  # kept whole is fine too; split, the first clause must not turn present or future
+        assert spoken[0] is not None and spoken[0].endswith("見直したのだ。"), spoken
+
+
+# --- a concept is explained only when the story is about it ------------------------------------------------
+
+
+def _summary(title: str, body: str) -> Summary:
+    return Summary(url="https://news.example.jp/x", source="s", title=title, spoken_title=title, summary=body)
+
+
+@pytest.mark.parametrize(("title", "body"), [
+    ("米クラウド大手ノースリッジ、従業員の12%にあたる約9,000人を削減",
+     "米クラウド大手ノースリッジは、従業員を削減すると発表した。クラウド大手の人員削減が続いている。"),
+    ("クラウド会計『ヒバリ会計』で不正アクセス、約48万件の顧客情報が流出した可能性",
+     "クラウド会計サービスを運営するヒバリ株式会社は、不正アクセスを受けたと発表した。"),
+    ("ナギ電子、本社オフィスを移転", "ナギ電子は本社オフィスを移転する。新しいオフィスは駅に近い。"),
+    ("NPU搭載マイコンで音声認識を動かしてみた",
+     "推論に1回あたり85ミリ秒かかった。推論は12ミリ秒まで縮んだ。"),
+])
+def test_a_concept_inside_a_longer_word_is_not_explained(title: str, body: str) -> None:
+    names = {concept.name for concept in offline._concepts_of(_summary(title, body))}
+    assert names.isdisjoint({"クラウド", "セール", "推論エンジン"}), names
+
+
+def test_a_concept_is_explained_when_it_is_central() -> None:
+    in_title = _summary("ミナト銀行、勘定系システムをパブリッククラウドへ全面移行", "移行は来年に終わる。")
+    assert "クラウド" in {concept.name for concept in offline._concepts_of(in_title)}
+    once = _summary("ミナト銀行が新システム", "勘定系システムをクラウドへ移した。移行は来年に終わる。")
+    twice = _summary("ミナト銀行が新システム",
+                     "勘定系システムをクラウドへ移した。クラウドの費用は年3億円だ。")
+    assert "クラウド" not in {concept.name for concept in offline._concepts_of(once)}  # said in passing
+    assert "クラウド" in {concept.name for concept in offline._concepts_of(twice)}
+
+
+def test_a_concept_line_says_nothing_about_the_article() -> None:
+    """The stock explanations are true of the concept, whatever the article: never 「今回は…のお話」."""
+    for concept in offline.CONCEPTS:
+        for line in (*concept.explanations, concept.picture):
+            assert not re.search(r"今回|この記事|今日の", line), line
+
+
+@pytest.mark.parametrize("title", [
+    "NPU搭載マイコンで音声認識を動かしてみた！？消費電力5mW、推論遅延12msを達成するまで〜量子化とメモリ配置の工夫〜",
+    "「Switch 2」が1万円値上げへ！？メモリー高騰で12月20日から5万9980円に　任天堂「苦渋の判断」",
+    "小型ロボット向けの新しい電源管理チップを試作したら待機電力0.8mW、起動時間40ミリ秒、重さ3グラムに",
+    "国内の大手ネット通販各社がそろって配送料を見直し送料無料の基準額を3000円からに変更する方向で調整中",
+])
+def test_a_cut_title_does_not_end_inside_a_list_or_before_its_cause(title: str) -> None:
+    spoken = speakable_title(title)
+    assert len(spoken) <= 40
+    plain = title.replace("「", "『").replace("」", "』")
+    rest = plain[len(spoken):] if plain.startswith(spoken) else ""
+    # not the first item of a list (「消費電力5mW」 of 「消費電力5mW、推論遅延12msを達成」)
+    assert not (re.search(r"\d[\d,.]*\s*[A-Za-z%万億円件人個]+$", spoken) and rest.startswith("、")), spoken
+    assert not rest.startswith(("で", "に")), spoken  # not 「メモリー高騰」 of 「メモリー高騰で…」

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -234,15 +235,26 @@ def _untag(title: str) -> str:
     return _TAG_BRACKET.sub(keep, title).strip(" 、")
 
 
+_NUMBER_UNIT_END = re.compile(r"\d[\d,.]*\s*(?:[A-Za-z%％]+|[万億兆]?[円件人台社個倍点]|[分秒時間日年月]|ドル"
+                              r"|(?:ミリ|キロ|メガ|ギガ)?(?:秒|グラム|メートル|ワット|バイト))$")
+
+
 def _cut_japanese(text: str, limit: int) -> str:
     """At most `limit` characters, cut where a phrase ends (after 、 or before a particle)."""
     if len(text) <= limit:
         return text
     head = text[:limit + 1]
-    comma = max(head.rfind("、"), head.rfind("，"))
-    if comma >= limit // 2:
-        return text[:comma]
-    for particles in ("をがは", "でにと", "のも"):  # end on a noun: before the object or subject first
+    # where a phrase ends: before a comma, but not one after a number and its unit that opens a list
+    # (「消費電力5mW、推論遅延12msを達成」: both are what was reached); after a headline's ！？
+    ends = [at for at, char in enumerate(head) if char in "、，" and not _NUMBER_UNIT_END.search(head[:at])]
+    ends += [at + 1 for at, char in enumerate(head[:limit])
+             if char in "！？!?" and head[at + 1] not in "！？!?"]
+    end = max(ends, default=-1)
+    if end >= limit // 2:
+        return text[:end]
+    # end on a noun: before the object or subject first; never before で or に (「メモリー高騰」 of
+    # 「メモリー高騰で…値上げ」 is the cause, not the news)
+    for particles in ("をがは", "と", "のも"):
         for end in range(limit, limit // 2, -1):
             if text[end] in particles and _NOUN_END.match(text[end - 1]):
                 return text[:end]
@@ -495,11 +507,39 @@ def _commas_outside_quotes(sentence: str) -> list[int]:
     return found
 
 
+# A sentence whose main predicate reports, claims or hedges (〜と発表した, 〜とみている, 〜としている,
+# 〜を呼びかけている, 〜という, 〜可能性がある): its first clause belongs to what is reported, so it is
+# never split off as a fact of its own.
+_REPORTED = re.compile(
+    r"(?:と|とも|との)[^、。]{0,10}(?:発表|公表|述べ|話し|話す|語|説明|指摘|強調|主張|分析|予想|予測|見込|報告"
+    r"|報じ|伝え|明か|発言|回答|答え|コメント|評価|結論|みて|見て|みら|見ら|考え|いう|いわれ|言われ|され"
+    r"|明らかに|示し|訴え|警告|要請|呼びかけ|求め|記し|書い|判断|認め)[^、。]{0,10}$"
+    r"|(?:とし|としてい|と|とも)(?:た|る|ている|ていた)$"
+    r"|(?:呼びかけ|明らかにし|注意を促し|要請し|求めてい|訴えてい|警告し)[^、。]{0,8}$"
+    r"|(?:という|とのこと|らしい|そうだ|ようだ|ようだった|可能性がある|可能性もある|おそれがある|恐れがある"
+    r"|方針だ|方針である|予定だ|予定である|計画だ|計画である|見込みだ|見込みである|考えだ|意向だ)$"
+)
+# A date or time said once for the whole sentence (「同社は12月5日、…」「今後、…」): splitting would leave it
+# on the first clause only, or move it onto one it does not belong to.
+_SENTENCE_TIME = re.compile(
+    r"(?:\d{1,2}月\d{1,2}日|\d{4}年\d{1,2}月|\d{1,2}日|\d{1,2}時\d{0,2}分?|今月|先月|来月|今年|昨年|来年|同日"
+    r"|当日|今後|現在|現時点|現地時間[^、。]{0,12}|[月火水木金土日]曜日?|午前|午後|昨日|今日|明日)"
+    r"(?:に|には|から|まで|以降|にかけて|ごろ|頃|時点で|夜|朝)?、")
+# Perfect and progressive endings: a clause split off a sentence in 〜ている/〜ていた is said in the past.
+_PERFECT = re.compile(r"(?:てい|でい)(?:る|た)$")
+
+
+def _splittable(core: str) -> bool:
+    """Whether splitting the sentence at its clauses keeps its facts (when unsure: no)."""
+    return not _REPORTED.search(core) and not _SENTENCE_TIME.search(core)
+
+
 def _spoken_clauses(sentence: str, split_over: int = 58) -> list[str]:
     """The sentence in spoken form, split into shorter sentences where a long one chains its clauses."""
     core = sentence.rstrip(_TRAILING)
     mark = sentence[len(core):].strip()[:1] or "。"
-    past = bool(_PAST.search(core))
+    past = bool(_PAST.search(core) or _PERFECT.search(core))
+    splittable = _splittable(core)
     pieces: list[str] = []
     start = 0
     commas = _commas_outside_quotes(core)
@@ -509,7 +549,7 @@ def _spoken_clauses(sentence: str, split_over: int = 58) -> list[str]:
             continue
         te, present, finite_past = forms
         rest = core[comma + 1:]
-        long_enough = (bool(present) and len(core) - start > split_over and comma - start >= 15
+        long_enough = (splittable and bool(present) and len(core) - start > split_over and comma - start >= 15
                        and len(rest) >= 15)
         if long_enough:
             pieces.append((finite_past if past else present) + "。")
@@ -671,9 +711,12 @@ def _summarize_japanese(candidate: Candidate, text: str) -> Summary:
 
 
 _EN_STOPWORDS = "of|the|and|to|in|on|for|a|an|with|by|at|from|or|is|are|was|were|per|than"
+# A number with its unit or noun ("4,800 TOPS", "$3.2 billion", "14 companies"): a comma only between
+# groups of three digits ("2027, giving" is a year and a verb), and the word after it no verb or adverb.
 _EN_NUMBER_FACT = re.compile(
-    r"(?<![\w.])(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
-    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)(?:[a-z][a-z/]{{2,}}|[A-Z]{{2,}}s?\b))?"
+    r"(?<![\w.])(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+    r"(?:%|x\b|×|[KMBT]\b|-bit\b| ?ms\b| ?GB\b| ?MB\b| ?TB\b)?"
+    rf"(?:[ -](?!(?:{_EN_STOPWORDS})\b)(?![a-z]+(?:ing|ed|ly)\b)(?:[a-z][a-z/]{{2,}}|[A-Z]{{2,}}s?\b))?"
 )
 _EN_UNITS = {"GB", "MB", "KB", "TB", "MS", "OK", "US", "UK", "AM", "PM", "II", "III"}
 _EN_STARTERS = {  # capitalized only because they start a sentence
@@ -697,7 +740,7 @@ def _english_names(text: str) -> list[str]:
 
 
 _EN_FACT_LINES = ("記事には「{}」という数字が出てくるのだ。", "「{}」という数字も書いてあるのだ。",
-                  "それから、「{}」という数字もあるのだ。", "さらに「{}」という数字も登場するのだ。",
+                  "それから、「{}」という数字もあるのだ。", "さらに、「{}」という数字も登場するのだ。",
                   "「{}」という数字も紹介されているのだ。", "「{}」という値も出てくるのだ。",
                   "ほかに「{}」という数字もあるのだ。", "最後に、「{}」という数字もあるのだ。")
 
@@ -792,7 +835,7 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept(r"GPUインスタンス|GPUクラウド|B300|H100|H200", "GPUクラウド", (
         "GPUクラウドは、AIの計算に欠かせないGPUを、自分で買わずに時間単位で借りられるサービスなのだ。",),
             "高い工作機械を買う代わりに、使う時間だけレンタルするような感覚なのだ。", "infra"),
-    Concept(r"量子化|[Qq]uantiz", "量子化", (
+    Concept(r"量子化|[Qq]uantiz[a-z]*", "量子化", (
         "量子化は、モデルの中の数字の細かさを落として、サイズを小さく、計算を軽くする技術なのだ。",),
             "写真の画質を少しだけ落として、ファイルをぐっと小さくするのと同じ考え方なのだ。", "ai"),
     Concept(r"[Oo]n-device|オンデバイス", "オンデバイスAI", (
@@ -808,15 +851,15 @@ CONCEPTS: tuple[Concept, ...] = (
         "KVキャッシュは、AIがそれまでに読んだ言葉の計算結果を取っておいて、"
             "同じ計算をくり返さないためのメモなのだ。",),
             "一度解いた問題の答えをノートに書いておけば、次は見るだけで済むのと同じなのだ。", "speed"),
-    Concept(r"推論エンジン|推論", "推論エンジン", (
+    Concept(r"推論エンジン|推論サーバー", "推論エンジン", (
         "推論エンジンは、学習ずみのAIモデルを動かして、みんなの質問に答えを返すためのソフトウェアなのだ。",),
             "レシピがあっても厨房が回らないと料理は出てこない、その厨房にあたるのがこれなのだ。", "speed"),
     Concept(r"クラウド|リージョン", "クラウド", (
         "クラウドは、自分でサーバーを持たずに、"
             "事業者のコンピューターを必要な分だけ借りて使うサービスなのだ。",),
             "自分で発電所を持たずに、コンセントから電気を使うのに近い感覚なのだ。", "infra"),
-    Concept(r"セール|値下げ|オフ", "セール", (
-        "今回はガジェットの値引きのお話で、エンジニアの仕事道具えらびにも関係する話題なのだ。",),
+    Concept(r"セール|値下げ|値引き", "セール", (
+        "セールは、お店が期間を決めて、ふだんより安い値段で売ることなのだ。",),
             "道具にこだわる職人さんみたいに、エンジニアも手元の機材で作業のしやすさが変わるのだ。", "gadget"),
 )
 
@@ -871,6 +914,14 @@ _WHY_CARE: dict[str, tuple[str, ...]] = {
         "セールの時期は、ふだんの値段と比べる目を持っておきたいのだ。",
         "必要なものを見きわめる力は、技術選びにも通じるのだ。",
     ),
+    # a story about business, law or prices (no technical concept): nothing about learning technology
+    "news": (
+        "こういうニュースを追っておくと、先輩との会話にもついていきやすくなるのだ。",
+        "業界の動きを知っておくと、自分の仕事がどこにつながっているのか見えやすくなるのだ。",
+        "技術の外側の話でも、エンジニアの仕事にあとから関わってくることがあるのだ。",
+        "ニュースの背景を知っておくと、ほかの記事も読みやすくなるのだ。",
+        "世の中のルールやお金の流れも、作るものを左右する大事な要素なのだ。",
+    ),
     "general": (
         "新人エンジニアのみんなにとっても、身近な仕事につながっている話題なのだ。",
         "こういうニュースを追っておくと、先輩との会話にもついていきやすくなるのだ。",
@@ -892,13 +943,13 @@ _TO_DETAILS = ("それじゃあ、記事の中身を詳しく見ていくのだ�
                "さて、記事の中身に入っていくのだ。", "ここから、記事の具体的な話なのだ。")
 _NUMBER_REACTIONS = ("数字で見ると、違いがはっきりわかるのだ！", "これはかなり大きな変化なのだ！",
                      "ここ、びっくりするところなのだ！", "思っていたより、ずっと大きな差なのだ！",
-                     "この数字は覚えておきたいのだ！", "なかなかの伸び幅なのだ！")
+                     "この数字は覚えておきたいのだ！", "ここの数字には注目なのだ！")
 _ARTICLE_POINT = ("記事の中で、ぼくがいちばん大事だと思ったのはここなのだ。",
     "そして、この記事のポイントはここなのだ。",
                   "ここは、ぜひ覚えておいてほしいところなのだ。",
                       "最後に、記事が伝えたいことをまとめるのだ。",
                   "ぼくが特に心に残ったのは、この部分なのだ。",
-                      "いちばん伝えたいところを、もう一度言っておくのだ。")
+                      "もうひとつ、記事で目にとまったところを紹介するのだ。")
 _CLOSERS = ("ぼくも、ずんだ餅の仕込みにこういう工夫を取り入れてみたいのだ！",
             "知れば知るほど奥が深い話なのだ！",
             "明日からの仕事に、ひとつヒントをもらえた気がするのだ！",
@@ -906,6 +957,68 @@ _CLOSERS = ("ぼくも、ずんだ餅の仕込みにこういう工夫を取り�
             "気になった人は、週末にでも元の記事をじっくり読んでみてほしいのだ。",
             "これからどう広がっていくのか、ぼくも追いかけていくのだ！",
             "裏側の仕組みを知ると、いつもの道具がちょっと違って見えるのだ。")
+# Closers for a story about business, law or prices: no 「現場でどう活かせそう」, no ずんだ餅 workshop joke.
+_NEWS_CLOSERS = ("この先どうなるのか、続報にも注目なのだ！",
+                 "気になった人は、週末にでも元の記事をじっくり読んでみてほしいのだ。",
+                 "これからどう広がっていくのか、ぼくも追いかけていくのだ！",
+                 "ニュースの裏にある流れを、これからも一緒に見ていくのだ！",
+                 "ぼくも、もう少し詳しく調べてみたくなったのだ！",
+                 "身近なところにどう関わってくるのか、考えてみるのも面白いのだ。",
+                 "知れば知るほど奥が深い話なのだ！",
+                 "数字の裏にある動きを知ると、ニュースがぐっと身近になるのだ。")
+# A story about money, law or the market rather than how something works (its title or lead says so).
+_NOT_TECHNICAL = re.compile(
+    r"決算|営業利益|純利益|売上高|増収|増益|減収|減益|業績|株価|時価総額|上場|買収|出資|資金調達|人員削減|解雇"
+    r"|閣議決定|法案|改正案|法律|条例|規制|省令|政府|国会|文化庁|総務省|経済産業省|著作権|裁判|訴訟|判決"
+    r"|発売|価格|値上げ|値下げ|円から|税込|予約|セール")
+
+
+def is_technical(title: str, text: str = "") -> bool:
+    """Whether the story is about how something works (a release, a method, an experiment), not about
+    earnings, law, a product's launch or price: only then do lines about learning technology fit."""
+    sentences = split_sentences(text.strip(), max_chars=400) if text.strip() else []
+    lead = sentences[0] if sentences else ""
+    return not (_NOT_TECHNICAL.search(title) or _NOT_TECHNICAL.search(lead[:200]))
+
+
+# Bad news gets sober lines: no cheer, no joke, no 「どう活かせそう」 (a hospital's ransomware, a layoff).
+_SOBER_CLOSERS = ("関係がありそうな人は、元の記事や公式の発表で詳しいことを確かめてほしいのだ。",
+                  "続報が出たら、また落ち着いて伝えたいのだ。",
+                  "他人事と思わずに、自分の現場でも同じことが起きないか考えておきたいのだ。",
+                  "こういうときこそ、正しい情報を落ち着いて追いかけることが大事なのだ。",
+                  "自分の身の回りで確かめておけることがないか、一度見直してみてほしいのだ。",
+                  "大事なお話だから、元の記事もぜひ読んでおいてほしいのだ。",
+                  "影響を受けた人たちのことを考えると、しっかり受け止めたいニュースなのだ。",
+                  "ぼくも、この先どうなるのか、きちんと見ていくのだ。")
+_SOBER_WHY = ("何が起きたのかを正しく知っておくのが、同じことをくり返さない第一歩なのだ。",
+              "よその出来事でも、自分の仕事に置きかえて考えておくと、いざというときに慌てずに済むのだ。",
+              "こういうときこそ、うわさより事実を確かめるのが大事なのだ。",
+              "新人エンジニアのみんなも、他人事にしないで聞いてほしいお話なのだ。",
+              "少し重いお話だけど、知っておいてほしいことなのだ。",
+              "起きたことと、これからの対応を分けて聞いてほしいのだ。",
+              "ニュースの向こうには、困っている人がいることも忘れないでいたいのだ。",
+              "同じ仕組みを使っている現場なら、どこでも起こりうるお話なのだ。")
+# What makes a story bad news, said in its title or lead.
+_BAD_NEWS = re.compile(
+    r"流出|漏えい|漏洩|情報漏|不正アクセス|不正ログイン|脆弱性|ランサムウェア|マルウェア|サイバー攻撃|攻撃を受け"
+    r"|被害|乗っ取|人員削減|人員整理|解雇|リストラ|レイオフ|希望退職|早期退職|\d[\d,]*人(?:を|の)?(?:削減|解雇)"
+    r"|障害|停止(?!機能)|不具合|つながりにくく|死亡|死者|事故|けが人|負傷|値上げ|価格改定|訴訟|提訴|罰金|制裁金"
+    r"|課徴金|業務停止|行政処分|破綻|倒産|経営難|赤字|減益|減収|詐欺|フィッシング|リコール|炎上|逮捕"
+    r"|不正(?:利用|送金|会計|請求|取得|持ち出し)"
+    r"|CVE-\d|(?i:breach|leak|hack(?:ed|ers?)|layoffs?|lays? off|laid off|job cuts|cuts? jobs|outage"
+    r"|vulnerabilit|exploit|ransomware|malware|lawsuit|sued|\bfined?\b|penalty|recall|killed|\bdead\b|death|crash(?:ed|es)?\b"
+    r"|price (?:hike|increase)|raises? prices)")
+
+
+def is_bad_news(title: str, text: str = "") -> bool:
+    """Whether the story is bad news (a breach, an attack, a vulnerability, layoffs, an outage, a death or
+    an accident, a price rise, a lawsuit, a fine), from its title and its lead (the text's first sentence):
+    the host says it with sober lines only, and an episode with bad news does not close on cheer."""
+    sentences = split_sentences(text.strip(), max_chars=400) if text.strip() else []
+    lead = sentences[0] if sentences else ""
+    return bool(_BAD_NEWS.search(title) or _BAD_NEWS.search(lead[:200]))
+
+
 _ENGLISH_NOTES = ("この記事は英語で書かれていて、今日はオフラインで翻訳できないから、"
     "名前と数字を手がかりに紹介するのだ。",
                   "英語の記事だから、ぼくが読み取れた名前と数字を中心にお伝えするのだ。",
@@ -918,20 +1031,62 @@ _ENGLISH_WHY = ("気になった人は、辞書を片手に原文を読んでみ
                 "海外の現場の話は、日本の記事より早く出ることも多いのだ。",
                 "数字だけでも、どれくらいの規模のお話かは伝わるのだ。",
                 "英語の記事にも、ぜひ少しずつ挑戦してみてほしいのだ。")
-_EMPHASIS = re.compile(r"\d(?:[\d,.]*)\s*(?:倍|%|％|分の1)|から[^、。]{0,12}\d[^、。"
-    r"]{0,8}に(?:短縮|向上|増え|減|下が|上が)")
+# A number that says a change (2.4倍, 38%増, 4.2秒から1.3秒に短縮), not a share (全体の3分の1, 回答者の31%).
+_EMPHASIS = re.compile(
+    r"\d(?:[\d,.]*)\s*(?:倍|[%％](?:[^、。]{0,3}(?:増|減|上が|下が|伸び|向上|改善|短縮|削減|アップ|ダウン)))"
+    r"|から[^、。]{0,12}\d[^、。]{0,8}に(?:短縮|向上|増え|減|下が|上が)")
+
+
+def _morphemes(text: str) -> list[tuple[str, str, str]]:
+    """OpenJTalk's morphemes of the text: (surface in NFKC, part of speech, its subgroup)."""
+    import unicodedata
+
+    import pyopenjtalk  # late: loads the dictionary once
+
+    return [(unicodedata.normalize("NFKC", node["string"]), node["pos"], node["pos_group1"])
+            for node in pyopenjtalk.run_frontend(text)]
+
+
+def _word_count(alternatives: str, text: str) -> int:
+    """How often the text says one of the alternatives as a word of its own, not inside a longer word.
+
+    A Latin name needs no letter or digit either side (RAG, not DRAGON). A Japanese term must be whole
+    morphemes and the head of its compound: クラウド in パブリッククラウド counts; in オフィス (オフ), in
+    クラウド会計 or クラウド大手 (a noun follows: it is about accounting, about a company) it does not.
+    """
+    count = 0
+    morphemes: list[tuple[str, str, str]] | None = None
+    counted: set[int] = set()  # morphemes inside a counted term (AIエージェント is not also エージェント)
+    for alternative in sorted(alternatives.split("|"), key=len, reverse=True):
+        if not _JAPANESE_CHAR.search(alternative):
+            count += len(re.findall(rf"(?<![A-Za-z0-9])(?:{alternative})(?:s|es)?(?![A-Za-z0-9])", text))
+            continue
+        if not re.search(alternative, text):
+            continue
+        morphemes = _morphemes(text) if morphemes is None else morphemes
+        for start in range(len(morphemes)):
+            joined, end = "", start
+            while end < len(morphemes) and len(joined) < len(alternative):
+                joined += morphemes[end][0]
+                end += 1
+            if joined != alternative or counted.intersection(range(start, end)):
+                continue
+            after = morphemes[end] if end < len(morphemes) else ("", "", "")
+            if after[1] != "名詞" or after[2] in ("接尾", "非自立"):
+                count += 1
+                counted.update(range(start, end))
+    return count
 
 
 def _concepts_of(summary: Summary) -> list[Concept]:
-    """The concepts the article is about: those in its title first, then in its text."""
+    """The concepts the article is about: said as a word of its own in its title, or at least twice in
+    its text (a word said once in passing is not what the story is about). Title ones first."""
     found: list[tuple[int, int, Concept]] = []
-    body = summary.summary + "".join(summary.key_points)
+    body = "\n".join([summary.summary, *summary.key_points])
     for order, concept in enumerate(CONCEPTS):
-        in_title = re.search(concept.pattern, summary.title)
-        in_body = re.search(concept.pattern, body)
-        if in_title:
-            found.append((0, in_title.start() * 0 + order, concept))
-        elif in_body:
+        if _word_count(concept.pattern, summary.title):
+            found.append((0, order, concept))
+        elif _word_count(concept.pattern, body) >= 2:
             found.append((1, order, concept))
     return [concept for _, _, concept in sorted(found, key=lambda item: (item[0], item[1]))]
 
@@ -965,16 +1120,45 @@ def _defines(line: str, concept: Concept) -> bool:
                     line))
 
 
+_DOWNBEAT = re.compile(r"減に|減少|とどま|延び|悪化|落ち込|下回|遅れ|失敗|赤字|見送"
+                       r"|しか(?:上が|伸び|増え|な)")
+# Connectors that only say "and another thing": one in three sentences at most, never back to back.
+_ADDITIVE = ("それから、", "さらに、", "あと、", "それと、", "それに、")
+
+
+def _space_connectors(lines: list[str]) -> list[str]:
+    """The lines with an additive connector dropped where it would come within three sentences of the
+    last one, or be said a third time in the segment (「さらに、」 four times reads as a list)."""
+    spaced: list[str] = []
+    last_at, used = -3, Counter[str]()
+    for position, line in enumerate(lines):
+        connector = next((word for word in _ADDITIVE if line.startswith(word)), None)
+        if connector is not None:
+            if position - last_at < 3 or used[connector] >= 2:
+                line = line[len(connector):]
+            else:
+                last_at, used[connector] = position, used[connector] + 1
+        spaced.append(line)
+    return spaced
+
+
 def _emphasize(lines: list[str]) -> int | None:
     """The fact with the article's most striking number gets the host's surprise (！); its position."""
     best, best_at = 0, None
     for position, line in enumerate(lines):
+        if _DOWNBEAT.search(line):
+            continue  # a fall, a delay or a miss is no cause for the host's surprise
         hits = len(_EMPHASIS.findall(line))
         if hits > best:
             best, best_at = hits, position
     if best_at is not None and lines[best_at].endswith("のだ。"):
         lines[best_at] = lines[best_at][:-1] + "！"
     return best_at
+
+
+def _plainly(lines: list[str]) -> list[str]:
+    """The lines without the host's exclamation (bad news is not said with ！)."""
+    return [line[:-1] + "。" if line.endswith(("！", "!")) else line for line in lines]
 
 
 def _similar(one: str, other: str) -> bool:
@@ -1036,7 +1220,8 @@ class OfflineWriter:
         count = len(host_lines)
         spots = sorted({spot for spot in (1, count // 3 + 1, 2 * count // 3 + 1, count - 1)
                         if 0 < spot <= count})
-        pools = [_in_persona(pool, cohost.endings, info.host) for pool in _COHOST_POOLS]
+        stock = _COHOST_SOBER_POOLS if is_bad_news(summary.title, summary.summary) else _COHOST_POOLS
+        pools = [_in_persona(pool, cohost.endings, info.host) for pool in stock]
         for pool, at in reversed(list(zip(pools, spots, strict=False))):  # from the end: spots stay put
             said.insert(at, (cohost.name, _slot(pool, index, seed)))
         return said, Usage()
@@ -1063,13 +1248,18 @@ class OfflineWriter:
         explain, topic, own = self._explain(summary, index, seed, article_lines)
         fact_groups = [group for group in fact_groups if own not in group]
         point_groups = [group for group in point_groups if own not in group]
-        explain.append(_slot(_WHY_CARE[topic], index, seed + topic))
+        bad = is_bad_news(summary.title, summary.summary)
+        technical = is_technical(summary.title, summary.summary)
+        if topic == "general" and not technical:
+            topic = "news"
+        why_care = _slot(_SOBER_WHY, index, seed) if bad else _slot(_WHY_CARE[topic], index, seed + topic)
+        explain.append(why_care)
         details = [_slot(_TO_DETAILS, index, seed)]
         connectors = ("それから、", "さらに、", "あと、", "", "", "", "")
         point_groups = [[rng.choice(connectors) + group[0], *group[1:]]
                         if not group[0].startswith(_OWN_CONNECTORS) else group for group in point_groups]
         point_lead = [_slot(_ARTICLE_POINT, index, seed)] if why else []
-        closer = [_slot(_CLOSERS, index, seed)]
+        closer = [_slot(_SOBER_CLOSERS if bad else _CLOSERS if technical else _NEWS_CLOSERS, index, seed)]
 
         def length() -> int:
             groups = [lead, explain, details, *fact_groups, *point_groups, point_lead, why, closer]
@@ -1081,13 +1271,16 @@ class OfflineWriter:
         while len(fact_groups) > 1 and length() > budget:
             fact_groups.pop()
         body = [line for group in fact_groups + point_groups for line in group]
-        at = _emphasize(body)
-        if at is not None:
-            body.insert(at + 1, _slot(_NUMBER_REACTIONS, index, seed))
+        if bad:  # the bad facts are said plainly: no surprise, no cheer about their numbers
+            lead, body, why = _plainly(lead), _plainly(body), _plainly(why)
+        else:
+            at = _emphasize(body)
+            if at is not None:
+                body.insert(at + 1, _slot(_NUMBER_REACTIONS, index, seed))
         lines = lead + explain + details + body + point_lead + why + closer
         if not lead and not body:  # nothing from the article but its title
             lines = explain + closer
-        return self._remember(index, _without_repeats(lines))
+        return self._remember(index, _without_repeats(_space_connectors(lines)))
 
     def _remember(self, index: int, lines: list[str]) -> list[str]:
         """A guard over the slots: nothing a former segment of this episode said is said again.
@@ -1121,9 +1314,10 @@ class OfflineWriter:
         facts = _spoken_lines(summary.summary, written_by_host=True)
         points = _spoken_lines("\n".join(summary.key_points), written_by_host=True)
         explain, _topic, _own = self._explain(summary, index, seed, [])
-        return self._remember(index, _without_repeats([
+        closers = _SOBER_CLOSERS if is_bad_news(summary.title) else _CLOSERS
+        return self._remember(index, _without_repeats(_space_connectors([
             *facts, _slot(_ENGLISH_NOTES, index, seed), *explain, *points,
-            _slot(_ENGLISH_WHY, index, seed), _slot(_CLOSERS, index, seed)]))
+            _slot(_ENGLISH_WHY, index, seed), _slot(closers, index, seed)])))
 
 
 # The cohost's stock lines ([show.cohost]), by where they stand in a segment: after the lead (she asks what
@@ -1148,6 +1342,24 @@ _COHOST_POOLS: tuple[tuple[str, ...], ...] = (
      "今日のお話で、少し賢くなれた気がしますわ。", "これからどうなっていくのか、楽しみですわね。",
      "身近なところにも関係していそうなお話でしたわね。", "{host}の説明、とてもわかりやすかったですわ。",
      "わたくしも、お仕事で使えるか考えてみますわ。", "大切なことがよくわかりましたわ。"),
+)
+
+
+# Her lines on bad news (a breach, layoffs, an outage): concern, questions about what happened, no delight.
+_COHOST_SOBER_POOLS: tuple[tuple[str, ...], ...] = (
+    ("まあ、それは穏やかではありませんわね。", "それは心配なお話ですわね。", "いったい何が起きたのかしら？",
+     "まあ、大変なことになっているのね。", "どういう経緯だったのかしら？", "影響はどのくらいなのかしら？",
+     "それは気がかりなお話ですわ。", "まあ、そんなことがあったのね。"),
+    ("原因はわかっているのかしら？", "それから、どう対応したのかしら？", "詳しく聞かせてほしいですわ。",
+     "順を追って聞くと、よくわかりますわね。", "そこが肝心なところなのね。", "ほかにも影響があったのかしら？",
+     "利用している方は、どうすればいいのかしら？", "なるほど、そういう流れだったのね。"),
+    ("それは大変でしたわね。", "影響を受けた方々が気がかりですわ。", "身が引き締まる思いですわね。",
+     "他人事ではありませんわね。", "落ち着いて受け止めたいですわね。", "よく確かめておきたいお話ですわね。",
+     "重く受け止めるべきお話ですわね。", "そういうことが起こりうるのね。"),
+    ("わたくしたちも、備えを見直しておきたいですわね。", "事実を一つずつ確かめることが大切なのね。",
+     "重いお話ですけれど、知っておくべきことですわね。", "わたくしも気を引き締めますわ。",
+     "同じことが起きないよう、考えておきたいですわね。", "続報にも気をつけておきたいですわね。",
+     "正しい情報を待ちたいですわね。", "わたくしも、身の回りを確かめてみますわ。"),
 )
 
 
