@@ -20,9 +20,9 @@ from tasks.collect import collect_candidates
 from tasks.rank import rank_candidates
 from tasks.script import build_script
 from tests.system import system_unavailable
-from zundacast.editorial import check_title
+from zundacast.editorial import check_title, japanese_share
 from zundacast.llm import offline
-from zundacast.llm.offline import OfflineWriter, host_sentence, japanese_share, speakable_title, spoken_style
+from zundacast.llm.offline import OfflineWriter, host_sentence, speakable_title, spoken_style
 from zundacast.llm.prompts import segment_chars
 from zundacast.models import Candidate, Script, Summary
 from zundacast.sample_day import SAMPLE_DATE, sample_show, serve_sample_day
@@ -325,6 +325,9 @@ def test_segments_of_one_episode_share_no_stock_line() -> None:
      "GPUで高速なモデル推論を実現するために考えること"),
     ("国産LLM「Tsubaki-2」公開、32Bパラメーターで日本語ベンチマーク首位\u3000Apache 2.0で商用利用可",
      "国産LLM『Tsubaki-2』公開、32Bパラメーターで日本語ベンチマーク首位"),
+    # a label before the colon is not the title: the main line follows it, cut where a phrase ends
+    ("論文紹介：注意機構の計算量をO(n²)からO(n log n)へ、階層的スパース注意は長文の推論を変えるか",
+     "論文紹介、注意機構の計算量をO(n²)からO(n log n)へ"),
 ])
 def test_titles_are_rewritten_for_speaking(title: str, expected: str) -> None:
     spoken = speakable_title(title)

@@ -22,12 +22,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from zundacast.editorial import TITLE_MIN_JAPANESE
 from zundacast.llm.prompts import segment_chars
 from zundacast.models import Candidate, Summary, Usage
 from zundacast.speech import sentence_ends_in_persona, split_sentences
 
 OFFLINE = "offline"
 FRAME_EXCESS_CHARS = 150
+LABEL_MAX_CHARS = 6  # a headline part this short before a longer one is a label (「論文紹介」, 「速報」)
 TITLE_MAX_CHARS = 40  # a spoken title the listener can hold in mind (about 5 seconds of speech)
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -292,12 +294,17 @@ def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MA
             break
         joiner = "、"
         if len(spoken) + len(joiner) + len(part) > limit or spoken != parts[0]:
+            room = limit - len(spoken) - len(joiner)
+            if spoken == parts[0] and len(spoken) <= LABEL_MAX_CHARS and room >= 12:
+                # a label before the colon (「論文紹介：…」) is not the title: the main line follows, cut
+                spoken = spoken + joiner + _cut_japanese(part, room)
             break
         spoken = spoken + joiner + part
         parts[0] = spoken
-    if japanese_share(spoken) < TITLE_MIN_JAPANESE:
-        # a head that is mostly Latin names ("Kubernetes 1.36がリリース") is not heard as a Japanese title:
-        # add the next phrase of the headline, cut where a phrase ends
+    if _kana_kanji_share(spoken) < TITLE_MIN_JAPANESE:
+        # a head that is mostly Latin letters ("Kubernetes 1.36がリリース") says little in Japanese, though
+        # the gate takes it (its japanese_share counts words): add the headline's next phrase, cut where
+        # a phrase ends
         rest = parts[0][len(spoken):] if parts[0].startswith(spoken) and parts[0] != spoken else \
             next((part for part in parts[1:] if not part.isascii()), "")
         rest = rest.strip(" 、,")
@@ -311,7 +318,6 @@ def speakable_title(title: str, sites: Iterable[str] = (), limit: int = TITLE_MA
 # --- English headlines: the names and numbers kept, said in a Japanese frame ---------------------------
 
 _JAPANESE_CHAR = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
-TITLE_MIN_JAPANESE = 0.3  # the editorial gate's share of kana/kanji a Japanese title keeps
 # Headline verbs and nouns of tech news, said in Japanese (longest phrase first where they overlap).
 _EN_VERBS = (("open-sources", "オープンソース化"), ("open-sourced", "オープンソース化"), ("releases", "公開"),
              ("released", "公開"), ("release", "公開"), ("launches", "発表"), ("launched", "発表"),
@@ -338,8 +344,8 @@ _NOUN_WORDS = {word for en, _ in _EN_NOUNS for word in en.lower().split()} | {
 _EN_TOKEN = re.compile(r"[A-Za-z0-9$][\w$.+/'%-]*[\w%+]|[A-Za-z0-9]|[,:;!?()]")
 
 
-def japanese_share(text: str) -> float:
-    """Kana and kanji among the text's letters and digits (the gate's measure of a Japanese title)."""
+def _kana_kanji_share(text: str) -> float:
+    """Kana and kanji among the text's letters and digits, counted one by one."""
     letters = [ch for ch in text if ch.isalnum()]
     return sum(1 for ch in letters if _JAPANESE_CHAR.match(ch)) / len(letters) if letters else 0.0
 
