@@ -33,7 +33,7 @@ from zundacast.editorial import (
     source_of_summary,
 )
 from zundacast.llm import LLMError, Writer, writer_for
-from zundacast.llm.offline import OfflineWriter
+from zundacast.llm.offline import OfflineWriter, is_bad_news
 from zundacast.models import RuleFired, Script, Section, Sentence, Summary, Usage
 from zundacast.show import Environment, LLMConfig, ShowInfo
 from zundacast.speech import split_sentences, to_speech
@@ -105,6 +105,8 @@ LAST_LEADS = ("さあ、いよいよ最後の記事なのだ。", "最後は{ord
 RECAP_LINES = ("{ordinal}は、{name}の話だったのだ。", "{ordinal}の記事では、{name}を見てきたのだ。",
                "{ordinal}は、{name}について紹介したのだ。", "それから{ordinal}は、{name}のお話をしたのだ。",
                "{ordinal}で取り上げたのは、{name}だったのだ。", "{ordinal}は、{name}がテーマだったのだ。")
+SOBER_SUMMINGS = ("気をつけたいニュースもあったけれど、どれも知っておきたいお話だったのだ。",
+                  "心配なニュースもあったけれど、どれも大事なお話だったのだ。")
 RECAP_QUOTE_CHARS = 22  # a title up to this is said whole in the recap
 
 
@@ -173,7 +175,9 @@ def closing_lines(day: dt.date, show: ShowInfo, summaries: list[Summary]) -> lis
         line = _rotated(RECAP_LINES, index, recap)
         lines.append(line.format(ordinal=ordinal_ja(index), name=recap_name(summary.spoken_title)))
     lines += [
-        rng.choice(("どれも興味深い内容だったのだ！", "どれもワクワクするお話だったのだ！")),
+        # no cheer over a breach, an outage or layoffs told a minute ago
+        rng.choice(SOBER_SUMMINGS if any(is_bad_news(s.title, s.summary) for s in summaries)
+                   else ("どれも興味深い内容だったのだ！", "どれもワクワクするお話だったのだ！")),
         rng.choice((
             "番組の感想や、取り上げてほしい記事があったら、ぜひ送ってほしいのだ！",
             "みんなの感想も楽しみに待ってるのだ！感想や取り上げてほしい記事を、ぜひ送ってほしいのだ！",

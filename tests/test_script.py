@@ -262,6 +262,24 @@ def test_the_recap_quotes_a_title_only_whole_and_names_a_long_one_by_its_opening
     assert name.count("「") == name.count("」") and name.count("『") == name.count("』")
 
 
+def test_an_episode_with_bad_news_does_not_close_on_cheer() -> None:
+    from tasks.script import SOBER_SUMMINGS, closing_lines
+
+    def summary(title: str, text: str) -> Summary:
+        return Summary(url=f"https://news.example/{len(title)}", source="s", title=title, spoken_title=title,
+                       summary=text)
+
+    good = summary("TypeScript 7.0正式リリース", "型チェックが約10倍速くなったのだ。")
+    bad = summary("市民病院にランサムウェア攻撃、救急の受け入れを停止", "電子カルテが使えなくなったのだ。")
+    show = load_show("zundamon-ai").show
+    for day in (dt.date(2026, 11, 20), dt.date(2026, 11, 21), dt.date(2026, 12, 8)):
+        sober = closing_lines(day, show, [good, bad])
+        assert any(line in SOBER_SUMMINGS for line in sober), sober
+        assert not any("ワクワク" in line or "興味深い" in line for line in sober)
+        cheerful = closing_lines(day, show, [good])
+        assert not any(line in SOBER_SUMMINGS for line in cheerful)
+
+
 def test_offline_summaries_hold_only_article_facts(summaries: list[Summary]) -> None:
     for slug, summary in zip(("llm-inference", "domestic-llm", "agent-ops"), summaries, strict=True):
         text = ARTICLES[slug][3]
