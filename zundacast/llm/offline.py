@@ -444,8 +444,9 @@ _PAST = re.compile(r"(た|だった|ました|でした)(という|とみられ�
 
 
 def _frontend(text: str) -> list[dict[str, str]]:
-    import pyopenjtalk  # late: loads the dictionary once, on the first spoken sentence
+    from zundacast.voices.openjtalk import load_pyopenjtalk  # without its onnxruntime notice
 
+    pyopenjtalk = load_pyopenjtalk()  # late: loads the dictionary once, on the first spoken sentence
     return [node for node in pyopenjtalk.run_frontend(text) if node["pos"] != "記号"]
 
 
@@ -1047,8 +1048,9 @@ def _morphemes(text: str) -> list[tuple[str, str, str]]:
     """OpenJTalk's morphemes of the text: (surface in NFKC, part of speech, its subgroup)."""
     import unicodedata
 
-    import pyopenjtalk  # late: loads the dictionary once
+    from zundacast.voices.openjtalk import load_pyopenjtalk  # without its onnxruntime notice
 
+    pyopenjtalk = load_pyopenjtalk()  # late: loads the dictionary once
     return [(unicodedata.normalize("NFKC", node["string"]), node["pos"], node["pos_group1"])
             for node in pyopenjtalk.run_frontend(text)]
 
