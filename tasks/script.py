@@ -33,7 +33,7 @@ from zundacast.editorial import (
     source_of_summary,
 )
 from zundacast.llm import LLMError, Writer, writer_for
-from zundacast.llm.offline import OfflineWriter, is_bad_news
+from zundacast.llm.offline import OfflineWriter, is_bad_news, story_key
 from zundacast.models import RuleFired, Script, Section, Sentence, Summary, Usage
 from zundacast.show import Environment, LLMConfig, ShowInfo
 from zundacast.speech import split_sentences, to_speech
@@ -120,7 +120,7 @@ def segment_header(summary: Summary, index: int, total: int, day: dt.date) -> li
     if index == 0:
         lead = rng.choice(FIRST_LEADS)
     elif index == total - 1:
-        lead = _rng(summary.url, day.isoformat(), "last").choice(LAST_LEADS)
+        lead = _rng(story_key(summary.url), day.isoformat(), "last").choice(LAST_LEADS)
     else:
         lead = _rotated(HEADER_LEADS, index - 1, rng)
     return [lead.format(ordinal=ordinal), f"タイトルは「{summary.spoken_title}」なのだ。"]

@@ -280,6 +280,17 @@ def test_an_episode_with_bad_news_does_not_close_on_cheer() -> None:
         assert not any(line in SOBER_SUMMINGS for line in cheerful)
 
 
+def test_an_article_is_worded_the_same_from_any_host(summaries: list[Summary]) -> None:
+    # the wording is seeded by the story's path, not its host and port: a mirror, or the sample day served
+    # on another port, says the same sentences (voiced once, from the utterance cache)
+    show = load_show("zundamon-ai")
+    moved = [s.model_copy(update={"url": s.url.replace("://", "://mirror.", 1)}) for s in summaries]
+    day = dt.date(2026, 11, 20)
+    here, there = (build_script(day, group, show.show, show.pronunciation, OfflineWriter())
+                   for group in (summaries, moved))
+    assert here.transcript() == there.transcript()
+
+
 def test_offline_summaries_hold_only_article_facts(summaries: list[Summary]) -> None:
     for slug, summary in zip(("llm-inference", "domestic-llm", "agent-ops"), summaries, strict=True):
         text = ARTICLES[slug][3]

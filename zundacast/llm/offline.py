@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from zundacast.editorial import TITLE_MIN_JAPANESE
 from zundacast.llm.prompts import segment_chars
@@ -55,6 +56,13 @@ _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf]")
 
 def _rng(seed: str) -> random.Random:
     return random.Random(int(hashlib.sha256(seed.encode()).hexdigest()[:16], 16))
+
+
+def story_key(url: str) -> str:
+    """What seeds an article's wording: its URL's path and query, not its host (the same article served
+    from another host or port is worded the same, so its sentences are voiced from the cache)."""
+    parts = urlsplit(url)
+    return (parts.path + (f"?{parts.query}" if parts.query else "")) or url
 
 
 def _slot(pool: Sequence[str], index: int, seed: str) -> str:
@@ -1237,7 +1245,7 @@ class OfflineWriter:
     def _segment(self, summary: Summary, index: int, total: int, show: object | None = None,
                  reserve: int = 0) -> list[str]:
         seed = f"{_show_id(show)}|{self.seed}"
-        rng = _rng(summary.url or summary.title)  # per article: which connector, nothing shared
+        rng = _rng(story_key(summary.url) if summary.url else summary.title)  # per article: which connector
         high = segment_chars(total)[1]
         # room for the header the script adds, and for the frame's share beyond FRAME_CHARS (opening and
         # recap run about 450 characters, not 300: the episode must stay under 4,600); `reserve`: a
