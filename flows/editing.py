@@ -96,8 +96,8 @@ def gated_script(run: StageRunner, show: Show, day: dt.date, ranking: Ranking, s
     short = too_short(script, failures, len(summaries))
     if short is not None:
         why = ("no readable spare is left to add" if not ranking.spares else
-               f"adding a spare took it further from its band ({shortfall}), "
-               "since the band's floor grows with each article faster than a short article adds")
+               f"adding a spare took it further from its band ({shortfall}): the floor for one more "
+               "article rose more than a short article adds")
         raise EditorialGateError(
             f"the script for {day.isoformat()} fails the editorial gate: it is too short: {short}, and "
             f"{why}: nothing was published (add feeds or spares to the show file)")
