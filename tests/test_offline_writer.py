@@ -476,3 +476,18 @@ def test_a_cut_title_does_not_end_inside_a_list_or_before_its_cause(title: str) 
     # not the first item of a list (「消費電力5mW」 of 「消費電力5mW、推論遅延12msを達成」)
     assert not (re.search(r"\d[\d,.]*\s*[A-Za-z%万億円件人個]+$", spoken) and rest.startswith("、")), spoken
     assert not rest.startswith(("で", "に")), spoken  # not 「メモリー高騰」 of 「メモリー高騰で…」
+
+
+def test_a_sentence_that_leans_on_one_never_said_is_not_said_either() -> None:
+    from zundacast.llm.offline import _clean_sentences
+
+    too_long = "最初の版は" + "、".join(["評価用の質問を集めて正解の文書を人手で付けた"] * 6) + "ものだった。"
+    assert len(too_long) > 130  # a sentence the host cannot say whole
+    text = (f"新しいマイコンで音声認識を動かす検証をした。{too_long}"
+            "これでは電池が3か月ほどしかもたない。そこで、重みと計算を8ビットの整数に量子化した。"
+            "\n\n## 結果\n\nこの結果、電池で約14か月動く見込みになった。")
+    kept = _clean_sentences(text)
+    assert not any(sentence.startswith("これでは") for sentence in kept)  # its 「これ」 was never said
+    assert not any(sentence.startswith("そこで") for sentence in kept)  # nor what そこで follows
+    assert "新しいマイコンで音声認識を動かす検証をした。" in kept
+    assert not any(sentence.startswith("#") for sentence in kept)

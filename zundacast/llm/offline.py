@@ -659,12 +659,19 @@ def _not_the_article(sentence: str) -> bool:
 
 
 def _clean_sentences(text: str) -> list[str]:
+    """The article's sentences a host can say; one that leans on the sentence before it (「これでは…」)
+    only when that one is kept too (else 「これ」 would point at something never said)."""
     sentences = []
+    kept_previous = False
     for sentence in split_sentences(text, max_chars=400):
         sentence = sentence.strip()
-        if (15 <= len(sentence) <= 130 and not _not_the_article(sentence) and _speakable(sentence)
-                and sentence[-1] in "。！!"):
+        if sentence.startswith("#"):  # a subheading: structure, not a sentence the next one leans on
+            continue
+        keep = (15 <= len(sentence) <= 130 and not _not_the_article(sentence) and _speakable(sentence)
+                and sentence[-1] in "。！!" and (kept_previous or not _LEANS_ON_BEFORE.search(sentence)))
+        if keep:
             sentences.append(sentence)
+        kept_previous = keep
     return sentences
 
 
