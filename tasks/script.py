@@ -33,7 +33,7 @@ from zundacast.editorial import (
     source_of_summary,
 )
 from zundacast.llm import LLMError, Writer, writer_for
-from zundacast.llm.offline import OfflineWriter, is_bad_news, story_key
+from zundacast.llm.offline import OfflineWriter, is_bad_news, outside_brackets, story_key
 from zundacast.models import RuleFired, Script, Section, Sentence, Summary, Usage
 from zundacast.show import Environment, LLMConfig, ShowInfo
 from zundacast.speech import split_sentences, to_speech
@@ -126,20 +126,12 @@ def segment_header(summary: Summary, index: int, total: int, day: dt.date) -> li
     return [lead.format(ordinal=ordinal), f"タイトルは「{summary.spoken_title}」なのだ。"]
 
 
-_OPENS, _CLOSES = "「『（(【[", "」』）)】]"
+_BRACKETS = ("「『（(【[", "」』）)】]")  # a title's quotes and its 【tags】
 _NOUN_END = re.compile(r"[一-龥々ァ-ヺーA-Za-z0-9）)」』%]")
 
 
 def _outside_brackets(text: str) -> Iterator[tuple[int, str]]:
-    """(position, character) of the text's characters outside 「」, 『』, （） and 【】."""
-    depth = 0
-    for position, char in enumerate(text):
-        if char in _OPENS:
-            depth += 1
-        elif char in _CLOSES:
-            depth = max(0, depth - 1)
-        elif depth == 0:
-            yield position, char
+    return outside_brackets(text, *_BRACKETS)
 
 
 def _opening_noun_phrase(text: str) -> str:

@@ -19,8 +19,9 @@ import hashlib
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from zundacast.editorial import TITLE_MIN_JAPANESE
@@ -510,16 +511,20 @@ def _clause_forms(prefix: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _commas_outside_quotes(sentence: str) -> list[int]:
-    depth, found = 0, []
-    for position, char in enumerate(sentence):
-        if char in "「『（(":
+def outside_brackets(text: str, opens: str = "「『（(", closes: str = "」』）)") -> Iterator[tuple[int, str]]:
+    """(position, character) of the text's characters outside its quotes and brackets."""
+    depth = 0
+    for position, char in enumerate(text):
+        if char in opens:
             depth += 1
-        elif char in "」』）)":
+        elif char in closes:
             depth = max(0, depth - 1)
-        elif char == "、" and depth == 0:
-            found.append(position)
-    return found
+        elif depth == 0:
+            yield position, char
+
+
+def _commas_outside_quotes(sentence: str) -> list[int]:
+    return [position for position, char in outside_brackets(sentence) if char == "、"]
 
 
 # A sentence whose main predicate reports, claims or hedges (〜と発表した, 〜とみている, 〜としている,
@@ -995,12 +1000,17 @@ _NOT_TECHNICAL = re.compile(
     r"|発売|価格|値上げ|値下げ|円から|税込|予約|セール")
 
 
+def _said_up_front(pattern: re.Pattern[str], title: str, text: str) -> bool:
+    """Whether the title or the lead (the text's first sentence, its first 200 characters) says it."""
+    sentences = split_sentences(text.strip(), max_chars=400) if text.strip() else []
+    lead = sentences[0] if sentences else ""
+    return bool(pattern.search(title) or pattern.search(lead[:200]))
+
+
 def is_technical(title: str, text: str = "") -> bool:
     """Whether the story is about how something works (a release, a method, an experiment), not about
     earnings, law, a product's launch or price: only then do lines about learning technology fit."""
-    sentences = split_sentences(text.strip(), max_chars=400) if text.strip() else []
-    lead = sentences[0] if sentences else ""
-    return not (_NOT_TECHNICAL.search(title) or _NOT_TECHNICAL.search(lead[:200]))
+    return not _said_up_front(_NOT_TECHNICAL, title, text)
 
 
 # Bad news gets sober lines: no cheer, no joke, no 「どう活かせそう」 (a hospital's ransomware, a layoff).
@@ -1036,9 +1046,7 @@ def is_bad_news(title: str, text: str = "") -> bool:
     """Whether the story is bad news (a breach, an attack, a vulnerability, layoffs, an outage, a death or
     an accident, a price rise, a lawsuit, a fine), from its title and its lead (the text's first sentence):
     the host says it with sober lines only, and an episode with bad news does not close on cheer."""
-    sentences = split_sentences(text.strip(), max_chars=400) if text.strip() else []
-    lead = sentences[0] if sentences else ""
-    return bool(_BAD_NEWS.search(title) or _BAD_NEWS.search(lead[:200]))
+    return _said_up_front(_BAD_NEWS, title, text)
 
 
 _ENGLISH_NOTES = ("この記事は英語で書かれていて、今日はオフラインで翻訳できないから、"
@@ -1059,15 +1067,16 @@ _EMPHASIS = re.compile(
     r"|から[^、。]{0,12}\d[^、。]{0,8}に(?:短縮|向上|増え|減|下が|上が)")
 
 
-def _morphemes(text: str) -> list[tuple[str, str, str]]:
+@lru_cache(maxsize=64)  # every concept of a segment asks about the same title and body
+def _morphemes(text: str) -> tuple[tuple[str, str, str], ...]:
     """OpenJTalk's morphemes of the text: (surface in NFKC, part of speech, its subgroup)."""
     import unicodedata
 
     from zundacast.voices.openjtalk import load_pyopenjtalk  # without its onnxruntime notice
 
     pyopenjtalk = load_pyopenjtalk()  # late: loads the dictionary once
-    return [(unicodedata.normalize("NFKC", node["string"]), node["pos"], node["pos_group1"])
-            for node in pyopenjtalk.run_frontend(text)]
+    return tuple((unicodedata.normalize("NFKC", node["string"]), node["pos"], node["pos_group1"])
+                 for node in pyopenjtalk.run_frontend(text))
 
 
 def _word_count(alternatives: str, text: str) -> int:
@@ -1078,7 +1087,7 @@ def _word_count(alternatives: str, text: str) -> int:
     クラウド会計 or クラウド大手 (a noun follows: it is about accounting, about a company) it does not.
     """
     count = 0
-    morphemes: list[tuple[str, str, str]] | None = None
+    morphemes: tuple[tuple[str, str, str], ...] | None = None
     counted: set[int] = set()  # morphemes inside a counted term (AIエージェント is not also エージェント)
     for alternative in sorted(alternatives.split("|"), key=len, reverse=True):
         if not _JAPANESE_CHAR.search(alternative):
